@@ -1,0 +1,5 @@
+import sys
+
+from focalstack.cli import main
+
+sys.exit(main())

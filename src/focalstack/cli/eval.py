@@ -1,0 +1,47 @@
+"""``focalstack eval PRED_DIR GT_DATASET``: the metrics table (JSON + Markdown)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..evaluate import ALIGNMENTS, evaluate
+from ..metrics import format_table
+
+MAIN_KEYS = ["delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "mae", "sc_inv", "bumpiness"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="score predictions (from `focalstack predict`) against ground-truth depth")
+    p.add_argument("pred_dir")
+    p.add_argument("gt_dataset")
+    p.add_argument("--out", help="where to write metrics.json / metrics.md (default: PRED_DIR)")
+    p.add_argument("--align", choices=ALIGNMENTS, default="none",
+                   help="none (metric depth), median scaling, or an affine fit in inverse depth (relative outputs)")
+    p.add_argument("--min-depth", type=float)
+    p.add_argument("--max-depth", type=float, help="only pixels with gt < this (e.g. 0.5 for the '< 0.5 m' subset)")
+    p.add_argument("--name", default=None, help="row label in the table (default: PRED_DIR's name)")
+    p.set_defaults(func=run)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run(args) -> int:
+    res = evaluate(args.pred_dir, args.gt_dataset, args.align, args.min_depth, args.max_depth)
+    out = Path(args.out or args.pred_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    label = args.name or Path(args.pred_dir).resolve().name
+    keys = [k for k in MAIN_KEYS if k in res.mean] + [k for k in res.mean if k.startswith("aif_")]
+    table = format_table({label: res.mean}, keys)
+    payload = {"n_samples": res.n_samples, "align": args.align, "min_depth": args.min_depth,
+               "max_depth": args.max_depth, "mean": res.mean, "per_sample": res.per_sample}
+    _atomic_write(out / "metrics.json", json.dumps(payload, indent=2) + "\n")
+    _atomic_write(out / "metrics.md", f"{res.n_samples} samples, align={args.align}\n\n{table}\n")
+    print(table)
+    print(f"wrote {out / 'metrics.json'} and {out / 'metrics.md'}")
+    return 0

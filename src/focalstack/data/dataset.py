@@ -1,0 +1,117 @@
+"""A torch Dataset over a folder of sample folders (see focalstack.data.format)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from ..optics.camera import camera_tensors
+from .format import FocalStackSample, list_samples, load_sample
+from .io import SampleError
+
+
+@dataclass
+class StackAugment:
+    """Training-time augmentation.
+
+    crop_size: (h, w) random crop (None = full frame; crops change no camera parameter).
+    hflip / vflip: random flips.
+    num_frames: use a random subset of this many frames (None = all; must be ≤ the stack size).
+    permute: shuffle the frame order (the camera's focus list follows the frames).
+    sort_subset: keep a random subset in focus order (ignored if permute).
+    """
+
+    crop_size: tuple[int, int] | None = None
+    hflip: bool = False
+    vflip: bool = False
+    num_frames: int | None = None
+    permute: bool = False
+    sort_subset: bool = True
+
+
+class FocalStackDataset(Dataset):
+    """Items are dicts of tensors (batched by the default collate when stack sizes agree):
+
+    frames [F,3,h,w] in [0,1]; camera: dict of CameraBatch fields (focus_distances_m [F], ...);
+    depth [1,h,w] metres (zeros if absent) and has_depth (bool); aif [3,h,w] (zeros if absent)
+    and has_aif; index (int). ``name(i)`` gives the sample folder name.
+    """
+
+    def __init__(self, root: str | Path, augment: StackAugment | None = None, *, min_frames: int = 1,
+                 require_depth: bool = False, require_aif: bool = False, cache: bool = False,
+                 seed: int = 0):
+        self.paths = list_samples(root)
+        self.augment = augment or StackAugment()
+        self.min_frames = min_frames
+        self.require_depth = require_depth
+        self.require_aif = require_aif
+        self.seed = seed
+        self.epoch = 0
+        self._cache: dict[int, FocalStackSample] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def name(self, i: int) -> str:
+        return self.paths[i].name
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation randomness is a pure function of (seed, epoch, index): resumable and
+        identical across DataLoader worker counts."""
+        self.epoch = epoch
+
+    def sample(self, i: int) -> FocalStackSample:
+        if self._cache is not None and i in self._cache:
+            return self._cache[i]
+        s = load_sample(self.paths[i], min_frames=self.min_frames)
+        if self.require_depth and s.depth_m is None:
+            raise SampleError(f"{self.paths[i]}: depth.npy is required (depth supervision / evaluation)")
+        if self.require_aif and s.aif is None:
+            raise SampleError(f"{self.paths[i]}: aif.png is required (AIF supervision)")
+        if self._cache is not None:
+            self._cache[i] = s
+        return s
+
+    def __getitem__(self, i: int) -> dict:
+        s = self.sample(i)
+        a = self.augment
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + i)
+        f = s.num_frames
+        order = list(range(f))
+        if a.num_frames is not None:
+            if a.num_frames > f:
+                raise SampleError(f"{self.paths[i]}: {f} frames but {a.num_frames} were asked for")
+            order = torch.randperm(f, generator=g)[: a.num_frames].tolist()
+            if a.sort_subset and not a.permute:
+                order.sort()
+        if a.permute:
+            order = [order[j] for j in torch.randperm(len(order), generator=g).tolist()]
+        frames = s.frames[order]
+        h, w = s.size_hw
+        depth = s.depth_m if s.depth_m is not None else torch.zeros(h, w)
+        aif = s.aif if s.aif is not None else torch.zeros(3, h, w)
+        if a.crop_size is not None:
+            ch, cw = a.crop_size
+            if ch > h or cw > w:
+                raise SampleError(f"{self.paths[i]}: crop {ch}×{cw} larger than the frames {h}×{w}")
+            y0 = int(torch.randint(0, h - ch + 1, (1,), generator=g))
+            x0 = int(torch.randint(0, w - cw + 1, (1,), generator=g))
+            frames = frames[..., y0:y0 + ch, x0:x0 + cw]
+            depth = depth[y0:y0 + ch, x0:x0 + cw]
+            aif = aif[:, y0:y0 + ch, x0:x0 + cw]
+        if a.hflip and bool(torch.rand((), generator=g) < 0.5):
+            frames, depth, aif = frames.flip(-1), depth.flip(-1), aif.flip(-1)
+        if a.vflip and bool(torch.rand((), generator=g) < 0.5):
+            frames, depth, aif = frames.flip(-2), depth.flip(-2), aif.flip(-2)
+        return {
+            "frames": frames.contiguous(),
+            "camera": camera_tensors(s.camera, order),
+            "depth": depth.unsqueeze(0).contiguous(),
+            "has_depth": torch.tensor(s.depth_m is not None),
+            "aif": aif.contiguous(),
+            "has_aif": torch.tensor(s.aif is not None),
+            "index": i,
+        }

@@ -1,0 +1,160 @@
+"""The on-disk sample format. A dataset is a folder of sample folders::
+
+    sample_dir/
+      camera.json      see focalstack.optics.camera
+      frame_00.png …   RGB, 8 or 16 bit, in the order of focus_distances_m
+      depth.npy        float32 metres, H×W (optional; 0 or non-finite = invalid)
+      aif.png          all-in-focus image (optional)
+
+Every reader raises ``SampleError`` with one line naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..optics.camera import CameraError, FocalStackCamera
+from .io import SampleError, atomic_write_dir, read_depth, read_image, write_image
+
+FRAME_RE = re.compile(r"^frame_(\d+)\.(png|tif|tiff|jpg|jpeg)$", re.IGNORECASE)
+
+
+@dataclass
+class FocalStackSample:
+    """One focal stack.
+
+    frames: [F,3,H,W] float32 in [0,1], in the order of camera.focus_distances_m.
+    depth_m: [H,W] float32 metres or None (0 / non-finite = invalid).
+    aif: [3,H,W] float32 in [0,1] or None.
+    """
+
+    frames: torch.Tensor
+    camera: FocalStackCamera
+    depth_m: torch.Tensor | None = None
+    aif: torch.Tensor | None = None
+    name: str = ""
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        return int(self.frames.shape[-2]), int(self.frames.shape[-1])
+
+    def subset(self, frames) -> "FocalStackSample":
+        frames = list(frames)
+        return replace(self, frames=self.frames[frames], camera=self.camera.subset(frames))
+
+    def validate(self, where: str = "sample") -> None:
+        if self.frames.dim() != 4 or self.frames.shape[1] != 3:
+            raise SampleError(f"{where}: frames must be [F,3,H,W], got {tuple(self.frames.shape)}")
+        if self.frames.shape[0] != self.camera.num_frames:
+            raise SampleError(f"{where}: {self.frames.shape[0]} frames but camera has "
+                              f"{self.camera.num_frames} focus distances")
+        hw = self.size_hw
+        if self.depth_m is not None and tuple(self.depth_m.shape) != hw:
+            raise SampleError(f"{where}: depth is {tuple(self.depth_m.shape)} but frames are {hw}")
+        if self.aif is not None and tuple(self.aif.shape) != (3, *hw):
+            raise SampleError(f"{where}: aif is {tuple(self.aif.shape)} but frames are (3, {hw[0]}, {hw[1]})")
+
+
+def frame_paths(sample_dir: Path) -> list[Path]:
+    """frame_*.{png,tif,jpg} sorted by their index."""
+    found = []
+    for p in sample_dir.iterdir():
+        m = FRAME_RE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    found.sort()
+    idx = [i for i, _ in found]
+    if len(set(idx)) != len(idx):
+        raise SampleError(f"{sample_dir}: duplicate frame indices {idx}")
+    return [p for _, p in found]
+
+
+def is_sample_dir(path: str | Path) -> bool:
+    return (Path(path) / "camera.json").is_file()
+
+
+def list_samples(root: str | Path) -> list[Path]:
+    """Sample folders under ``root`` (sorted by name); ``root`` itself if it is one."""
+    root = Path(root)
+    if not root.exists():
+        raise SampleError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise SampleError(f"{root}: not a folder")
+    if is_sample_dir(root):
+        return [root]
+    samples = sorted(p for p in root.iterdir() if p.is_dir() and is_sample_dir(p))
+    if not samples:
+        raise SampleError(f"{root}: no sample folders (folders holding camera.json) found")
+    return samples
+
+
+def load_camera(sample_dir: str | Path) -> FocalStackCamera:
+    path = Path(sample_dir) / "camera.json"
+    if not path.is_file():
+        raise SampleError(f"{path}: missing camera.json")
+    try:
+        return FocalStackCamera.load(path)
+    except CameraError as e:
+        raise SampleError(str(e)) from None
+
+
+def load_sample(sample_dir: str | Path, load_depth: bool = True, load_aif: bool = True,
+                min_frames: int = 1) -> FocalStackSample:
+    """Read a sample folder. Checks frame count vs focus list, frame sizes, depth/aif sizes."""
+    d = Path(sample_dir)
+    if not d.is_dir():
+        raise SampleError(f"{d}: sample folder not found")
+    camera = load_camera(d)
+    paths = frame_paths(d)
+    if not paths:
+        raise SampleError(f"{d}: no frame_NN.png files")
+    if len(paths) != camera.num_frames:
+        raise SampleError(f"{d / 'camera.json'}: focus_distances_m has {camera.num_frames} entries "
+                          f"but the folder has {len(paths)} frames")
+    if len(paths) < min_frames:
+        raise SampleError(f"{d}: {len(paths)} frame(s) but at least {min_frames} are needed")
+    frames = []
+    for p in paths:
+        img = read_image(p)
+        if frames and img.shape != frames[0].shape:
+            raise SampleError(f"{p}: frame size {tuple(img.shape[1:])} differs from "
+                              f"{paths[0].name}'s {tuple(frames[0].shape[1:])}")
+        frames.append(img)
+    stack = torch.stack(frames)
+    depth = aif = None
+    if load_depth and (d / "depth.npy").is_file():
+        depth = read_depth(d / "depth.npy")
+        if tuple(depth.shape) != tuple(stack.shape[-2:]):
+            raise SampleError(f"{d / 'depth.npy'}: size {tuple(depth.shape)} differs from the frames' "
+                              f"{tuple(stack.shape[-2:])}")
+    if load_aif and (d / "aif.png").is_file():
+        aif = read_image(d / "aif.png")
+        if aif.shape != stack.shape[1:]:
+            raise SampleError(f"{d / 'aif.png'}: size {tuple(aif.shape[1:])} differs from the frames' "
+                              f"{tuple(stack.shape[-2:])}")
+    return FocalStackSample(stack, camera, depth, aif, name=d.name)
+
+
+def save_sample(sample: FocalStackSample, sample_dir: str | Path, bit_depth: int = 8) -> Path:
+    """Write a sample folder atomically (temporary folder, then rename)."""
+    sample.validate(str(sample_dir))
+    out = Path(sample_dir)
+    width = max(2, len(str(sample.num_frames - 1)))
+    with atomic_write_dir(out) as tmp:
+        sample.camera.save(tmp / "camera.json")
+        for i in range(sample.num_frames):
+            write_image(tmp / f"frame_{i:0{width}d}.png", sample.frames[i], bit_depth)
+        if sample.depth_m is not None:
+            np.save(tmp / "depth.npy", sample.depth_m.detach().cpu().numpy().astype(np.float32))
+        if sample.aif is not None:
+            write_image(tmp / "aif.png", sample.aif, bit_depth)
+    return out

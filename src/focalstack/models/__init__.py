@@ -1,0 +1,71 @@
+"""Learned models. ``MODELS`` maps a name to its class; ``build_model(name, **cfg)`` builds one;
+``predict_batch`` runs a model on a batch of focal stacks without gradients."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..optics.camera import CameraBatch, FocalStackCamera
+from .daifnet import DAIFNet, count_parameters, depth_range_tensor
+
+MODELS: dict[str, type] = {"daifnet": DAIFNet}
+
+__all__ = ["MODELS", "build_model", "predict_batch", "DAIFNet", "count_parameters"]
+
+
+def build_model(name: str = "daifnet", **cfg) -> torch.nn.Module:
+    """A model by registry name with keyword config (e.g. ``width=16, levels=4``)."""
+    try:
+        cls = MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
+    return cls(**cfg)
+
+
+def predict_batch(model: torch.nn.Module, frames: torch.Tensor,
+                  camera: FocalStackCamera | CameraBatch | Sequence[FocalStackCamera] | torch.Tensor,
+                  depth_range=None) -> dict:
+    """Depth and AIF for a batch, in eval mode, without gradients.
+
+    Args:
+        frames: [B,F,3,H,W] (or one stack [F,3,H,W]) in [0,1], on the model's device or CPU.
+        camera: a FocalStackCamera (same for all samples), a list of them (one per sample), a
+            CameraBatch, or the focus distances themselves ([B,F] or [F] tensor, metres).
+        depth_range: (near, far) metres or [B,2]; default: the camera's ``effective_depth_range_m()``
+            (required when ``camera`` is a CameraBatch or a tensor).
+
+    Returns: {"depth_m": [B,1,H,W] metres, "aif": [B,3,H,W] in [0,1]} (one stack in → batch of 1).
+    """
+    if frames.dim() == 4:
+        frames = frames.unsqueeze(0)
+    b, f = frames.shape[:2]
+    p = next(model.parameters())
+    frames = frames.to(device=p.device, dtype=torch.float32)
+    if isinstance(camera, FocalStackCamera):
+        camera = [camera] * b
+    if isinstance(camera, (list, tuple)):
+        fd = torch.tensor([list(c.focus_distances_m) for c in camera], dtype=torch.float32)
+        if depth_range is None:
+            depth_range = torch.tensor([list(c.effective_depth_range_m()) for c in camera], dtype=torch.float32)
+    elif isinstance(camera, CameraBatch):
+        fd = camera.focus_distances_m
+    else:
+        fd = torch.as_tensor(camera, dtype=torch.float32)
+    if depth_range is None:
+        raise ValueError("predict_batch: depth_range is required with a CameraBatch or focus-distance tensor")
+    fd = fd.to(p.device, torch.float32)
+    if fd.dim() == 1:
+        fd = fd.view(1, -1).expand(b, -1)
+    if fd.shape != (b, f):
+        raise ValueError(f"predict_batch: {f} frames but {fd.shape[-1]} focus distances")
+    rng = depth_range_tensor(depth_range, b, p.device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(frames, fd, rng)
+    finally:
+        model.train(was_training)
+    return {"depth_m": out["depth_m"], "aif": out["aif"]}

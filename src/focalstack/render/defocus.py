@@ -1,0 +1,106 @@
+"""``defocus``: the one entry point to every render backend, with input checks."""
+
+from __future__ import annotations
+
+import torch
+
+from . import psf as _psf
+from .reference import defocus_reference
+
+# name → callable(image, sigma, radius, psf) on validated, contiguous inputs. Fused backends
+# register themselves here (see focalstack.render.backends); "reference" is the oracle.
+_BACKENDS: dict[str, callable] = {"reference": defocus_reference}
+# Order in which "auto" tries backends; the first whose availability check passes is used.
+_AUTO_ORDER: list[tuple] = []  # (name, available(image) -> bool, priority)
+
+
+def register_backend(name: str, fn, available=lambda image: True, auto_priority: int | None = None) -> None:
+    """Register a render backend. ``available(image)`` tells whether it can run on that tensor."""
+    _BACKENDS[name] = fn
+    if auto_priority is not None:
+        _AUTO_ORDER.append((name, available, auto_priority))
+        _AUTO_ORDER.sort(key=lambda t: t[2])
+
+
+def available_backends() -> list[str]:
+    _load_fused()
+    return sorted(_BACKENDS)
+
+
+_fused_loaded = False
+
+
+def _load_fused() -> None:
+    global _fused_loaded
+    if not _fused_loaded:
+        _fused_loaded = True
+        try:  # fused backends are optional: the reference always works
+            from . import backends  # noqa: F401
+        except ImportError:
+            pass
+
+
+def pick_backend(image: torch.Tensor, backend: str = "auto") -> str:
+    """Resolve ``backend`` to a registered name for this tensor."""
+    _load_fused()
+    if backend == "auto":
+        for name, available, _ in _AUTO_ORDER:
+            if available(image):
+                return name
+        return "reference"
+    if backend not in _BACKENDS:
+        raise ValueError(f"defocus: unknown backend {backend!r}; available: {', '.join(sorted(_BACKENDS))}")
+    return backend
+
+
+def _check(image: torch.Tensor, sigma: torch.Tensor, psf: str) -> torch.Tensor:
+    if not isinstance(image, torch.Tensor) or not isinstance(sigma, torch.Tensor):
+        raise TypeError("defocus: image and sigma must be torch tensors")
+    if image.dim() != 4:
+        raise ValueError(f"defocus: image must be [B,C,H,W], got shape {tuple(image.shape)}")
+    if sigma.dim() == 3:
+        sigma = sigma.unsqueeze(1)
+    b, _, h, w = image.shape
+    if sigma.dim() != 4 or sigma.shape[1] != 1 or sigma.shape[0] != b or sigma.shape[2:] != image.shape[2:]:
+        raise ValueError(f"defocus: sigma must be [B,1,H,W] = [{b},1,{h},{w}] to match the image, "
+                         f"got {tuple(sigma.shape)}")
+    if not image.is_floating_point() or image.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"defocus: image must be float32 or float64, got {image.dtype}")
+    if sigma.dtype != image.dtype:
+        raise TypeError(f"defocus: sigma dtype {sigma.dtype} differs from image dtype {image.dtype}")
+    if sigma.device != image.device:
+        raise ValueError(f"defocus: sigma is on {sigma.device} but image is on {image.device}")
+    if psf not in _psf.PSFS:
+        raise ValueError(f"defocus: psf must be one of {_psf.PSFS}, got {psf!r}")
+    return sigma
+
+
+def defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | None = None,
+            psf: str = "gaussian", backend: str = "auto") -> torch.Tensor:
+    """Render spatially varying defocus blur.
+
+    Args:
+        image: [B,C,H,W] float32/float64, the sharp (all-in-focus) image.
+        sigma: [B,1,H,W] (or [B,H,W]) Gaussian std in pixels of each SOURCE pixel, ≥ 0. For
+            ``psf="disk"`` the pillbox has diameter 4·sigma (the disk with that per-axis std).
+        kernel_size: odd window size k; None picks the smallest odd window holding ±3·max σ
+            (this reads max σ back from the device once).
+        psf: "gaussian" or "disk".
+        backend: "auto" (fastest available), "reference", or a fused backend name.
+
+    Returns:
+        [B,C,H,W]: J(x) = Σ_u I(x−u)·G_{x−u}(u) / Σ_u G_{x−u}(u) over the window, taps outside
+        the image dropped and the rest renormalised. Differentiable in image and sigma.
+    """
+    sigma = _check(image, sigma, psf)
+    if kernel_size is None:
+        smax = float(sigma.detach().max()) if sigma.numel() else 0.0
+        if not torch.isfinite(torch.tensor(smax)):
+            raise ValueError("defocus: sigma contains NaN or inf")
+        radius = _psf.support_radius_px(smax, psf)
+    else:
+        if int(kernel_size) != kernel_size or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"defocus: kernel_size must be a positive odd integer, got {kernel_size}")
+        radius = int(kernel_size) // 2
+    name = pick_backend(image, backend)
+    return _BACKENDS[name](image.contiguous(), sigma.contiguous(), radius, psf)
