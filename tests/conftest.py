@@ -1,7 +1,17 @@
+import os
 from pathlib import Path
 
-import pytest
-import torch
+# Under pytest-xdist every worker gets one core: letting each start a full thread pool makes the
+# workers fight over the cores (about 10× slower on the 2-core CI machine).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 from focalstack.data import FocalStackSample, save_sample
 from focalstack.optics import get_preset

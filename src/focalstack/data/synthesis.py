@@ -11,18 +11,23 @@ Two image-formation models (``synthesize_stack(..., occlusion_aware=...)``):
 * **Occlusion-aware** (layered, "near over far"): the depth is quantised into L layers uniformly
   in inverse depth (CoC is linear in 1/depth, so this spreads the σ quantisation error evenly);
   each layer gets one σ per frame (that of the mean inverse depth of its pixels, so a layer
-  holding a single depth is rendered exactly). For each frame and layer the premultiplied
-  colour ``aif·α_l`` and the mask ``α_l`` are blurred with that constant σ (separable Gaussian
-  convolution, or a 2-D disk kernel), and layers are composited back to front with "over"::
+  holding a single depth is rendered exactly). The background hidden behind nearer layers is
+  unknown in an RGB-D image, so each layer's mask α_l is extended behind nearer layers by up to
+  the largest blur radius, with the colour of its nearest own pixel (nearest-neighbour
+  inpainting via a distance transform). For each frame and layer the premultiplied colour
+  ``aif_l·α_l`` and ``α_l`` are blurred with that constant σ (separable Gaussian convolution, or
+  a 2-D disk kernel), and layers are composited back to front with "over"::
 
       C ← C̃_l + (1 − α̃_l)·C,   A ← α̃_l + (1 − α̃_l)·A,   frame = C / A
 
-  Dividing by the accumulated alpha A fills the "holes" behind foreground objects (the hidden
-  background is unknown in an RGB-D image) and makes image borders behave like the plain
-  renderer's renormalisation. Blurred near objects thus spread over sharp far ones at depth
-  edges, while blurred far content never bleeds over a near one. Cost O(F·L·H·W·k) with
-  separable kernels — usually *cheaper* than the plain model for large σ. It is not the model
-  the networks are trained to invert; use it to test robustness to occlusion effects.
+  Each blurred layer is divided by the equally blurred all-ones image, so image borders are
+  renormalised exactly as in the plain renderer; dividing by the accumulated alpha A fills
+  what is left uncovered. Blurred near objects thus spread over sharp
+  far ones at depth edges (and their fringe shows the inpainted background), while blurred far
+  content never bleeds over a near one. Cost: L distance transforms, then O(F·L·H·W·k)
+  with separable kernels — usually *cheaper* than the plain model's O(F·H·W·k²) for large σ.
+  It is not the model the networks are trained to invert; use it to test robustness to
+  occlusion effects.
 
 Invalid depths (0, negative or non-finite) are filled with the nearest valid neighbour before
 rendering (:func:`fill_invalid_depth`); the stored ground-truth depth keeps them invalid (0).
@@ -97,7 +102,7 @@ def _gauss1d(sigma: float, radius: int, dtype, device) -> torch.Tensor:
 
 def blur_constant(x: torch.Tensor, sigma_px: float, psf: str = "gaussian", radius: int | None = None) -> torch.Tensor:
     """Blur [N,C,H,W] with one σ (zero padding, unnormalised at the border — callers divide by
-    the equally blurred alpha). Gaussian: separable; disk: 2-D kernel of :mod:`focalstack.render.psf`."""
+    an equally blurred all-ones channel). Gaussian: separable; disk: 2-D kernel of :mod:`focalstack.render.psf`."""
     if radius is None:
         radius = _psf.support_radius_px(sigma_px, psf)
     if sigma_px < 1e-3 or radius == 0:
@@ -136,27 +141,55 @@ def depth_layers(depth_m: torch.Tensor, num_layers: int = DEFAULT_NUM_LAYERS) ->
     return labels, reps
 
 
+def _extended_layers(aif: torch.Tensor, labels: torch.Tensor, num: int, reach_px: int):
+    """Per layer l: (colour [3,H,W], alpha [H,W]). The layer is extended *behind* nearer layers
+    (labels > l) up to ``reach_px`` from its own pixels, with the colour of its nearest own pixel
+    (a cheap inpainting of the hidden background), so that a blurred near object's fringe shows
+    the background behind it rather than a hole."""
+    from scipy.ndimage import distance_transform_edt
+
+    lab = labels.numpy()
+    img = aif.numpy()
+    out = []
+    for l in range(num):
+        own = lab == l
+        behind = lab > l
+        if reach_px > 0 and behind.any():
+            dist, (iy, ix) = distance_transform_edt(~own, return_indices=True)
+            ext = own | (behind & (dist <= reach_px))
+            col = np.where(ext[None], img[:, iy, ix], 0.0)
+        else:
+            ext, col = own, img * own[None]
+        out.append((torch.from_numpy(np.ascontiguousarray(col, dtype=np.float32)).to(aif.dtype),
+                    torch.from_numpy(ext.astype(np.float32)).to(aif.dtype)))
+    return out
+
+
 def layered_stack(aif: torch.Tensor, depth_m: torch.Tensor, camera: FocalStackCamera,
                   num_layers: int = DEFAULT_NUM_LAYERS, psf: str = "gaussian",
                   kernel_size: int | None = None) -> torch.Tensor:
     """Occlusion-aware focal stack (see the module docstring): aif [3,H,W], valid depth [H,W] → [F,3,H,W].
-    ``kernel_size`` (odd) caps the blur window; None = the full ±3σ support of each layer."""
+    ``kernel_size`` (odd) caps the blur window; None = the full support of each layer's σ."""
     labels, reps = depth_layers(depth_m, num_layers)
-    dtype, dev = aif.dtype, aif.device
     sig = camera.sigma_px(torch.tensor(reps, dtype=torch.float64).view(1, 1, 1, -1))[0, :, 0, 0, :]  # [F,L]
     cap = None if kernel_size is None else int(kernel_size) // 2
+    reach = _psf.support_radius_px(float(sig.max()), psf) if len(reps) > 1 else 0
+    if cap is not None:
+        reach = min(reach, cap)
+    layers = _extended_layers(aif.detach().cpu().float(), labels, len(reps), reach)
+    h, w = aif.shape[1:]
     frames = []
-    masks = [(labels == l).to(dtype).to(dev) for l in range(len(reps))]
     for k in range(camera.num_frames):
-        col = torch.zeros_like(aif).unsqueeze(0)
-        acc = torch.zeros(1, 1, *aif.shape[1:], dtype=dtype, device=dev)
-        for l in range(len(reps)):  # far → near: each layer goes OVER what is behind it
+        col = torch.zeros(1, 3, h, w, dtype=aif.dtype, device=aif.device)
+        acc = torch.zeros(1, 1, h, w, dtype=aif.dtype, device=aif.device)
+        for l, (c_l, a_l) in enumerate(layers):  # far → near: each layer goes OVER what is behind it
             s = float(sig[k, l])
             r = _psf.support_radius_px(s, psf)
             if cap is not None:
                 r = min(r, cap)
-            a = masks[l].view(1, 1, *aif.shape[1:])
-            layer = blur_constant(torch.cat([aif.unsqueeze(0) * a, a], 1), s, psf, r)
+            x = torch.cat([c_l, a_l[None], torch.ones_like(a_l)[None]], 0).to(device=aif.device, dtype=aif.dtype)[None]
+            layer = blur_constant(x, s, psf, r)
+            layer = layer[:, :4] / layer[:, 4:].clamp_min(1e-12)  # renormalise at the image border
             ca, aa = layer[:, :3], layer[:, 3:].clamp(0.0, 1.0)
             col = ca + (1.0 - aa) * col
             acc = aa + (1.0 - aa) * acc

@@ -45,6 +45,8 @@ def predict_batch(model: torch.nn.Module, frames: torch.Tensor,
     frames = frames.to(device=p.device, dtype=torch.float32)
     if isinstance(camera, FocalStackCamera):
         camera = [camera] * b
+    if isinstance(camera, (list, tuple)) and not all(isinstance(c, FocalStackCamera) for c in camera):
+        camera = torch.as_tensor(camera, dtype=torch.float32)  # focus distances as numbers
     if isinstance(camera, (list, tuple)):
         fd = torch.tensor([list(c.focus_distances_m) for c in camera], dtype=torch.float32)
         if depth_range is None:
@@ -69,3 +71,9 @@ def predict_batch(model: torch.nn.Module, frames: torch.Tensor,
     finally:
         model.train(was_training)
     return {"depth_m": out["depth_m"], "aif": out["aif"]}
+
+
+try:  # registers the trained-model method ("net") of focalstack.predict, when that module is present
+    from . import inference as _inference  # noqa: F401
+except ImportError:
+    pass

@@ -1,0 +1,132 @@
+"""``predict --method net``: a trained model on one focal stack, with tiling/scaling for large
+photos and optional test-time refinement through the optical model."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+
+from ..data.format import FocalStackSample
+from ..predict import Prediction, register_predictor
+
+# Stacks whose long side exceeds this are processed in tiles by default (memory stays bounded).
+AUTO_TILE_ABOVE_PX = 1024
+DEFAULT_TILE_PX = 512
+
+_CACHE: dict[tuple[str, str], tuple] = {}
+
+
+def default_checkpoint() -> Path:
+    """The checkpoint shipped inside the package (see src/focalstack/weights/README.md)."""
+    return Path(__file__).resolve().parents[1] / "weights" / "daifnet_procedural.safetensors"
+
+
+def load_cached(checkpoint: str | Path | None, device: str = "cpu"):
+    from ..train.checkpoint import load_model
+
+    ck = str(checkpoint or default_checkpoint())
+    key = (ck, str(device))
+    if key not in _CACHE:
+        _CACHE[key] = load_model(ck, device)
+    return _CACHE[key]
+
+
+def _model_depth_range(meta: dict, sample: FocalStackSample) -> tuple[float, float]:
+    dr = meta.get("depth_range_m")
+    return tuple(dr) if dr else sample.camera.effective_depth_range_m()
+
+
+def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:
+    if n <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, n - tile, step)) + [n - tile]
+    return sorted(set(starts))
+
+
+def _ramp(n: int, overlap: int, dtype) -> torch.Tensor:
+    """Blending weights along one tile axis: linear ramps over the overlap, 1 inside."""
+    w = torch.ones(n, dtype=dtype)
+    if overlap > 0 and n > 2 * overlap:
+        r = (torch.arange(overlap, dtype=dtype) + 1) / (overlap + 1)
+        w[:overlap] = r
+        w[-overlap:] = r.flip(0)
+    return w
+
+
+@torch.no_grad()
+def run_network(model, frames: torch.Tensor, focus_m, depth_range, tile: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """frames [F,3,H,W] → (depth [H,W] metres, aif [3,H,W]); tiles of ``tile`` px with 1/4 overlap,
+    blended with linear ramps (inverse depth is blended, as defocus is linear in it)."""
+    from . import predict_batch
+
+    _, _, h, w = frames.shape
+    if tile is None or (h <= tile and w <= tile):
+        out = predict_batch(model, frames, focus_m, depth_range)
+        return out["depth_m"][0, 0].cpu(), out["aif"][0].cpu()
+    overlap = tile // 4
+    inv = torch.zeros(h, w)
+    aif = torch.zeros(3, h, w)
+    wsum = torch.zeros(h, w)
+    for y in _tile_starts(h, tile, overlap):
+        for x in _tile_starts(w, tile, overlap):
+            th, tw = min(tile, h), min(tile, w)
+            out = predict_batch(model, frames[..., y:y + th, x:x + tw], focus_m, depth_range)
+            wt = _ramp(th, overlap, torch.float32)[:, None] * _ramp(tw, overlap, torch.float32)[None, :]
+            inv[y:y + th, x:x + tw] += wt / out["depth_m"][0, 0].cpu()
+            aif[:, y:y + th, x:x + tw] += wt * out["aif"][0].cpu()
+            wsum[y:y + th, x:x + tw] += wt
+    return 1.0 / (inv / wsum), aif / wsum
+
+
+def predict_net(sample: FocalStackSample, opts=None) -> Prediction:
+    """Depth + AIF from a trained model (``opts.checkpoint``: run folder or .safetensors; default the
+    shipped checkpoint). ``opts.scale`` resizes the stack first (camera pixel size follows);
+    ``opts.tile`` processes tiles; ``opts.refine_steps`` > 0 refines the prediction by optimising the
+    self-supervised re-rendering loss from it (focalstack.optimize) and reports the error before/after."""
+    opts = opts or SimpleNamespace()
+    device = getattr(opts, "device", "cpu") or "cpu"
+    model, meta = load_cached(getattr(opts, "checkpoint", None), device)
+    t0 = time.perf_counter()
+    frames, cam = sample.frames.float(), sample.camera
+    h, w = sample.size_hw
+    scale = getattr(opts, "scale", None)
+    if scale and scale != 1.0:
+        if not 0 < scale <= 4:
+            raise ValueError(f"--scale must be in (0, 4], got {scale}")
+        size = (max(8, round(h * scale)), max(8, round(w * scale)))
+        frames = F.interpolate(frames, size=size, mode="bilinear", align_corners=False, antialias=True)
+        cam = cam.resized(size[1] / w)
+    tile = getattr(opts, "tile", None)
+    if tile is None and max(frames.shape[-2:]) > AUTO_TILE_ABOVE_PX:
+        tile = DEFAULT_TILE_PX
+    depth_range = _model_depth_range(meta, sample)
+    focus = torch.tensor(cam.focus_distances_m, dtype=torch.float32)
+    depth, aif = run_network(model, frames, focus, depth_range, tile)
+    if depth.shape != (h, w):
+        inv = F.interpolate((1.0 / depth)[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        depth = 1.0 / inv
+        aif = F.interpolate(aif[None], size=(h, w), mode="bilinear", align_corners=False)[0].clamp(0, 1)
+    extras = {"method": "net", "model": meta.get("model"), "checkpoint": str(getattr(opts, "checkpoint", None)
+              or default_checkpoint()), "depth_range_m": list(depth_range), "tile_px": tile, "scale": scale,
+              "network_seconds": time.perf_counter() - t0, "depth_kind": "metric"}
+    steps = int(getattr(opts, "refine_steps", 0) or 0)
+    if steps > 0:
+        from ..optimize import OptimizeConfig, optimize_stack
+        # refine inside the range the network predicted in (optimize reads effective_depth_range_m)
+        cam_r = replace(sample.camera, depth_range_m=tuple(depth_range))
+        init = SimpleNamespace(inv_depth=(1.0 / depth)[None, None], aif=aif[None], depth_m=depth[None, None])
+        res = optimize_stack(sample.frames.float(), cam_r, OptimizeConfig(levels=(1,), iters=(steps,)), init=init)
+        depth, aif = res.depth_m, res.aif
+        extras.update(refine_steps=steps, recon_before=res.recon_before, recon_after=res.recon_after,
+                      rendered=res.rendered)
+    extras["seconds"] = time.perf_counter() - t0
+    return Prediction(depth.float(), aif.float().clamp(0, 1), extras)
+
+
+register_predictor("net", predict_net)

@@ -1,0 +1,95 @@
+"""``TrainConfig``: every setting of a training run, typed, JSON round-trippable."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from ..losses import SUPERVISION_MODES, LossConfig
+
+
+@dataclass
+class TrainConfig:
+    """A training run.
+
+    Data: ``data_dir`` (folder of sample folders), ``val_dir`` (None = validate on the first
+    ``val_max_samples`` training samples at full size — self-supervised, no ground truth needed),
+    ``out_dir`` (the run folder: checkpoints, TensorBoard, config.json, metrics.jsonl).
+
+    Optimisation defaults are the authors' (AdamW, lr 5e-4, weight decay 5e-4, cosine decay to 0)
+    plus a short linear warm-up (``warmup_steps``), which stabilises the first steps of the
+    normalisation-free net.
+
+    ``kernel_size`` (renderer window): None = the smallest odd window holding ±3σ of the largest
+    Gaussian σ any training camera produces over its depth range (σ is largest at near or far),
+    capped at ``max_kernel_size`` (21: the reference renderer costs O(k²); wider blur is truncated,
+    as the authors' fixed 7×7 window did).
+
+    ``depth_range``: (near, far) metres for every sample; None = each camera's ``depth_range_m``,
+    else ``FocalStackCamera.default_depth_range_m()``.
+
+    ``amp``: "auto" (bf16 autocast on CUDA when supported, else fp16 with a GradScaler; off on CPU),
+    "off", "bf16" or "fp16". Rendering and losses always run in float32.
+    """
+
+    data_dir: str = ""
+    out_dir: str = "runs/daifnet"
+    val_dir: str | None = None
+    model: str = "daifnet"
+    model_cfg: dict = field(default_factory=lambda: {"width": 16, "levels": 4})
+    supervision: str = "self"
+    loss: LossConfig = field(default_factory=LossConfig)
+    batch_size: int = 4
+    crop_size: tuple[int, int] | None = (128, 128)
+    num_frames: int | None = None
+    hflip: bool = True
+    vflip: bool = True
+    permute: bool = True
+    lr: float = 5e-4
+    weight_decay: float = 5e-4
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = 1.0
+    max_steps: int = 20000
+    max_minutes: float | None = None
+    val_interval: int = 500
+    ckpt_interval: int = 500
+    log_interval: int = 20
+    val_max_samples: int = 16
+    seed: int = 0
+    kernel_size: int | None = None
+    max_kernel_size: int = 21
+    depth_range: tuple[float, float] | None = None
+    num_workers: int = 2
+    amp: str = "auto"
+    device: str = "auto"
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.loss, dict):
+            self.loss = LossConfig.from_dict(self.loss)
+        if self.supervision not in SUPERVISION_MODES:
+            raise ValueError(f"supervision must be one of {', '.join(SUPERVISION_MODES)}, got {self.supervision!r}")
+        if self.crop_size is not None:
+            self.crop_size = tuple(int(x) for x in self.crop_size)
+        if self.depth_range is not None:
+            near, far = (float(x) for x in self.depth_range)
+            if not 0 < near < far:
+                raise ValueError(f"depth range must satisfy 0 < near < far, got {near} {far}")
+            self.depth_range = (near, far)
+        if self.amp not in ("auto", "off", "bf16", "fp16"):
+            raise ValueError(f"amp must be auto|off|bf16|fp16, got {self.amp!r}")
+        if self.batch_size < 1 or self.max_steps < 0:
+            raise ValueError("batch_size must be ≥ 1 and max_steps ≥ 0")
+        if self.kernel_size is not None and (self.kernel_size < 1 or self.kernel_size % 2 == 0):
+            raise ValueError(f"kernel_size must be a positive odd integer, got {self.kernel_size}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["loss"] = self.loss.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,509 @@
+"""The training loop: self-supervised (or supervised comparison) DAIF-Net training with exact
+resume, DDP, AMP, TensorBoard and atomic checkpoints (layout: see ``focalstack.train.checkpoint``).
+
+Exact resume: ``state.pt`` holds the model, optimiser, scheduler, grad-scaler, the python / numpy /
+torch (/CUDA) RNG streams, the step, the epoch and how many batches of that epoch were consumed.
+The data order is a pure function of (seed, epoch) (a ``DistributedSampler``, also for a single
+process) and the augmentation a pure function of (seed, epoch, index) (``FocalStackDataset``), so a
+resumed run skips the consumed batches of the current epoch and continues bit-for-bit (CPU,
+same thread count). ``state.pt`` is written every ``ckpt_interval`` steps, at the end, on
+``--max-minutes``, and on Ctrl-C / SIGTERM.
+
+Test hooks (environment): ``FOCALSTACK_STOP_AT_STEP=k`` raises KeyboardInterrupt after step k
+(state saved, like Ctrl-C); ``FOCALSTACK_KILL_AT_STEP=k`` exits the process at once after step k
+without saving (like SIGKILL); ``FOCALSTACK_DUMP_WEIGHTS=DIR`` makes every rank write
+``DIR/rank{r}.sha256`` with the SHA-256 of its weights at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from torch.utils.data.distributed import DistributedSampler
+
+from ..data import FocalStackDataset, StackAugment, list_samples, load_camera
+from ..losses import LossConfig, compute_losses, coarse_aif
+from ..models import build_model, count_parameters
+from ..optics.camera import CameraBatch, FocalStackCamera
+from . import distributed as D
+from .checkpoint import atomic_write_json, load_state, save_state, save_weights, weights_digest
+from .config import TrainConfig
+
+Callback = Callable[["Trainer", int, dict], None]
+
+
+# ---- helpers ------------------------------------------------------------------------------
+def choose_kernel_size(cameras: Sequence[FocalStackCamera], ranges: Sequence[tuple[float, float]],
+                       cap: int = 21) -> int:
+    """Smallest odd window holding ±3σ of the largest Gaussian σ (pixels) the cameras produce over
+    their depth ranges (σ of a frame is largest at ``near`` or ``far``), capped at ``cap``."""
+    smax = 0.0
+    for cam, (near, far) in zip(cameras, ranges):
+        d = torch.tensor([near, far], dtype=torch.float64).view(2, 1, 1, 1)
+        smax = max(smax, float(cam.sigma_px(d).max()))
+    k = 2 * int(math.ceil(3.0 * smax - 1e-9)) + 1
+    cap = cap if cap % 2 == 1 else cap - 1
+    return max(1, min(k, cap))
+
+
+def _lr_lambda(warmup: int, total: int, min_ratio: float):
+    def f(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+    return f
+
+
+def _rng_state() -> dict:
+    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict) -> None:
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all(st["cuda"])
+        except (RuntimeError, IndexError):
+            pass
+
+
+def _env_int(name: str) -> int | None:
+    v = os.environ.get(name)
+    return int(v) if v not in (None, "") else None
+
+
+def _check_required_files(paths: Sequence[Path], supervision: str) -> None:
+    need = {"depth": ("depth.npy", "depth"), "aif": ("aif.png", "AIF")}.get(supervision)
+    if need is None:
+        return
+    missing = [p for p in paths if not (p / need[0]).is_file()]
+    if missing:
+        raise ValueError(f"--supervision {supervision} needs {need[0]} in every training sample, but "
+                         f"{len(missing)} of {len(paths)} lack it (first: {missing[0]})")
+
+
+def _vis_depth(depth: torch.Tensor, rng: torch.Tensor) -> torch.Tensor:
+    """[B,1,H,W] metres → [B,3,H,W] in [0,1]: inverse-depth position in the range (bright = near)."""
+    inv_n, inv_f = 1.0 / rng[:, 0].view(-1, 1, 1, 1), 1.0 / rng[:, 1].view(-1, 1, 1, 1)
+    u = ((1.0 / depth - inv_f) / (inv_n - inv_f)).clamp(0, 1)
+    return u.expand(-1, 3, -1, -1)
+
+
+# ---- trainer ------------------------------------------------------------------------------
+class Trainer:
+    """Build with a :class:`TrainConfig`; :meth:`fit` trains and returns a summary dict.
+
+    ``resume``: None = resume if ``out_dir/state.pt`` exists, True = require it, False = start over
+    (existing checkpoints are overwritten). ``callbacks`` are called as ``cb(trainer, step, terms)``
+    after every optimiser step (raising KeyboardInterrupt from one stops the run with a checkpoint).
+    """
+
+    def __init__(self, cfg: TrainConfig, callbacks: Sequence[Callback] = (), resume: bool | None = None):
+        self.cfg = cfg
+        self.callbacks = list(callbacks)
+        self.resume = resume
+        if not cfg.data_dir:
+            raise ValueError("TrainConfig.data_dir is empty")
+        dev = cfg.device
+        if dev == "auto":
+            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        self.dist = D.setup(torch.device(dev).type)
+        if torch.device(dev).type == "cuda" and self.dist.enabled:
+            dev = f"cuda:{self.dist.local_rank}"
+        self.device = torch.device(dev)
+        self.out_dir = Path(cfg.out_dir)
+        self.is_main = self.dist.is_main
+        self.loss_cfg = replace(cfg.loss, supervision=cfg.supervision)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.best_val = math.inf
+        self.last_metrics: dict = {}
+        self._writer = None
+        try:
+            self._setup_data()
+            self._setup_model()
+        except BaseException:
+            D.teardown(self.dist)
+            raise
+
+    # -- data --
+    def _ranges_for(self, paths: Sequence[Path]) -> tuple[list[FocalStackCamera], torch.Tensor]:
+        cams = [load_camera(p) for p in paths]
+        if self.cfg.depth_range is not None:
+            rng = [tuple(self.cfg.depth_range)] * len(cams)
+        else:
+            rng = [c.effective_depth_range_m() for c in cams]
+        return cams, torch.tensor(rng, dtype=torch.float32)
+
+    def _setup_data(self) -> None:
+        cfg = self.cfg
+        aug = StackAugment(crop_size=cfg.crop_size, hflip=cfg.hflip, vflip=cfg.vflip,
+                           num_frames=cfg.num_frames, permute=cfg.permute)
+        self.train_ds = FocalStackDataset(cfg.data_dir, aug, seed=cfg.seed,
+                                          require_depth=cfg.supervision == "depth",
+                                          require_aif=cfg.supervision == "aif")
+        _check_required_files(self.train_ds.paths, cfg.supervision)
+        self.train_cams, self.train_ranges = self._ranges_for(self.train_ds.paths)
+        if cfg.num_frames is None and len({c.num_frames for c in self.train_cams}) > 1 and cfg.batch_size > 1:
+            raise ValueError("training samples have different stack sizes; set --frames K (a random subset "
+                             "of K frames per stack) or --batch-size 1")
+        self.kernel_size = cfg.kernel_size or choose_kernel_size(
+            self.train_cams, self.train_ranges.tolist(), cfg.max_kernel_size)
+        self.loss_cfg = replace(self.loss_cfg, kernel_size=self.kernel_size)
+        val_root = cfg.val_dir or cfg.data_dir
+        self.val_ds_full = FocalStackDataset(val_root, StackAugment(), seed=cfg.seed)
+        n_val = min(len(self.val_ds_full), cfg.val_max_samples)
+        self.val_ds = Subset(self.val_ds_full, list(range(n_val)))
+        _, self.val_ranges = self._ranges_for(self.val_ds_full.paths[:n_val])
+        self.sampler = DistributedSampler(self.train_ds, num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                          shuffle=True, seed=cfg.seed, drop_last=False)
+        per_rank = len(self.sampler)
+        self.batch_size = min(cfg.batch_size, per_rank)
+        self.steps_per_epoch = per_rank // self.batch_size
+
+    def _loader(self, epoch: int, skip_batches: int) -> DataLoader:
+        self.sampler.set_epoch(epoch)
+        self.train_ds.set_epoch(epoch)
+        idx = list(iter(self.sampler))[skip_batches * self.batch_size: self.steps_per_epoch * self.batch_size]
+        return DataLoader(self.train_ds, batch_size=self.batch_size, sampler=idx, drop_last=False,
+                          num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(self.cfg.seed + epoch),
+                          persistent_workers=False)
+
+    # -- model --
+    def _setup_model(self) -> None:
+        cfg = self.cfg
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model, **cfg.model_cfg).to(self.device)
+        self.n_params = count_parameters(self.model)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio))
+        amp = cfg.amp
+        if self.device.type != "cuda":
+            amp = "off" if amp == "auto" else amp
+        elif amp == "auto":
+            amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        self.amp = amp
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=(amp == "fp16"))
+        self.ddp = self.model
+        if self.dist.enabled:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    # -- state --
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": _rng_state(), "step": self.step, "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch, "best_val": self.best_val,
+                "last_metrics": self.last_metrics, "config": self.cfg.to_dict()}
+
+    def load_state_dict(self, st: dict) -> None:
+        self.model.load_state_dict(st["model"])
+        self.optimizer.load_state_dict(st["optimizer"])
+        self.scheduler.load_state_dict(st["scheduler"])
+        self.scaler.load_state_dict(st["scaler"])
+        _set_rng_state(st["rng"])
+        self.step, self.epoch, self.batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
+        self.best_val = st.get("best_val", math.inf)
+        self.last_metrics = st.get("last_metrics", {})
+
+    def meta(self) -> dict:
+        cams = []
+        for c in self.train_cams:
+            d = c.to_dict()
+            if d not in cams:
+                cams.append(d)
+            if len(cams) >= 8:
+                break
+        ranges = {tuple(r) for r in self.train_ranges.tolist()}
+        return {"model": {"name": self.cfg.model, "cfg": dict(self.cfg.model_cfg)},
+                "depth_range_m": list(self.cfg.depth_range) if self.cfg.depth_range else
+                (list(next(iter(ranges))) if len(ranges) == 1 else None),
+                "depth_range_source": "config" if self.cfg.depth_range else "camera",
+                "cameras": cams, "kernel_size": self.kernel_size, "supervision": self.cfg.supervision,
+                "step": self.step, "epoch": self.epoch, "n_params": self.n_params,
+                "metrics": self.last_metrics, "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
+                "config": self.cfg.to_dict()}
+
+    def save(self, best: bool = False) -> None:
+        """Rank 0 writes last.{safetensors,json} + state.pt (and best.* when ``best``)."""
+        if not self.is_main:
+            return
+        save_weights(self.out_dir, "last", self.model, self.meta())
+        save_state(self.out_dir, self.state_dict())
+        if best:
+            save_weights(self.out_dir, "best", self.model, self.meta())
+
+    # -- logging --
+    @property
+    def writer(self):
+        return self._writer
+
+    def _log_scalars(self, prefix: str, d: dict) -> None:
+        w = self.writer
+        if w is None:
+            return
+        for k, v in d.items():
+            if isinstance(v, (int, float)) and math.isfinite(float(v)):
+                w.add_scalar(f"{prefix}/{k}", float(v), self.step)
+
+    # -- one step --
+    def _to_device(self, batch: dict) -> dict:
+        nb = self.device.type == "cuda"
+        out = {k: (v.to(self.device, non_blocking=nb) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+        out["camera"] = CameraBatch.from_dict(batch["camera"], device=self.device)
+        return out
+
+    def _forward(self, model, batch: dict, ranges: torch.Tensor, loss_cfg: LossConfig, extras=None):
+        rng = ranges[batch["index"].cpu()].to(self.device)
+        with self._autocast():
+            out = model(batch["frames"], batch["camera"].focus_distances_m, rng)
+        out = {k: v.float() for k, v in out.items()}
+        total, terms = compute_losses(out, batch, loss_cfg, extras)
+        return out, total, terms, rng
+
+    def train_step(self, batch: dict) -> dict:
+        batch = self._to_device(batch)
+        self.ddp.train()
+        out, total, terms, _ = self._forward(self.ddp, batch, self.train_ranges, self.loss_cfg)
+        if self.dist.enabled:  # every parameter gets a (possibly zero) gradient: DDP-safe ablations
+            total = total + 0.0 * sum(v.sum() for v in out.values())
+        bad = D.any_flag(self.dist, not bool(torch.isfinite(total)), self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        if bad:
+            self._bad_steps += 1
+            if self._bad_steps > 20:
+                raise FloatingPointError(f"non-finite loss for {self._bad_steps} consecutive steps (terms: "
+                                         f"{ {k: float(v) for k, v in terms.items()} })")
+        else:
+            self._bad_steps = 0
+            self.scaler.scale(total).backward()
+            if self.cfg.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.scheduler.step()
+        return {k: float(v) for k, v in terms.items()}
+
+    # -- validation --
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Rank 0: self-supervised loss (selects the best checkpoint) + GT metrics where available."""
+        from .. import metrics as M
+        model = self.model
+        model.eval()
+        self_cfg = replace(self.loss_cfg, supervision="self")
+        loader = DataLoader(self.val_ds, batch_size=1, shuffle=False, num_workers=0)
+        sums: dict[str, float] = {}
+        dm: list[dict] = []
+        am: list[dict] = []
+        n = 0
+        for i, batch in enumerate(loader):
+            batch = self._to_device(batch)
+            extras = {} if i == 0 else None
+            out, _, terms, rng = self._forward(model, batch, self.val_ranges, self_cfg, extras)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            n += 1
+            if bool(batch["has_depth"].all()):
+                try:
+                    dm.append(M.depth_metrics(out["depth_m"][:, 0], batch["depth"][:, 0]))
+                except Exception:  # noqa: BLE001 - metrics must never stop training
+                    pass
+            if bool(batch["has_aif"].all()):
+                try:
+                    am.append(M.aif_metrics(out["aif"].clamp(0, 1), batch["aif"]))
+                except Exception:  # noqa: BLE001
+                    pass
+            if i == 0 and self.writer is not None:
+                w = self.writer
+                w.add_images("val/frames", batch["frames"][0].clamp(0, 1), self.step)
+                w.add_images("val/aif", out["aif"].clamp(0, 1), self.step)
+                w.add_images("val/depth", _vis_depth(out["depth_m"], rng), self.step)
+                if "rendered" in extras:
+                    w.add_images("val/rendered", extras["rendered"][0].clamp(0, 1), self.step)
+                if "coarse_aif" in extras:
+                    w.add_images("val/coarse_aif", extras["coarse_aif"], self.step)
+                if bool(batch["has_depth"].all()):
+                    w.add_images("val/depth_gt", _vis_depth(batch["depth"].clamp_min(1e-3), rng), self.step)
+        model.train()
+        res = {f"val_{k}" if k != "total" else "val_loss": v / max(n, 1) for k, v in sums.items()}
+        for prefix, lst in (("depth_", dm), ("aif_", am)):
+            keys = {k for d in lst for k in d if k != "n_images"}
+            for k in sorted(keys):
+                vals = [d[k] for d in lst if isinstance(d.get(k), (int, float)) and math.isfinite(d[k])]
+                if vals:
+                    res[prefix + k] = sum(vals) / len(vals)
+        return res
+
+    def _validate_and_maybe_best(self) -> None:
+        self._last_val_step = self.step
+        if self.is_main:
+            res = self.validate()
+            res["step"] = self.step
+            self.last_metrics = res
+            self._log_scalars("val", res)
+            with open(self.out_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(res) + "\n")
+            if res.get("val_loss", math.inf) < self.best_val:
+                self.best_val = res["val_loss"]
+                save_weights(self.out_dir, "best", self.model, self.meta())
+        D.barrier(self.dist)
+
+    # -- main loop --
+    def fit(self) -> dict:
+        cfg = self.cfg
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        D.barrier(self.dist)
+        st = None if self.resume is False else load_state(self.out_dir)
+        if self.resume is True and st is None:
+            raise FileNotFoundError(f"{self.out_dir / 'state.pt'}: nothing to resume")
+        if st is not None:
+            old = st.get("config", {})
+            if old.get("model") != cfg.model or old.get("model_cfg") != dict(cfg.model_cfg):
+                raise ValueError(f"{self.out_dir}: the run there trains {old.get('model')} {old.get('model_cfg')}; "
+                                 f"use another --out or the same model settings to resume")
+            self.load_state_dict(st)
+        elif self.is_main:
+            for name in ("metrics.jsonl",):
+                (self.out_dir / name).unlink(missing_ok=True)
+        if self.is_main:
+            atomic_write_json(self.out_dir / "config.json", cfg.to_dict())
+        self._bad_steps = 0
+        self._last_val_step = -1
+        if self.is_main and cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self._writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step or None)
+            except ImportError:  # tensorboard not installed: scalars still go to metrics.jsonl
+                self._writer = None
+        stop_at, kill_at = _env_int("FOCALSTACK_STOP_AT_STEP"), _env_int("FOCALSTACK_KILL_AT_STEP")
+        t0 = time.monotonic()
+        reason = "max_steps"
+        old_handler = None
+        if self.is_main and threading_is_main():
+            old_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
+        bar = None
+        if self.is_main and cfg.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True,
+                       file=sys.stderr, leave=True)
+        if self.is_main and self.step == 0:
+            print(f"focalstack train: {cfg.model} {self.n_params / 1e6:.2f} M params, {len(self.train_ds)} "
+                  f"train stacks, {len(self.val_ds)} val, kernel {self.kernel_size}, device {self.device}"
+                  f"{f' ×{self.dist.world_size}' if self.dist.enabled else ''}, amp {self.amp}", file=sys.stderr)
+        last_saved = self.step
+        try:
+            while self.step < cfg.max_steps:
+                loader = self._loader(self.epoch, self.batch_in_epoch)
+                for batch in loader:
+                    terms = self.train_step(batch)
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    if self.batch_in_epoch >= self.steps_per_epoch:
+                        self.epoch += 1
+                        self.batch_in_epoch = 0
+                    if bar is not None:
+                        bar.update(1)
+                        if self.step % max(1, cfg.log_interval) == 0 or self.step == 1:
+                            bar.set_postfix(loss=f"{terms['total']:.4g}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+                    if self.is_main and self.step % max(1, cfg.log_interval) == 0:
+                        self._log_scalars("train", {**terms, "lr": self.scheduler.get_last_lr()[0]})
+                    for cb in self.callbacks:
+                        cb(self, self.step, terms)
+                    if kill_at is not None and self.step == kill_at:
+                        os._exit(137)
+                    if stop_at is not None and self.step == stop_at:
+                        raise KeyboardInterrupt
+                    done = self.step >= cfg.max_steps
+                    over = cfg.max_minutes is not None and (time.monotonic() - t0) / 60 >= cfg.max_minutes
+                    over = D.any_flag(self.dist, over, self.device) if cfg.max_minutes is not None else False
+                    if cfg.val_interval and self.step % cfg.val_interval == 0 and not done and not over:
+                        self._validate_and_maybe_best()
+                    if cfg.ckpt_interval and self.step % cfg.ckpt_interval == 0 and not done and not over:
+                        self.save()
+                        last_saved = self.step
+                    if over:
+                        reason = "max_minutes"
+                        break
+                    if done:
+                        break
+                if reason == "max_minutes":
+                    break
+            if self._last_val_step != self.step:
+                self._validate_and_maybe_best()
+            if self.step != last_saved or (self.is_main and not (self.out_dir / "last.safetensors").exists()):
+                self.save()
+        except KeyboardInterrupt:
+            reason = "interrupted"
+            if self.step > last_saved:
+                self.save()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            if old_handler is not None:
+                signal.signal(signal.SIGTERM, old_handler)
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            dump = os.environ.get("FOCALSTACK_DUMP_WEIGHTS")
+            if dump and reason != "interrupted":
+                Path(dump).mkdir(parents=True, exist_ok=True)
+                (Path(dump) / f"rank{self.dist.rank}.sha256").write_text(weights_digest(self.model) + "\n")
+        D.barrier(self.dist)
+        return {"step": self.step, "reason": reason, "best_val_loss": self.best_val,
+                "metrics": self.last_metrics, "out_dir": str(self.out_dir)}
+
+    def close(self) -> None:
+        D.teardown(self.dist)
+
+
+def threading_is_main() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def train(cfg: TrainConfig, callbacks: Sequence[Callback] = (), resume: bool | None = None) -> dict:
+    """Train (or resume) a run; returns {"step", "reason", "best_val_loss", "metrics", "out_dir"}."""
+    t = Trainer(cfg, callbacks=callbacks, resume=resume)
+    try:
+        return t.fit()
+    finally:
+        t.close()

@@ -1,0 +1,102 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from focalstack.losses import (LossConfig, aif_l1_loss, coarse_aif, compute_losses, depth_l1_loss, log_blur,
+                               reconstruction_loss, smoothness_loss, valid_depth_mask)
+from focalstack.optics import CameraBatch, get_preset
+from focalstack.render import render_stack
+
+K = 9
+
+
+def _scene(b=2, h=32, w=36, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tex = F.interpolate(torch.rand(b, 3, h // 4, w // 4, generator=g), size=(h, w), mode="bilinear")
+    aif = (0.5 * tex + 0.5 * torch.rand(b, 3, h, w, generator=g)).clamp(0, 1)
+    depth = torch.full((b, 1, h, w), 0.6)
+    depth[..., :, w // 2:] = 3.0
+    cam = CameraBatch.from_cameras([get_preset("procedural")] * b)
+    frames = render_stack(aif, depth, cam, kernel_size=K)
+    return aif, depth, frames, cam
+
+
+def test_reconstruction_zero_for_truth_larger_for_wrong_depth():
+    aif, depth, frames, cam = _scene()
+    good, rendered = reconstruction_loss(aif, depth, frames, cam, kernel_size=K)
+    assert rendered.shape == frames.shape
+    assert float(good) < 1e-6
+    for wrong in (torch.full_like(depth, 1.2), depth.flip(-1), torch.full_like(depth, 0.6)):
+        bad, _ = reconstruction_loss(aif, wrong, frames, cam, kernel_size=K)
+        assert float(bad) > 1e-3 + 100 * float(good)
+
+
+def test_reconstruction_gradient_points_to_the_truth():
+    aif, depth, frames, cam = _scene()
+    d = torch.full_like(depth, 1.2).requires_grad_()
+    loss, _ = reconstruction_loss(aif, d, frames, cam, kernel_size=K)
+    loss.backward()
+    g = d.grad[..., 4:-4, 4:-4]
+    w = depth.shape[-1]
+    # left half is at 0.6 m (nearer: gradient descent lowers d ⇒ grad > 0), right half at 3 m
+    assert g[..., : w // 2 - 8].mean() > 0 and g[..., w // 2 + 4:].mean() < 0
+
+
+def test_coarse_aif_picks_the_focused_frame():
+    aif, depth, frames, cam = _scene()
+    coarse, idx = coarse_aif(frames, depth, cam)
+    w = depth.shape[-1]
+    assert (idx[..., : w // 2] == 0).all() and (idx[..., w // 2:] == 4).all()  # focus 0.6 m and 3.0 m
+    assert torch.equal(coarse[..., : w // 2], frames[:, 0, :, :, : w // 2])
+    assert torch.equal(coarse[..., w // 2:], frames[:, 4, :, :, w // 2:])
+    assert not coarse.requires_grad
+    assert (coarse - aif).abs().mean() < (frames.mean(1) - aif).abs().mean()
+
+
+def test_blur_measure_and_smoothness():
+    aif, depth, frames, cam = _scene()
+    assert float(log_blur(aif)) < float(log_blur(frames[:, 2]))  # sharp < blurred
+    assert float(smoothness_loss(torch.full_like(depth, 2.0), aif)) == 0.0
+    s1, s2 = smoothness_loss(depth, aif), smoothness_loss(depth * 7.0, aif)
+    assert float(s1) > 0 and torch.allclose(s1, s2)  # scale-invariant
+    flat = torch.full_like(aif, 0.5)
+    assert float(smoothness_loss(depth, flat)) > float(smoothness_loss(depth, aif * 0 + (depth > 1).float()))
+
+
+def test_supervised_terms_are_masked():
+    pred = torch.ones(2, 1, 4, 4)
+    gt = torch.full((2, 1, 4, 4), 2.0)
+    gt[0, 0, 0, 0] = 0.0
+    gt[0, 0, 0, 1] = float("nan")
+    gt[1] = 100.0
+    has = torch.tensor([True, False])
+    m = valid_depth_mask(gt, has)
+    assert int(m.sum()) == 14
+    assert float(depth_l1_loss(pred, gt, m)) == pytest.approx(1.0)
+    assert float(aif_l1_loss(torch.zeros(2, 3, 2, 2), torch.stack([torch.ones(3, 2, 2), 9 * torch.ones(3, 2, 2)]),
+                             has)) == pytest.approx(1.0)
+
+
+def test_compute_losses_modes_and_ablation():
+    aif, depth, frames, cam = _scene()
+    d = depth.clone().requires_grad_()
+    out = {"depth_m": d, "aif": aif.clone().requires_grad_()}
+    batch = {"frames": frames, "camera": cam, "depth": depth, "has_depth": torch.tensor([True, True]),
+             "aif": aif, "has_aif": torch.tensor([True, True])}
+    total, terms = compute_losses(out, batch, LossConfig(kernel_size=K))
+    assert set(terms) == {"recon", "aif_guide", "aif_sharp", "smooth", "total"}
+    total.backward()
+    assert d.grad is not None
+    _, terms = compute_losses(out, batch, LossConfig(kernel_size=K, smooth=0, aif_sharp=0))
+    assert set(terms) == {"recon", "aif_guide", "total"}
+    extras = {}
+    _, terms = compute_losses(out, batch, LossConfig(supervision="depth", kernel_size=K), extras)
+    assert set(terms) == {"depth_l1", "aif_guide", "total"} and float(terms["depth_l1"]) == 0.0
+    assert extras["coarse_aif"].shape == aif.shape
+    _, terms = compute_losses(out, batch, LossConfig(supervision="aif", kernel_size=K))
+    assert set(terms) == {"recon", "smooth", "aif_l1", "total"} and float(terms["recon"]) < 1e-6
+    with pytest.raises(ValueError, match="depth"):
+        compute_losses(out, {**batch, "has_depth": torch.tensor([False, False])},
+                       LossConfig(supervision="depth", kernel_size=K))
+    with pytest.raises(ValueError, match="supervision"):
+        LossConfig(supervision="gt")

@@ -1,0 +1,305 @@
+"""Fused render backends ("cpu": numba, "triton") against the reference oracle, and the
+render benchmark's plumbing."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from focalstack.render import defocus, defocus_reference, pick_backend
+from focalstack.render import backends as fused
+
+needs_numba = pytest.mark.skipif(not fused.HAVE_NUMBA, reason="numba is not importable")
+HAVE_TRITON = importlib.util.find_spec("triton") is not None
+needs_cuda_triton = pytest.mark.skipif(not (HAVE_TRITON and torch.cuda.is_available()),
+                                       reason="needs triton and a CUDA device")
+
+PSFS = ["gaussian", "disk"]
+
+
+def make_inputs(b, c, h, w, sigma_max, dtype=torch.float32, seed=0, zero_every=4):
+    """Image in [0, 1); σ uniform in [0, sigma_max] with exact zeros (in-focus pixels)."""
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(b, c, h, w, generator=g, dtype=torch.float64)
+    sigma = torch.rand(b, 1, h, w, generator=g, dtype=torch.float64) * sigma_max
+    sigma.view(-1)[::zero_every] = 0.0
+    return image.to(dtype), sigma.to(dtype)
+
+
+def cpu_backend(image, sigma, radius, psf):
+    return defocus(image, sigma, kernel_size=2 * radius + 1, psf=psf, backend="cpu")
+
+
+# --------------------------------------------------------------------------- registration
+
+
+@needs_numba
+def test_auto_picks_cpu_for_cpu_tensors():
+    image, sigma = make_inputs(1, 3, 9, 11, 1.0)
+    assert pick_backend(image) == "cpu"
+    out = defocus(image, sigma, kernel_size=5)  # auto
+    torch.testing.assert_close(out, cpu_backend(image, sigma, 2, "gaussian"), rtol=0, atol=0)
+
+
+def test_triton_is_never_auto_picked_for_cpu_tensors():
+    image, _ = make_inputs(1, 1, 4, 4, 1.0)
+    assert pick_backend(image) in ("cpu", "reference")
+
+
+# --------------------------------------------------------------------------- forward
+
+
+FORWARD_CASES = [
+    # (b, c, h, w, kernel_size, sigma_max)
+    (2, 3, 13, 17, 1, 2.0),
+    (2, 3, 13, 17, 3, 0.7),
+    (1, 1, 16, 16, 7, 2.0),
+    (3, 4, 9, 23, 7, 1.0),
+    (1, 3, 20, 19, 15, 3.0),
+    (1, 3, 24, 21, 15, 50.0),     # σ far beyond the window: a moderate kernel, still exact
+    (2, 1, 1, 9, 7, 1.5),         # one row: every tap but one row is outside
+    (1, 3, 5, 2, 15, 4.0),        # window larger than the image
+]
+
+
+@needs_numba
+@pytest.mark.parametrize("psf", PSFS)
+@pytest.mark.parametrize("case", FORWARD_CASES, ids=lambda c: "b{}c{}_{}x{}_k{}_s{}".format(*c))
+def test_forward_matches_reference_float32(case, psf):
+    b, c, h, w, k, smax = case
+    image, sigma = make_inputs(b, c, h, w, smax, seed=k)
+    ref = defocus_reference(image, sigma, k // 2, psf)
+    out = cpu_backend(image, sigma, k // 2, psf)
+    assert out.dtype == torch.float32 and out.shape == image.shape
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+
+
+@needs_numba
+@pytest.mark.parametrize("psf", PSFS)
+def test_forward_matches_reference_float64_and_borders(psf):
+    image, sigma = make_inputs(2, 3, 15, 12, 2.5, dtype=torch.float64, seed=3)
+    ref = defocus_reference(image, sigma, 4, psf)
+    out = cpu_backend(image, sigma, 4, psf)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    # border renormalisation: a constant image stays constant, up to the corners
+    const = torch.full_like(image, 0.25)
+    torch.testing.assert_close(cpu_backend(const, sigma, 4, psf), const, rtol=0, atol=1e-14)
+
+
+@needs_numba
+def test_zero_sigma_is_identity_and_stack_folding_matches():
+    image, sigma = make_inputs(2, 3, 10, 12, 1.0)
+    torch.testing.assert_close(cpu_backend(image, torch.zeros_like(sigma), 3, "gaussian"), image,
+                               rtol=0, atol=1e-6)
+    # a focal stack folds [B, F] into the batch: aif expanded over F frames, one σ per frame
+    b, f = 2, 3
+    aif = image
+    sig_bf = make_inputs(b * f, 1, 10, 12, 1.5, seed=7)[1].view(b, f, 1, 10, 12)
+    folded = aif.unsqueeze(1).expand(b, f, 3, 10, 12).reshape(b * f, 3, 10, 12)
+    out = cpu_backend(folded, sig_bf.reshape(b * f, 1, 10, 12), 3, "gaussian").view(b, f, 3, 10, 12)
+    for k in range(f):
+        ref = defocus_reference(aif, sig_bf[:, k].contiguous(), 3, "gaussian")
+        torch.testing.assert_close(out[:, k], ref, rtol=0, atol=1e-5)
+
+
+@needs_numba
+def test_non_contiguous_inputs():
+    base_img, base_sig = make_inputs(2, 3, 14, 18, 1.2)
+    image = base_img.permute(0, 1, 3, 2)                        # transposed view
+    sigma = base_sig.permute(0, 1, 3, 2)
+    cl = base_img.contiguous(memory_format=torch.channels_last)  # channels-last strides
+    sliced_img = torch.stack([base_img, 1 - base_img], -1)[..., 0]  # stride-2 columns
+    assert not image.is_contiguous() and not sliced_img.is_contiguous()
+    ref_t = defocus_reference(image.contiguous(), sigma.contiguous(), 2, "gaussian")
+    torch.testing.assert_close(cpu_backend(image, sigma, 2, "gaussian"), ref_t, rtol=0, atol=1e-5)
+    from focalstack.render.backends.cpu import defocus_cpu   # direct call: makes its own copies
+    torch.testing.assert_close(defocus_cpu(image, sigma, 2), ref_t, rtol=0, atol=1e-5)
+    ref = defocus_reference(base_img, base_sig, 2, "disk")
+    torch.testing.assert_close(cpu_backend(cl, base_sig, 2, "disk"), ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(defocus_cpu(sliced_img, base_sig, 2, "disk"), ref, rtol=0, atol=1e-5)
+
+
+@needs_numba
+def test_thread_count_does_not_change_the_result_and_empty_batch():
+    image, sigma = make_inputs(3, 3, 33, 20, 1.5)
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = cpu_backend(image, sigma, 3, "gaussian")
+        torch.set_num_threads(3)
+        three = cpu_backend(image, sigma, 3, "gaussian")
+    finally:
+        torch.set_num_threads(n)
+    assert torch.equal(one, three)
+    empty = cpu_backend(image[:0], sigma[:0], 3, "gaussian")
+    assert empty.shape == (0, 3, 33, 20)
+
+
+# --------------------------------------------------------------------------- backward
+
+
+def grads(fn, image, sigma, radius, psf, cot, need=(True, True)):
+    img = image.clone().requires_grad_(need[0])
+    sig = sigma.clone().requires_grad_(need[1])
+    out = fn(img, sig, radius, psf)
+    inputs = [t for t, n in zip((img, sig), need) if n]
+    gs = torch.autograd.grad(out, inputs, cot)
+    it = iter(gs)
+    return out, [next(it) if n else None for n in need]
+
+
+def assert_rel_close(a, b, rel):
+    scale = b.abs().max().clamp_min(1e-30)
+    err = (a - b).abs().max() / scale
+    assert err <= rel, f"relative error {err:.3g} > {rel:g}"
+
+
+@needs_numba
+@pytest.mark.parametrize("psf", PSFS)
+@pytest.mark.parametrize("dtype,rel", [(torch.float32, 1e-4), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("shape,k,smax", [((2, 3, 12, 15), 3, 1.0), ((1, 4, 11, 9), 7, 2.0),
+                                          ((1, 1, 16, 13), 15, 8.0)])
+def test_gradients_match_reference(psf, dtype, rel, shape, k, smax):
+    image, sigma = make_inputs(*shape, smax, dtype=dtype, seed=k)
+    cot = make_inputs(*shape, 1.0, dtype=dtype, seed=k + 100)[0] - 0.5
+    _, (ri, rs) = grads(defocus_reference, image, sigma, k // 2, psf, cot)
+    _, (gi, gs) = grads(cpu_backend, image, sigma, k // 2, psf, cot)
+    assert_rel_close(gi, ri, rel)
+    assert_rel_close(gs, rs, rel)
+    # the clamp: ∂L/∂σ is exactly 0 where σ < SIGMA_MIN_PX (σ = 0 pixels)
+    assert torch.all(gs[sigma == 0] == 0)
+
+
+@needs_numba
+@pytest.mark.parametrize("need", [(True, False), (False, True)])
+def test_gradient_of_one_input_only(need):
+    image, sigma = make_inputs(2, 3, 10, 11, 1.5, dtype=torch.float64)
+    cot = make_inputs(2, 3, 10, 11, 1.0, dtype=torch.float64, seed=5)[0]
+    _, ref = grads(defocus_reference, image, sigma, 2, "gaussian", cot, need)
+    _, got = grads(cpu_backend, image, sigma, 2, "gaussian", cot, need)
+    for g, r in zip(got, ref):
+        assert (g is None) == (r is None)
+        if r is not None:
+            assert_rel_close(g, r, 1e-10)
+
+
+@needs_numba
+@pytest.mark.parametrize("psf", PSFS)
+def test_gradcheck_float64(psf):
+    g = torch.Generator().manual_seed(1)
+    image = torch.rand(1, 2, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    # σ away from the clamp; the disk's clamp kinks are measure-zero for random σ
+    sigma = (0.2 + torch.rand(1, 1, 5, 6, generator=g, dtype=torch.float64)).requires_grad_()
+    fn = lambda i, s: cpu_backend(i, s, 2, psf)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (image, sigma), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- triton
+
+TRITON_SCRIPT = textwrap.dedent("""
+    import torch
+    from focalstack.render import defocus_reference
+    from focalstack.render.backends import triton_gpu as T
+    assert T.interpreting()
+    torch.manual_seed(0)
+    worst = 0.0
+    for dtype, psf, radius, shape in [
+            (torch.float32, "gaussian", 1, (1, 3, 6, 9)), (torch.float32, "gaussian", 2, (2, 1, 5, 7)),
+            (torch.float32, "disk", 2, (1, 4, 7, 5)), (torch.float64, "gaussian", 1, (1, 3, 4, 6)),
+            (torch.float64, "disk", 1, (1, 3, 4, 6))]:
+        img = torch.rand(shape, dtype=dtype, requires_grad=True)
+        sig = torch.rand(shape[0], 1, *shape[2:], dtype=dtype) * 2
+        sig.view(-1)[::3] = 0
+        sig.requires_grad_()
+        cot = torch.rand(shape, dtype=dtype)
+        o = T.defocus_triton(img, sig, radius, psf)
+        r = defocus_reference(img, sig, radius, psf)
+        tol = 1e-5 if dtype == torch.float32 else 1e-12
+        assert (o - r).abs().max() <= tol, (psf, radius, (o - r).abs().max())
+        g = torch.autograd.grad(o, (img, sig), cot)
+        gr = torch.autograd.grad(r, (img, sig), cot)
+        for a, b in zip(g, gr):
+            rel = ((a - b).abs().max() / b.abs().max()).item()
+            assert rel <= (1e-4 if dtype == torch.float32 else 1e-10), (psf, radius, rel)
+            worst = max(worst, rel)
+    print("TRITON-INTERPRETER-OK", worst)
+""")
+
+
+@pytest.mark.skipif(not HAVE_TRITON, reason="triton is not installed")
+def test_triton_kernels_in_the_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-c", TRITON_SCRIPT], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "TRITON-INTERPRETER-OK" in proc.stdout, proc.stderr[-3000:]
+
+
+@needs_cuda_triton
+@pytest.mark.parametrize("psf", PSFS)
+@pytest.mark.parametrize("k", [1, 3, 7, 15])
+def test_triton_on_cuda_matches_reference(psf, k):
+    image, sigma = make_inputs(2, 3, 37, 45, 2.0, seed=k)
+    image, sigma = image.cuda(), sigma.cuda()
+    assert pick_backend(image) == "triton"
+    cot = torch.rand_like(image) - 0.5
+    ro, (ri, rs) = grads(defocus_reference, image, sigma, k // 2, psf, cot)
+    to, (ti, ts) = grads(lambda *a: defocus(*a[:2], kernel_size=k, psf=psf, backend="triton"),
+                         image, sigma, k // 2, psf, cot)
+    torch.testing.assert_close(to, ro, rtol=0, atol=1e-5)
+    assert_rel_close(ti, ri, 1e-4)
+    assert_rel_close(ts, rs, 1e-4)
+    i64, s64 = image.double(), sigma.double()
+    torch.testing.assert_close(defocus(i64, s64, kernel_size=k, psf=psf, backend="triton"),
+                               defocus_reference(i64, s64, k // 2, psf), rtol=0, atol=1e-12)
+
+
+def test_triton_refuses_cpu_tensors_outside_the_interpreter():
+    if not HAVE_TRITON:
+        pytest.skip("triton is not installed")
+    try:
+        from focalstack.render.backends import triton_gpu
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"triton does not import: {e}")
+    if triton_gpu.interpreting():
+        pytest.skip("TRITON_INTERPRET is set")
+    image, sigma = make_inputs(1, 1, 4, 4, 1.0)
+    with pytest.raises(ValueError, match="CUDA"):
+        defocus(image, sigma, kernel_size=3, backend="triton")
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+@needs_numba
+def test_bench_render_cli_writes_table_and_json(tmp_path, capsys):
+    from focalstack.cli import main
+    out_json, out_md = tmp_path / "r.json", tmp_path / "r.md"
+    rc = main(["bench", "render", "--sizes", "16", "24", "--batch", "2", "--kernel-size", "3", "--repeats", "2",
+               "--backends", "reference", "cpu", "--out", str(out_json), str(out_md)])
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "| cpu | 24² | forward+backward |" in table
+    result = json.loads(out_json.read_text())
+    assert out_md.read_text().strip() == table.strip()
+    rows = result["rows"]
+    assert len(rows) == 2 * 2 * 2 and all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        assert r["time_ms"] > 0 and r["mpix_per_s"] > 0 and len(r["times_ms"]) == 2
+        assert r["speedup_vs_reference"] > 0
+    assert result["config"]["kernel_size"] == 3
+
+
+def test_bench_reports_a_failing_backend_instead_of_crashing():
+    from focalstack.bench import format_markdown, run_render_bench
+    result = run_render_bench(sizes=[8], batch=1, kernel_size=3, repeats=1, backends=["reference", "nope"],
+                              modes=["forward"])
+    rows = {r["backend"]: r for r in result["rows"]}
+    assert rows["reference"]["status"] == "ok"
+    assert rows["nope"]["status"].startswith("failed")
+    assert "failed" in format_markdown(result)

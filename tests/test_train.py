@@ -1,0 +1,180 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from focalstack.cli import main as cli_main
+from focalstack.data import FocalStackSample, save_sample
+from focalstack.losses import LossConfig
+from focalstack.optics import get_preset
+from focalstack.render import render_stack
+from focalstack.train import TrainConfig, load_model, predict_batch, train
+from focalstack.train.trainer import choose_kernel_size
+
+K = 7  # renderer window in these tests (speed)
+TINY = ["--width", "8", "--levels", "3", "--crop", "24", "24", "--frames", "3", "--batch-size", "2", "--workers", "0",
+        "--kernel-size", str(K), "--warmup", "2", "--val-samples", "2", "--no-progress", "--no-tensorboard"]
+
+
+def make_dataset(root: Path, n: int = 5, hw=(40, 40), with_gt: bool = True, seed: int = 0) -> Path:
+    """Random smooth textures over two depth planes, rendered through the procedural camera."""
+    cam = get_preset("procedural")
+    h, w = hw
+    for i in range(n):
+        g = torch.Generator().manual_seed(seed * 1000 + i)
+        tex = F.interpolate(torch.rand(1, 3, h // 4, w // 4, generator=g), size=hw, mode="bilinear")
+        tex = (0.6 * tex + 0.4 * torch.rand(1, 3, h, w, generator=g)).clamp(0, 1)
+        d = torch.full((1, 1, h, w), float(0.5 + 3.5 * torch.rand((), generator=g)))
+        y0, x0 = (int(v) for v in torch.randint(0, h // 2, (2,), generator=g))
+        d[..., y0:y0 + h // 2, x0:x0 + w // 2] = float(0.5 + 3.5 * torch.rand((), generator=g))
+        frames = render_stack(tex, d, cam, kernel_size=13)[0]
+        save_sample(FocalStackSample(frames, cam, d[0, 0] if with_gt else None, tex[0] if with_gt else None),
+                    root / f"s{i:02d}")
+    return root
+
+
+def tiny_cfg(data, out, **kw) -> TrainConfig:
+    base = dict(data_dir=str(data), out_dir=str(out), model_cfg={"width": 8, "levels": 3}, batch_size=2,
+                crop_size=(24, 24), num_frames=3, num_workers=0, kernel_size=K, warmup_steps=2, max_steps=4,
+                val_interval=2, ckpt_interval=2, val_max_samples=2, progress=False, tensorboard=False, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def weights(run: Path) -> dict:
+    return load_file(str(run / "last.safetensors"))
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("train") / "ds")
+
+
+def _check_run_folder(run: Path) -> None:
+    for name in ("config.json", "best.safetensors", "best.json", "last.safetensors", "last.json", "state.pt",
+                 "metrics.jsonl"):
+        assert (run / name).is_file(), name
+    meta = json.loads((run / "last.json").read_text())
+    assert meta["step"] == 4 and meta["model"] == {"name": "daifnet", "cfg": {"width": 8, "levels": 3}}
+    assert meta["depth_range_m"] == [0.5, 4.0] and meta["cameras"][0]["focus_distances_m"][0] == 0.6
+    assert "depth_abs_rel" in meta["metrics"] and "val_loss" in meta["metrics"]
+    assert not list(run.glob(".*tmp"))  # atomic writes leave no temporaries
+    model, meta2 = load_model(run)
+    assert meta2["step"] in (2, 4)  # best by the self-supervised val loss
+    last, _ = load_model(run / "last.safetensors")
+    assert_same_weights(last.state_dict(), weights(run))
+    out = predict_batch(model, torch.rand(5, 3, 33, 41), get_preset("procedural"))
+    assert out["depth_m"].shape == (1, 1, 33, 41)
+
+
+def test_exact_resume(data, tmp_path, capsys):
+    """5 samples, batch 2 ⇒ 2 steps per epoch; stopping after step 3 is mid-epoch."""
+    base = tmp_path / "base"
+    res = train(tiny_cfg(data, base))
+    assert res["step"] == 4 and res["reason"] == "max_steps"
+    _check_run_folder(base)
+
+    # 1) Ctrl-C-like interrupt from a callback after step 3: state saved, rerun resumes
+    out = tmp_path / "run"
+
+    def stop(trainer, step, terms):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(data, out), callbacks=[stop])
+    assert json.loads((out / "last.json").read_text())["step"] == 3
+    res = train(tiny_cfg(data, out))  # same out dir ⇒ resume
+    assert res["step"] == 4
+    assert_same_weights(weights(out), weights(base))
+    a = torch.load(out / "state.pt", weights_only=False)
+    b = torch.load(base / "state.pt", weights_only=False)
+    for k, v in a["optimizer"]["state"].items():
+        assert torch.equal(v["exp_avg_sq"], b["optimizer"]["state"][k]["exp_avg_sq"])
+    assert a["scheduler"] == b["scheduler"]
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+
+    # 2) hard kill (no save) of the CLI after step 3: rerunning resumes from the step-2 checkpoint
+    out = tmp_path / "cli"
+    args = [sys.executable, "-m", "focalstack", "train", str(data), "--out", str(out), *TINY,
+            "--max-steps", "4", "--val-interval", "2", "--ckpt-interval", "2", "--seed", "3"]
+    env = {**os.environ, "FOCALSTACK_KILL_AT_STEP": "3"}
+    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 137, r.stderr[-2000:]
+    assert torch.load(out / "state.pt", weights_only=False)["step"] == 2
+    capsys.readouterr()
+    assert cli_main(args[3:]) == 0  # the same command again (in-process: saves an interpreter start)
+    assert "step 4" in capsys.readouterr().err
+    assert_same_weights(weights(out), weights(base))
+
+
+def test_loss_falls(data, tmp_path):
+    losses = []
+    cfg = tiny_cfg(data, tmp_path / "run", max_steps=12, lr=2e-3, val_interval=0, ckpt_interval=0, hflip=False,
+                   vflip=False, permute=False, loss=LossConfig(aif_sharp=0.0))
+    train(cfg, callbacks=[lambda t, s, terms: losses.append(terms["total"])])
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.7 * first, losses
+
+
+def test_max_minutes_and_tensorboard(data, tmp_path):
+    out = tmp_path / "run"
+    res = train(tiny_cfg(data, out, max_steps=1000, max_minutes=1e-4, tensorboard=True))
+    assert res["reason"] == "max_minutes" and res["step"] < 1000
+    model, meta = load_model(out)
+    assert meta["step"] == res["step"]
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("mode", ["depth", "aif"])
+def test_supervised_modes_run(data, tmp_path, mode):
+    res = train(tiny_cfg(data, tmp_path / "run", supervision=mode, max_steps=2))
+    assert res["step"] == 2
+    meta = json.loads((tmp_path / "run" / "last.json").read_text())
+    assert meta["supervision"] == mode
+
+
+def test_depth_supervision_without_depth_is_a_clear_error(tmp_path, capsys):
+    ds = make_dataset(tmp_path / "nogt", n=2, with_gt=False)
+    rc = cli_main(["train", str(ds), "--out", str(tmp_path / "run"), "--supervision", "depth", *TINY,
+                   "--max-steps", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "depth.npy" in err[0]
+    # self-supervision is fine without any ground truth
+    rc = cli_main(["train", str(ds), "--out", str(tmp_path / "run2"), *TINY, "--max-steps", "1"])
+    assert rc == 0 and (tmp_path / "run2" / "best.safetensors").is_file()
+
+
+def test_kernel_size_choice():
+    cam = get_preset("procedural")
+    k = choose_kernel_size([cam], [(0.5, 4.0)], cap=99)
+    smax = float(cam.sigma_px(torch.tensor([0.5, 4.0]).view(2, 1, 1, 1)).max())
+    assert k % 2 == 1 and (k // 2) >= 3 * smax > (k // 2) - 1
+    assert choose_kernel_size([get_preset("nyuv2_dered")], [(0.1, 10.0)], cap=21) == 21
+
+
+def test_ddp_two_processes_hold_identical_weights(data, tmp_path):
+    out, dump = tmp_path / "run", tmp_path / "dump"
+    env = {**os.environ, "FOCALSTACK_DUMP_WEIGHTS": str(dump), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "focalstack",
+            "train", str(data), "--out", str(out), *TINY, "--max-steps", "3", "--val-interval", "2",
+            "--ckpt-interval", "2"]
+    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    h0 = (dump / "rank0.sha256").read_text().strip()
+    h1 = (dump / "rank1.sha256").read_text().strip()
+    assert h0 == h1
+    meta = json.loads((out / "last.json").read_text())
+    assert meta["weights_sha256"] == h0 and meta["step"] == 3
