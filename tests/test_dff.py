@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from focalstack.classical import (depth_from_focus, focus_confidence, focus_order, frame_position_to_inverse_depth,
+from focalstack.classical import (depth_from_focus, focus_order, frame_position_to_inverse_depth,
                                   subframe_peak)
 from focalstack.optics import FocalStackCamera, ThinLens, get_preset
 from focalstack.render import render_stack

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, TiffImagePlugin
 
 from focalstack.cli import main
@@ -175,7 +174,7 @@ def test_import_errors_are_one_line_and_name_the_file(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_import_mobile_depth_balls(shared_data, tmp_path, capsys):
+def test_import_mobile_depth_stack_aligns(shared_data, tmp_path, capsys):
     src = shared_data / "mobile_depth_subset" / "largemotion"
     rc = main(["import", str(src), "-o", str(tmp_path / "lm"), "--max-size", "160"])
     assert rc == 0

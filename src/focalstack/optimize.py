@@ -10,7 +10,10 @@ Known camera (``depth_kind = "metric"``)
       AIF = clamp(u, 0, 1).
     * initialisation: depth from focus (:func:`focalstack.classical.depth_from_focus`) and its
       Laplacian-pyramid fused AIF. Two-aperture stacks (every focus equal) have no focus sweep:
-      they start from the mid inverse depth and the sharpest (highest f-number) frame.
+      they start from a constant depth of 2 × the focus distance and the sharpest (highest
+      f-number) frame. Blur is symmetric in 1/d around the focus plane, so a two-aperture pair
+      cannot tell a depth in front of the focus plane from its mirror behind it; starting on the
+      far side is a prior (indoor scenes shot focused near), not something the data decides.
     * coarse to fine: candidate ``levels`` 1/4 → 1/2 → 1; a coarse level is used only where
       defocus stays visible there (largest blur σ over the depth range / level ≥ 2 px) and the
       image keeps ≥ 32 px, so small-blur cameras run at full resolution only. Each level
@@ -51,7 +54,9 @@ __all__ = ["OptimizeConfig", "OptimizeResult", "optimize_stack", "reconstruction
 
 @dataclass
 class OptimizeConfig:
-    """Defaults keep a 256² 5-frame stack at roughly 30–60 s on 2 CPU cores (reference renderer)."""
+    """Defaults: small-blur cameras run 40 Adam steps at full resolution only (a 128² 5-frame stack
+    took 60–100 s and a 256² one ~150 s on 2 heavily shared CPU cores with the fused CPU renderer;
+    scale with :meth:`scaled` for speed)."""
 
     levels: tuple[int, ...] = (4, 2, 1)       # candidate downsampling factors, coarse → fine
     iters: tuple[int, ...] = (60, 40, 40)     # Adam steps per stage
@@ -65,6 +70,8 @@ class OptimizeConfig:
     ssim_window: int = 7
     max_kernel: int = 31                      # cap on the render window (px, odd) at every level
     transfer_aif: bool = False                # carry coarse-level AIF corrections up (default: depth only)
+    two_aperture_init_m: float | None = None  # two-aperture start depth (default 2 × focus: the far side)
+    frames_per_step: int = 8                  # stacks with more frames use a random subset per step
     min_level_px: int = 32                    # coarse levels whose short side would be smaller are skipped
     measure: str = "lapm"                     # DFF init
     window: int = 9
@@ -171,18 +178,20 @@ def _odd_kernel(sigma_max: float, cap: int) -> int:
 
 # ---- renderers --------------------------------------------------------------------------------
 
-def _render_metric(aif, rho, camera: FocalStackCamera, cap: int, psf: str):
+def _render_metric(aif, rho, camera: FocalStackCamera, cap: int, psf: str, frames=None):
     from .render import render_stack
     depth = 1.0 / rho
     with torch.no_grad():
-        smax = float(camera.sigma_px(depth).max())
-    return render_stack(aif, depth, camera, kernel_size=_odd_kernel(smax, cap), psf=psf)[0]
+        smax = float(camera.sigma_px(depth, frames).max())
+    return render_stack(aif, depth, camera, frames=frames, kernel_size=_odd_kernel(smax, cap), psf=psf)[0]
 
 
 def relative_render(aif: torch.Tensor, rho: torch.Tensor, focus_positions: torch.Tensor, a: torch.Tensor,
-                    b: torch.Tensor, cap: int = 31, psf: str = "gaussian") -> torch.Tensor:
+                    b: torch.Tensor, cap: int = 31, psf: str = "gaussian", frames=None) -> torch.Tensor:
     """Unknown-focus model: σ_k = a·|ρ − ρ_k| + b (px). aif [1,3,H,W], rho [1,1,H,W] → [F,3,H,W]."""
     from .render import defocus
+    if frames is not None:
+        focus_positions = focus_positions[list(frames)]
     nf = focus_positions.numel()
     sigma = a * (rho - focus_positions.view(-1, 1, 1, 1)).abs() + b         # [F,1,H,W]
     with torch.no_grad():
@@ -193,13 +202,20 @@ def relative_render(aif: torch.Tensor, rho: torch.Tensor, focus_positions: torch
 
 # ---- main entry -------------------------------------------------------------------------------
 
+def _frame_subset(nf: int, k: int, gen: torch.Generator) -> list[int] | None:
+    """A sorted random subset of k of nf frames (None: all)."""
+    if not k or nf <= k:
+        return None
+    return sorted(torch.randperm(nf, generator=gen)[:k].tolist())
+
+
 def _max_blur_px(camera: FocalStackCamera, known_focus: bool, extra) -> float:
     """Largest blur σ (px, full resolution) the model can produce over its depth range."""
     if known_focus:
         near, far = camera.effective_depth_range_m()
         return float(camera.sigma_px(torch.tensor([near, far], dtype=torch.float64).view(1, 1, 1, 2)).max())
     _, log_a, b_raw = extra
-    return float(torch.exp(log_a) + F.softplus(b_raw))
+    return float((torch.exp(log_a) + F.softplus(b_raw)).detach())
 
 
 def _frame_f_numbers_vary(camera: FocalStackCamera) -> bool:
@@ -242,8 +258,11 @@ def _optimize(frames, camera, cfg, known_focus, init, progress, depth_from_focus
     two_aperture = _frame_f_numbers_vary(camera) and nf > 1
 
     # ---- initialisation -----------------------------------------------------------------------
-    if two_aperture:
-        n0 = torch.full((1, 1, h, w), 0.5)
+    if two_aperture and known_focus:
+        near, far = camera.effective_depth_range_m()
+        d0 = cfg.two_aperture_init_m or 2.0 * camera.focus_distances_m[0]
+        d0 = min(max(d0, near * 1.05), far / 1.05)
+        n0 = torch.full((1, 1, h, w), ((1 / d0 - 1 / far) / (1 / near - 1 / far)))
         sharp = max(range(nf), key=lambda i: camera.frame_f_numbers()[i])
         aif0 = frames[sharp:sharp + 1]
     else:
@@ -270,29 +289,33 @@ def _optimize(frames, camera, cfg, known_focus, init, progress, depth_from_focus
         return torch.sigmoid(z), u.clamp(0, 1)
 
     if known_focus:
-        def render(n, aif, cam_s, s):
-            return _render_metric(aif, rho_far + (rho_near - rho_far) * n, cam_s, cfg.max_kernel, cfg.psf)
+        def render(n, aif, cam_s, s, frames=None):
+            return _render_metric(aif, rho_far + (rho_near - rho_far) * n, cam_s, cfg.max_kernel, cfg.psf, frames)
         extra = []
     else:
         q_logit = _logit(q0, 1e-3).clone().requires_grad_(True)
-        # grid search of the blur scale a at the coarsest level, with b = 0.5 px
-        s0 = cfg.levels[0]
+        # grid search of the blur scale a (σ span over the stack, full-resolution px) at the
+        # coarsest level that keeps ≥ min_level_px pixels, with b = 0.5 px
+        s0 = max([lv for lv in cfg.levels if min(h, w) / lv >= cfg.min_level_px] or [1])
         tgt0 = _down(frames, s0)
         n_c, aif_c = params_to_maps(_down(z_full, s0), _down(u_full, s0))
+        sub = _frame_subset(nf, cfg.frames_per_step, torch.Generator().manual_seed(0))
+        tgt0 = tgt0 if sub is None else tgt0[sub]
         best = None
-        for a_try in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0):
+        for span in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0):
+            a_try = span / 0.8
             with torch.no_grad():
-                r = relative_render(aif_c, n_c, q0, torch.tensor(a_try * (nf - 1) / s0),
-                                    torch.tensor(0.5 / s0), cfg.max_kernel, cfg.psf)
+                r = relative_render(aif_c, n_c, q0, torch.tensor(a_try / s0), torch.tensor(0.5 / s0),
+                                    cfg.max_kernel, cfg.psf, frames=sub)
                 loss = float(reconstruction_loss(r, tgt0, cfg.alpha, cfg.ssim_window))
             if best is None or loss < best[0]:
-                best = (loss, a_try * (nf - 1))
+                best = (loss, a_try)
         log_a = torch.tensor(math.log(best[1])).requires_grad_(True)
         b_raw = torch.tensor(math.log(math.expm1(0.5))).requires_grad_(True)
 
-        def render(n, aif, cam_s, s):
+        def render(n, aif, cam_s, s, frames=None):
             return relative_render(aif, n, torch.sigmoid(q_logit), torch.exp(log_a) / s,
-                                   F.softplus(b_raw) / s, cfg.max_kernel, cfg.psf)
+                                   F.softplus(b_raw) / s, cfg.max_kernel, cfg.psf, frames)
         extra = [q_logit, log_a, b_raw]
 
     # reconstruction error of the initialisation at full resolution
@@ -304,6 +327,7 @@ def _optimize(frames, camera, cfg, known_focus, init, progress, depth_from_focus
 
     # ---- coarse to fine -------------------------------------------------------------------------
     history = []
+    gen = torch.Generator().manual_seed(1)
     sigma_max = _max_blur_px(camera, known_focus, extra)
     stages = [(s, it) for s, it in zip(cfg.levels, cfg.iters)
               if s == 1 or (min(h, w) / s >= cfg.min_level_px and sigma_max / s >= cfg.min_level_sigma_px)]
@@ -322,8 +346,9 @@ def _optimize(frames, camera, cfg, known_focus, init, progress, depth_from_focus
         for _ in range(iters):
             opt.zero_grad(set_to_none=True)
             n, aif = params_to_maps(zb + dz, ub + du)
-            rec = render(n, aif, cam_s, s)
-            loss = reconstruction_loss(rec, tgt, cfg.alpha, cfg.ssim_window)
+            sub = _frame_subset(nf, cfg.frames_per_step, gen)
+            rec = render(n, aif, cam_s, s, sub)
+            loss = reconstruction_loss(rec, tgt if sub is None else tgt[sub], cfg.alpha, cfg.ssim_window)
             if cfg.smooth_weight > 0:
                 loss = loss + cfg.smooth_weight * _smoothness(n, aif.detach(), cfg.edge_gamma)
             loss.backward()
@@ -351,5 +376,5 @@ def _optimize(frames, camera, cfg, known_focus, init, progress, depth_from_focus
     qk = torch.sigmoid(q_logit.detach())
     return OptimizeResult(depth_m=None, inv_depth=n[0, 0], aif=aif[0], rendered=rec, depth_kind="relative_inverse",
                           recon_before=before, recon_after=after, seconds=seconds, history=history,
-                          focus_positions=[float(v) for v in qk], blur_scale_px=float(torch.exp(log_a)),
-                          blur_offset_px=float(F.softplus(b_raw)), init_inv_depth=init_n[0, 0])
+                          focus_positions=[float(v) for v in qk], blur_scale_px=float(torch.exp(log_a.detach())),
+                          blur_offset_px=float(F.softplus(b_raw.detach())), init_inv_depth=init_n[0, 0])

@@ -145,7 +145,7 @@ def predict_optimize(sample: FocalStackSample, opts=None) -> Prediction:
     bar = None
     if _opt(opts, "progress", False):
         from tqdm import tqdm
-        bar = tqdm(total=sum(cfg.iters), desc="optimize", leave=False, unit="step")
+        bar = tqdm(total=sum(cfg.iters), desc="optimize", leave=False, unit="step", disable=None)
     try:
         r = optimize_stack(sample.frames, sample.camera, cfg, known_focus=known,
                            progress=(lambda i, n, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.4f}")))

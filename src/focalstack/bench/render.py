@@ -7,6 +7,9 @@ What is measured, per (backend, size, mode):
   around every call. ``forward`` runs under ``torch.no_grad()``; ``forward+backward`` runs the
   forward with grad on image and σ, then ``torch.autograd.grad`` of a fixed random
   cotangent.
+* **CPU time**: median process CPU time (all threads) of the same calls — on a shared or
+  loaded machine the fairer comparison between CPU backends (an OpenMP backend that waits
+  on a busy core burns more wall time than work).
 * **throughput**: megapixels per second, B·H·W / time (one channel-image = B·H·W pixels,
   whatever C is).
 * **peak memory** above what the inputs already use:
@@ -15,6 +18,10 @@ What is measured, per (backend, size, mode):
   through ``/proc/self/clear_refs`` and after ``malloc_trim``, minus ``VmRSS`` before). It
   sees every byte the call touches (torch tensors, numba scratch, compiled-graph buffers),
   at page granularity; where /proc is not available it is left empty.
+
+Inputs: image ~ U(0, 1); σ ~ U(lo, hi) px, by default (0.5, R/2) — the blur a k-window is
+made for. (Below ~0.35 px the reference's float32 exp produces denormals and it slows down
+several-fold, which would inflate the speed-ups; ``--sigma 0 1.5`` shows that case.)
 
 Backends: every registered one (``reference``, ``cpu``, ``triton``, … — those that can run
 on the device), plus ``compiled``: ``torch.compile`` of a plain-torch loop version of the
@@ -50,6 +57,7 @@ class BenchRow:
     status: str = "ok"
     time_ms: float | None = None          # median
     times_ms: list[float] = field(default_factory=list)
+    cpu_time_ms: float | None = None      # median process CPU time (all threads) per call
     mpix_per_s: float | None = None
     peak_mem_mib: float | None = None
     setup_s: float | None = None          # warm-up time (compilation included)
@@ -146,12 +154,13 @@ def _make_fn(backend: str, radius: int, psf: str):
 
 
 def default_backends(device: torch.device) -> list[str]:
-    """reference, compiled, then every fused backend that can run on ``device``."""
+    """reference, every fused backend that can run on ``device``, then compiled (last: what
+    torch.compile leaves running — its compile workers — must not slow the others down)."""
     from ..render.defocus import _AUTO_ORDER, _load_fused
     _load_fused()
     probe = torch.empty(1, 1, 1, 1, device=device)
     fused = [name for name, available, _ in _AUTO_ORDER if available(probe)]
-    return ["reference", COMPILED] + fused
+    return ["reference"] + fused + [COMPILED]
 
 
 def _sync(device: torch.device) -> None:
@@ -159,12 +168,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _inputs(batch: int, channels: int, size: int, radius: int, device, dtype, seed: int = 0):
+def default_sigma_range(kernel_size: int) -> tuple[float, float]:
+    """σ ~ U(0.5, max(0.5, R/2)) px: the blur a k-window is meant for (k = 7: 0.5–1.5 px)."""
+    hi = max(0.5, (kernel_size // 2) / 2.0)
+    return 0.5, hi
+
+
+def _inputs(batch: int, channels: int, size: int, sigma_range, device, dtype, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     image = torch.rand(batch, channels, size, size, generator=g, dtype=dtype)
-    # σ up to what the window holds (±3σ ≤ R), with exact zeros as in-focus pixels
-    sigma = torch.rand(batch, 1, size, size, generator=g, dtype=dtype) * max(radius, 1) / 3.0
-    sigma[..., ::7, :] = 0.0
+    lo, hi = sigma_range
+    sigma = lo + torch.rand(batch, 1, size, size, generator=g, dtype=dtype) * (hi - lo)
     cot = torch.rand(batch, channels, size, size, generator=g, dtype=dtype)
     return image.to(device), sigma.to(device), cot.to(device)
 
@@ -188,27 +202,29 @@ def _bench_one(fn, mode: str, image, sigma, cot, warmup: int, repeats: int, devi
         _sync(device)
         del r
     setup = time.perf_counter() - t0
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
         _sync(device)
+        c = time.process_time()
         t = time.perf_counter()
         r = call()
         _sync(device)
         times.append(time.perf_counter() - t)
+        cpu_times.append(time.process_time() - c)
         del r
     probe = _CudaPeak(device) if device.type == "cuda" else _CpuPeak()
     with probe:
         r = call()
         _sync(device)
         del r
-    return times, probe.mib, setup
+    return times, cpu_times, probe.mib, setup
 
 
 def run_render_bench(sizes=(128, 256, 512), kernel_size: int = 7, batch: int = 20, channels: int = 3,
                      repeats: int = 5, warmup: int = 1, backends: list[str] | None = None,
                      modes=MODES, psf: str = "gaussian", device: str | torch.device = "cpu",
                      dtype: torch.dtype = torch.float32, threads: int | None = None,
-                     log=None) -> dict:
+                     sigma_range: tuple[float, float] | None = None, log=None) -> dict:
     """Run the benchmark; returns {"config": …, "rows": [BenchRow as dict, …]}."""
     device = torch.device(device)
     if kernel_size < 1 or kernel_size % 2 == 0:
@@ -221,10 +237,13 @@ def run_render_bench(sizes=(128, 256, 512), kernel_size: int = 7, batch: int = 2
     if threads:
         torch.set_num_threads(int(threads))
     radius = kernel_size // 2
+    sigma_range = tuple(sigma_range) if sigma_range else default_sigma_range(kernel_size)
+    if len(sigma_range) != 2 or not 0 <= sigma_range[0] <= sigma_range[1]:
+        raise ValueError(f"sigma range must be 0 <= lo <= hi, got {sigma_range}")
     backends = list(backends) if backends else default_backends(device)
     rows: list[BenchRow] = []
     for size in sizes:
-        image, sigma, cot = _inputs(batch, channels, size, radius, device, dtype)
+        image, sigma, cot = _inputs(batch, channels, size, sigma_range, device, dtype)
         for backend in backends:
             try:
                 fn = _make_fn(backend, radius, psf)
@@ -238,8 +257,10 @@ def run_render_bench(sizes=(128, 256, 512), kernel_size: int = 7, batch: int = 2
                     row.status = f"failed: {type(err).__name__}: {err}"
                 else:
                     try:
-                        times, mem, setup = _bench_one(fn, mode, image, sigma, cot, warmup, repeats, device)
+                        times, cpu_times, mem, setup = _bench_one(fn, mode, image, sigma, cot, warmup, repeats,
+                                                                  device)
                         med = statistics.median(times)
+                        row.cpu_time_ms = 1e3 * statistics.median(cpu_times)
                         row.time_ms = 1e3 * med
                         row.times_ms = [1e3 * t for t in times]
                         row.mpix_per_s = batch * size * size / med / 1e6
@@ -259,6 +280,7 @@ def run_render_bench(sizes=(128, 256, 512), kernel_size: int = 7, batch: int = 2
     config = {
         "sizes": list(sizes), "kernel_size": kernel_size, "batch": batch, "channels": channels,
         "repeats": repeats, "warmup": warmup, "backends": backends, "modes": list(modes), "psf": psf,
+        "sigma_range_px": list(sigma_range),
         "device": str(device), "dtype": str(dtype).replace("torch.", ""),
         "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -279,17 +301,19 @@ def format_markdown(result: dict) -> str:
     cfg = result["config"]
     lines = [
         f"Render benchmark — {cfg['device']} ({cfg['gpu'] or str(cfg['torch_threads']) + ' threads'}), "
-        f"k={cfg['kernel_size']}, batch {cfg['batch']}, C={cfg['channels']}, psf {cfg['psf']}, {cfg['dtype']}, "
+        f"k={cfg['kernel_size']}, batch {cfg['batch']}, C={cfg['channels']}, psf {cfg['psf']}, "
+        f"σ ~ U({cfg['sigma_range_px'][0]:g}, {cfg['sigma_range_px'][1]:g}) px, {cfg['dtype']}, "
         f"median of {cfg['repeats']}",
         "",
-        "| backend | size | mode | time (ms) | MP/s | peak mem (MiB) | × reference | × compiled | status |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|",
+        "| backend | size | mode | time (ms) | MP/s | CPU time (ms) | peak mem (MiB) | × reference | × compiled "
+        "| status |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['backend']} | {r['size']}² | {r['mode']} | {_fmt(r['time_ms'], '.1f')} | "
-            f"{_fmt(r['mpix_per_s'], '.2f')} | {_fmt(r['peak_mem_mib'], '.1f')} | "
+            f"{_fmt(r['mpix_per_s'], '.2f')} | {_fmt(r['cpu_time_ms'], '.0f')} | {_fmt(r['peak_mem_mib'], '.1f')} | "
             f"{_fmt(r['speedup_vs_reference'], '.1f')} | {_fmt(r['speedup_vs_compiled'], '.1f')} | {r['status']} |")
     lines.append("")
-    lines.append(f"Memory: {cfg['memory_metric']}.")
+    lines.append(f"Speed-ups are wall-time ratios; memory: {cfg['memory_metric']}.")
     return "\n".join(lines)

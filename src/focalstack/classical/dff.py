@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ..optics.camera import FocalStackCamera
 from .focus_measures import DEFAULT_MEASURE, DEFAULT_WINDOW, focus_measure, local_mean, to_grey

@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--psf", choices=["gaussian", "disk"], default="gaussian")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--sigma", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="σ ~ U(LO, HI) px (default 0.5 to max(0.5, R/2))")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (also the cpu backend's threads)")
     p.add_argument("--out", nargs="+", default=[], metavar="FILE",
                    help="write the result: *.json (full data) and/or *.md (the table)")
@@ -44,7 +46,7 @@ def run(args) -> int:
     result = run_render_bench(
         sizes=args.sizes, kernel_size=args.kernel_size, batch=args.batch, channels=args.channels,
         repeats=args.repeats, warmup=args.warmup, backends=args.backends, modes=modes, psf=args.psf,
-        device=args.device, dtype=getattr(torch, args.dtype), threads=args.threads,
+        device=args.device, dtype=getattr(torch, args.dtype), threads=args.threads, sigma_range=args.sigma,
         log=lambda msg: print(msg, file=sys.stderr, flush=True))
     table = format_markdown(result)
     print(table)

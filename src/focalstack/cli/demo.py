@@ -77,7 +77,10 @@ def run(args) -> int:
         train_dir = out / "data" / "train"
         _synth(train_dir, range(TRAIN_SEED0, TRAIN_SEED0 + args.train_num), args.size)
         run_dir = out / "run"
-        train(TrainConfig(data=str(train_dir), out=str(run_dir), max_steps=args.train_steps))
+        crop = (min(128, args.size[0]), min(128, args.size[1]))
+        train(TrainConfig(data_dir=str(train_dir), out_dir=str(run_dir), max_steps=args.train_steps,
+                          crop_size=crop, num_workers=0, val_interval=max(1, args.train_steps // 4),
+                          ckpt_interval=max(1, args.train_steps // 4), tensorboard=False))
         checkpoint = str(run_dir)
     methods = {"DAIF-Net (self-supervised)": ("net", checkpoint), "depth from focus (LAPM)": ("dff", None)}
     rows, times = {}, {}

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-NAME = "import"
-
 
 def register(sub) -> None:
     p = sub.add_parser("import", help="import a folder of photos (one focal stack) as a sample folder",

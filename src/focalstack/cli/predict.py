@@ -50,7 +50,7 @@ def run(args) -> int:
     out_root = Path(args.out)
     if out_root.resolve() == inp.resolve() or (not single and out_root.resolve() in [s.resolve() for s in samples]):
         raise UserError(f"{out_root}: the output folder must differ from the input")
-    bar = tqdm(samples, desc=f"predict ({args.method})", unit="sample", disable=len(samples) < 2)
+    bar = tqdm(samples, desc=f"predict ({args.method})", unit="sample", disable=True if len(samples) < 2 else None)
     for sd in bar:
         sample = load_sample(sd, load_depth=False, load_aif=False, min_frames=2)
         opts = PredictOptions(measure=args.measure, window=args.window, refine=None if args.no_refine else "guided",

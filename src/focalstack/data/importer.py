@@ -11,18 +11,19 @@
    Focus distances, in priority: ``focus`` (list, file-name order), a sidecar ``focus.csv``
    (``file,focus_m``) or ``focus.json`` (``{"file": metres}`` or a list) in the photo folder,
    EXIF SubjectDistance of every frame. If none: the focus is **unknown**; placeholder focus
-   distances (evenly spaced in inverse depth, 0.2 m → 2 m) are written and camera.json gets
+   distances (evenly spaced in inverse depth, 0.2 m → 2 m, near → far) are written and camera.json gets
    ``"focus_known": false`` (``focalstack optimize/predict`` then estimate relative inverse
    depth). Unknown lens values are placeholders too (``"lens_known": false``) — allowed only
    when the focus is unknown.
 3. **Order**: frames are written **near → far** (ascending focus distance; frame_00 = nearest
-   focus). With unknown focus, ``order="auto"`` uses focus breathing: phone/unit-focusing lenses
-   magnify more when focused nearer, so frames are ordered by decreasing magnification (from the
-   alignment) when the trend is clear (|Spearman ρ| ≥ 0.5), else kept in name order
-   (``"name"``: name order; ``"reverse"``: reversed name order).
+   focus). With unknown focus the frames keep the file-name (capture) order and the FIRST file is
+   assumed to be focused nearest (``order="name"``, the default; the Mobile Depth and Mahieu
+   stacks follow it), or ``"reverse"``. ``"auto"`` uses focus breathing instead (unit-focusing
+   lenses magnify more when focused nearer: frames ordered by decreasing magnification when the
+   trend is clear, |Spearman| ≥ 0.5) — unreliable when the camera moves along its axis: on Mobile
+   Depth "largemotion" it picks the wrong direction, so it is opt-in.
 4. **Alignment** against focus breathing and hand-held motion: OpenCV ``findTransformECC``
-   (``motion`` "affine" (default), "homography", "similarity"≈"euclidean"+scale is not in ECC, so
-   use affine; "translation"; or "none") on a grey copy downscaled to ≤ ``align_size`` px,
+   (``motion`` "affine" (default), "homography", "euclidean", "translation" or "none") on a grey copy downscaled to ≤ ``align_size`` px,
    coarse to fine over an image pyramid, Gaussian pre-filter. Frames are chained to their
    neighbour towards the reference (the middle frame), since neighbours share similar blur;
    a pair where ECC fails falls back to the previous transform (reported). All frames are then
@@ -46,7 +47,7 @@ import numpy as np
 
 from ..optics.camera import CameraError, FocalStackCamera
 from ..optics.thin_lens import ThinLens
-from .io import SampleError, atomic_write_dir, to_uint, write_image
+from .io import atomic_write_dir, to_uint, write_image
 
 __all__ = ["PhotoImportError", "PhotoMeta", "list_photos", "read_photo", "read_exif", "read_focus_sidecar",
            "estimate_warp", "align_frames", "AlignResult", "largest_valid_rect", "import_photos", "ImportReport",
@@ -393,7 +394,7 @@ def import_photos(photos_dir: str | Path, out_dir: str | Path, focus: Sequence[f
                   focal_length_mm: float | None = None, f_number: float | None = None,
                   pixel_size_um: float | None = None, sensor_width_mm: float | None = None,
                   max_size: int | None = None, motion: str = "affine", align: bool = True,
-                  order: str = "auto", min_frames: int = 2, align_size: int = 640,
+                  order: str = "name", min_frames: int = 2, align_size: int = 640,
                   depth_range_m: tuple[float, float] | None = None) -> ImportReport:
     """Import the photos of ``photos_dir`` as one sample folder ``out_dir`` (see module doc)."""
     import cv2

@@ -160,6 +160,7 @@ class DAIFNet(nn.Module):
         rng = depth_range_tensor(depth_range_m, b, frames.device, torch.float32)
         plane = normalised_focus(fd.float(), rng).to(frames.dtype).view(b, f, 1, 1, 1).expand(b, f, 1, h, w)
         x = torch.cat([frames * 2.0 - 1.0, plane], dim=2).reshape(b * f, 4, h, w)
+        x = x.contiguous(memory_format=torch.channels_last)  # ~2x faster mkldnn convs on CPU
         x, h0, w0 = _pad_to_multiple(x, 2 ** self.levels)
 
         skips = []

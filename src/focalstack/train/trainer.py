@@ -34,8 +34,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 
-from ..data import FocalStackDataset, StackAugment, list_samples, load_camera
-from ..losses import LossConfig, compute_losses, coarse_aif
+from ..data import FocalStackDataset, StackAugment, load_camera
+from ..losses import LossConfig, compute_losses
 from ..models import build_model, count_parameters
 from ..optics.camera import CameraBatch, FocalStackCamera
 from . import distributed as D

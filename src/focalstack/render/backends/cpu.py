@@ -1,39 +1,54 @@
 """Fused CPU render backend ("cpu"): numba kernels for the forward and the analytic backward.
 
-Same maths as :mod:`focalstack.render.reference` (see its docstring), in one pass per output
-row instead of k² whole-image tensor ops:
+Same maths and weights as :mod:`focalstack.render.reference` (see its docstring), with k²
+whole-image tensor passes replaced by row-local loops:
 
 * **Parallelism**: tasks = (image b, band of ``rows`` consecutive rows), dealt round-robin
-  to ``torch.get_num_threads()`` Python threads running the ``nogil`` kernels (numba's
-  ``parallel=True`` does the same job but triples the first-run compile time: ~30 s instead
-  of ~10 s for both dtypes). Every task owns its output rows: no race, no atomic.
-* **Forward** (a gather over output pixels x, source p = x − u): for each source pixel the
-  per-pixel constants (1/2σ², the normaliser) are computed once per task. For the Gaussian,
-  exp(−|u|²/2σ²) = exp(−dy²/2σ²)·exp(−dx²/2σ²), so a task tabulates, for each source pixel of
-  its band plus a halo of R rows, the R+1 values exp(−d²/2σ²), d = 0…R (R+1 exps per source
-  pixel instead of k²; each tap weight is then two products, equal to the direct formula to
-  ~2 ulp in float64). When that table would be too large (huge windows) the kernel falls back
-  to one ``exp`` per tap. Each tap's weight is computed once into a row buffer and applied to
-  every channel; numerator and denominator are accumulated in float64 row buffers.
-* **Backward**: one gather pass over SOURCE pixels q for both gradients (q is local, so its
-  exp table is just R+1 values per pixel): with h = g/D and hJ = Σ_c h_c·J_c (computed per
-  task for its rows plus halo, in float64)::
+  to ``torch.get_num_threads()`` Python threads running ``nogil`` kernels. (numba's
+  ``parallel=True``/prange does the same job but roughly triples the first-run compile
+  time.) Every task owns its output rows: no race, no atomic, results independent of the
+  thread count.
+* **Weights**: every per-pixel constant (1/2σ², the normaliser, ρ and 1/A for the disk) is
+  computed once per source pixel. A tap weight depends only on |dy|, |dx| and the source's
+  σ, so one weight row serves the four taps (±dy, ±dx) (eight with the (dx, dy) transpose
+  in the backward). Gaussian: e^{−(dy²+dx²)a} = e^{−dy²a}·e^{−dx²a}, and the R+1 values
+  e^{−d²a} come from one e^{−a} per pixel (a vectorised exp within 1 ulp of libm's, in the
+  kernels: no torch op whose OpenMP threads would then spin against ours) through the
+  recurrence e^{−(d+1)²a} = e^{−d²a}·e^{−(2d+1)a}: products only, equal to exp(−r²a) to a
+  few ulp (≈1e-15 relative). Weights below 1e-30 (float64: 1e-280) are flushed to 0 so that
+  no denormal reaches the tap loops (< 1e-20 of any normaliser). Disk:
+  clamp(ρ − |u| + ½, 0, 1)/A(ρ) with |u| a per-tap constant.
+* **Forward** (gather J(x) = Σ_u w_{x−u}(u)·I(x−u) / Σ_u w_{x−u}(u)): each source row s is
+  visited once per task; for every |dy| it builds hz(j) = Σ_{|dx|} Σ_± w·(1, I) at source
+  column j ∓ |dx| and adds it to the output rows s ± |dy|. Each weight is computed once and
+  applied to every channel; the short per-(row, |dy|) sums (2R+1 terms) run in the image
+  dtype, the numerator/denominator accumulators in float64 (float32 ones cost 4× in the
+  accuracy of ∂L/∂σ, which needs J to full float32 precision where J ≈ I).
+* **Backward**: one gather pass over SOURCE pixels q for both gradients, h = g/D and
+  hJ = Σ_c h_c·J_c prepared per task (computed in float64)::
 
       ∂L/∂I_q = Σ_u w_q(u)·h(q+u)
       ∂L/∂σ_q = Σ_u ∂w_q(u)/∂σ · (Σ_c I_{q,c}·h_c(q+u) − hJ(q+u))
 
-  ∂w/∂σ is split into per-pixel factors times per-tap sums (Gaussian: w·(r²/σ³ − 2/σ);
-  disk: 2·(1{0<raw<1}/A − w·A′/A)), so the tap loop only accumulates two sums.
-* Memory: O(task band × W × (C + R)) scratch per running task; never a k²·H·W buffer.
+  ∂w/∂σ = F1·v − F2·w with per-pixel F1, F2 and per-tap v (Gaussian: w·(r²/σ³ − 2/σ), so
+  v = r²·w; disk: 2·(1{0<raw<1}/A − w·A′/A), v = the indicator), so the tap loop only
+  accumulates G_c = Σ w·h_c and K_c = Σ v·h_c for the channels and hJ (in the image dtype:
+  float32 keeps the gradients within ~3e-5 of the exact ones, as good as the float32
+  reference); the channel sums are combined per pixel in float64 at the end. ∂w/∂σ is zero
+  where σ < SIGMA_MIN_PX.
+* **Vectorisation**: the hot loops index with unsigned offsets (numba wraps negative signed
+  indices, which stops LLVM from vectorising) and touch few distinct arrays.
+* **Memory**: scratch O((rows + 2R)·(C + R)·W) per running task; never a k²·H·W buffer.
 
-float32 and float64 inputs are both supported (numba specialises the kernels per dtype;
-accumulation is always float64). ``cache=True`` keeps the compiled kernels in __pycache__.
+float32 and float64 inputs are both supported (numba specialises the kernels per dtype; the
+float64 path is float64 throughout). ``cache=True`` keeps the compiled kernels in
+__pycache__ (first run: ~15 s of compilation for both dtypes).
 """
 
 from __future__ import annotations
 
 import math
-
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -46,6 +61,15 @@ from .. import psf as _psf
 _SMIN = float(_psf.SIGMA_MIN_PX)
 _PI = math.pi
 _PI_12 = math.pi / 12.0
+_INV_PI = 1.0 / math.pi
+
+# exp(x), x ≤ 0, vectorisable (see _source_row): x = n·ln2 + r, |r| ≤ ln2/2, e^r by its
+# degree-13 Taylor polynomial (truncation < 1e-17), 2^n from the exponent bits
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01      # fdlibm's split of ln 2
+_LN2_LO = 1.90821492927058770002e-10
+_TWO_M64 = 2.0 ** -64
+(_E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13) = (1.0 / math.factorial(k) for k in range(2, 14))
 
 
 # --------------------------------------------------------------------------- forward
@@ -64,158 +88,185 @@ def _disk_darea(rho):  # pragma: no cover - numba
     return 2.0 * _PI * rho if rho >= 0.5 else _PI * (t * t)
 
 
+@njit(inline="always", fastmath=False, cache=True)
+def _exp_neg(a, out, bits):  # pragma: no cover - numba
+    """out = exp(−a) for a ≥ 0, within 1 ulp of libm's exp (exactly 0 beyond a ≈ 745.1), in
+    two loops LLVM vectorises (a libm call per element costs 4–12× more)."""
+    bf = bits.view(np.float64)
+    for i in range(a.shape[0]):
+        x = -min(a[i], 746.0)
+        n = np.floor(x * _LOG2E + 0.5)
+        r = (x - n * _LN2_HI) - n * _LN2_LO
+        p = _E13 * r + _E12
+        p = p * r + _E11
+        p = p * r + _E10
+        p = p * r + _E9
+        p = p * r + _E8
+        p = p * r + _E7
+        p = p * r + _E6
+        p = p * r + _E5
+        p = p * r + _E4
+        p = p * r + _E3
+        p = p * r + _E2
+        p = p * r + 1.0
+        out[i] = p * r + 1.0
+        bits[i] = np.int64(n + 1087.0) << 52        # 2^(n+64): a normal number for n ≥ −1077
+    for i in range(a.shape[0]):
+        out[i] = (out[i] * bf[i]) * _TWO_M64        # one rounding, also into the denormals
+
+
+@njit(inline="always", fastmath=False, cache=True)
+def _source_row(sig, b, row, disk, P0, P1, E, rr, bits):  # pragma: no cover - numba
+    """Per-source constants of one row. Gaussian: P0 = 1/(2πσ²), E[d] = e^{−d²a} (a = 1/2σ²)
+    for d = 0..R from the one e^{−a} by the exact recurrence e^{−(d+1)²a} = e^{−d²a}·e^{−(2d+1)a};
+    P1 = e^{−2a} (scratch). Disk: P0 = ρ = 2σ, P1 = 1/A(ρ)."""
+    W = P0.shape[0]
+    srow = sig[b, 0, row]
+    if disk:
+        for q in range(W):
+            rho = 2.0 * max(np.float64(srow[q]), _SMIN)
+            P0[q] = rho
+            P1[q] = 1.0 / _disk_area(rho)
+    else:
+        for q in range(W):
+            inv_s = 1.0 / max(np.float64(srow[q]), _SMIN)
+            a = 0.5 * inv_s * inv_s
+            P0[q] = a * _INV_PI
+            P1[q] = a
+        _exp_neg(P1, rr, bits)            # rr = e^{−a} = e^{−(2d+1)a} at d = 0
+        e0 = E[0]
+        for q in range(W):
+            P1[q] = rr[q] * rr[q]         # e^{−2a}
+            e0[q] = 1.0
+        for d in range(1, E.shape[0]):
+            ed = E[d]
+            ep = E[d - 1]
+            for q in range(W):
+                ed[q] = ep[q] * rr[q]
+                rr[q] *= P1[q]
+
+
 @njit(nogil=True, fastmath=False, cache=True)
-def _forward_kernel(img, sig, ex, out, den, R, disk, rows, first, step):  # pragma: no cover - numba
-    """Tasks first, first+step, … of the forward; task = (image, band of ``rows`` output rows)."""
+def _forward_kernel(img, sig, out, den, R, disk, tiny, rows, first, step):  # pragma: no cover - numba
+    """Tasks first, first+step, … of the forward; task = (image, band of ``rows`` output rows).
+
+    Each source row s of the band (plus an R-row halo) is visited once: for every |dy| it builds
+    hz(j) = Σ_{|dx|} Σ_± w_q(|dy|, |dx|)·(1, I_q), q = j ∓ |dx| (weights are symmetric in the
+    signs of dy and dx), and adds hz to the output rows s ± |dy| of the band.
+
+    (The loops index 2-D arrays with offsets and update two channels per pass: the form LLVM
+    vectorises best here. Channel 0 of V is the constant 1, so hz[0] is the denominator.)
+    """
     B, C, H, W = img.shape
+    C1 = C + 1
     WP = W + 2 * R                     # rows padded by R zero columns on each side
     nchunk = (H + rows - 1) // rows
+    # unsigned offsets: numba adds a negative-index wrap-around to signed ones, which stops
+    # LLVM from vectorising the loops below
+    Wu = np.uint64(W)
+    Ru = np.uint64(R)
     for task in range(first, B * nchunk, step):
         b = task // nchunk
         r0 = (task - b * nchunk) * rows
         r1 = min(H, r0 + rows)
-        s_lo = max(0, r0 - R)
-        s_hi = min(H, r1 + R)
-        ns = s_hi - s_lo
-        # float64 zero-padded copy of the source rows (band + halo) and per-source constants
-        V = np.zeros((ns, C, WP))
-        P0 = np.empty((ns, W))          # Gaussian: 1/(2πσ²)      | disk: ρ = 2σ
-        P1 = np.empty((ns, W))          # Gaussian: e^{−a}        | disk: 1/A(ρ)
-        P2 = np.empty((ns, W))          # Gaussian: e^{−2a}
-        EA = np.empty((ns, W))          # Gaussian: e^{−dy²·a} for the current |dy|   (a = 1/2σ²)
-        RA = np.empty((ns, W))          # Gaussian: e^{−(2|dy|+1)·a}
-        for sl in range(ns):
-            srow = sig[b, 0, s_lo + sl]
-            for c in range(C):
-                irow = img[b, c, s_lo + sl]
-                vrow = V[sl, c, R:R + W]
-                for q in range(W):
-                    vrow[q] = irow[q]
-            p0 = P0[sl]
-            p1 = P1[sl]
-            if disk:
-                for q in range(W):
-                    rho = 2.0 * max(np.float64(srow[q]), _SMIN)
-                    p0[q] = rho
-                    p1[q] = 1.0 / _disk_area(rho)
-            else:
-                erow = ex[b, 0, s_lo + sl]
-                p2 = P2[sl]
-                ea = EA[sl]
-                ra = RA[sl]
-                for q in range(W):
-                    s = max(np.float64(srow[q]), _SMIN)
-                    e1 = erow[q]
-                    p0[q] = 0.5 / (s * s) / _PI
-                    p1[q] = e1
-                    p2[q] = e1 * e1
-                    ea[q] = 1.0
-                    ra[q] = e1
-        acc = np.zeros((r1 - r0, C + 1, W))   # [0] Σw, [1+c] Σw·I_c
-        wp = np.zeros(WP)                     # weight row of the current (|dy|, |dx|), zero pads
-        w = wp[R:R + W]
+        acc = np.zeros((r1 - r0, C1, W))             # [0] Σw, [1+c] Σw·I_c (float64)
+        # the per-(source row, |dy|) sums are short (2R+1 taps): image dtype
+        V = np.zeros((C1, WP), dtype=img.dtype)      # (1, I_c) of the source row, zero pads
+        V[0, R:R + W] = 1.0
+        wp = np.zeros(WP, dtype=img.dtype)           # weight row of one (|dy|, |dx|), zero pads
+        hz = np.empty((C1, W), dtype=img.dtype)
+        P0 = np.empty(W)
+        P1 = np.empty(W)
+        E = np.empty((R + 1, W))
+        rr = np.empty(W)
+        bits = np.empty(W, dtype=np.int64)
         za = np.empty(W)
-        eb = np.empty(W)
-        rb = np.empty(W)
-        hz = np.empty((C + 1, W))
-        for ay in range(R + 1):
-            for sl in range(ns):
-                s_row = s_lo + sl
+        for s_row in range(max(0, r0 - R), min(H, r1 + R)):
+            for c in range(C):
+                irow = img[b, c, s_row]
+                cu = np.uint64(1 + c)
+                for q in range(Wu):
+                    V[cu, Ru + q] = irow[q]
+            _source_row(sig, b, s_row, disk, P0, P1, E, rr, bits)
+            for ay in range(R + 1):
                 # this source row reaches output rows s_row + ay and s_row − ay
                 hit_dn = s_row + ay >= r0 and s_row + ay < r1
                 hit_up = ay > 0 and s_row - ay >= r0 and s_row - ay < r1
                 if not (hit_dn or hit_up):
                     continue
-                # hz = Σ_{|dx|} Σ_± w(|dy|, |dx|) at the source q = j ∓ |dx|, times (1, I_c)
                 if not disk:
-                    p0 = P0[sl]
-                    ea = EA[sl]
-                    e1 = P1[sl]
                     for q in range(W):
-                        za[q] = p0[q] * ea[q]
-                        eb[q] = 1.0
-                        rb[q] = e1[q]
+                        za[q] = P0[q] * E[ay, q]
                 for ax in range(R + 1):
                     if disk:
                         rt = math.sqrt(np.float64(ay * ay + ax * ax))
-                        p0 = P0[sl]
-                        p1 = P1[sl]
-                        for q in range(W):
-                            w[q] = min(max(p0[q] - rt + 0.5, 0.0), 1.0) * p1[q]
+                        for q in range(Wu):
+                            wp[Ru + q] = min(max(P0[q] - rt + 0.5, 0.0), 1.0) * P1[q]
                     else:
-                        if ax > 0:
-                            e2 = P2[sl]
-                            for q in range(W):
-                                eb[q] *= rb[q]
-                                rb[q] *= e2[q]
-                        for q in range(W):
-                            w[q] = za[q] * eb[q]
+                        eax = E[ax]
+                        for q in range(Wu):
+                            wq = za[q] * eax[q]
+                            wp[Ru + q] = wq if wq >= tiny else 0.0   # no denormals (see _flush_below)
+                    la = np.uint64(R - ax)
+                    lb = np.uint64(R + ax)
                     if ax == 0:
-                        h0 = hz[0]
-                        for j in range(W):
-                            h0[j] = w[j]
-                        for c in range(C):
-                            hc = hz[1 + c]
-                            vc = V[sl, c, R:R + W]
-                            for j in range(W):
-                                hc[j] = w[j] * vc[j]
+                        for c in range(C1):
+                            cu = np.uint64(c)
+                            for j in range(Wu):
+                                hz[cu, j] = wp[Ru + j] * V[cu, Ru + j]
                     else:
-                        wl = wp[R - ax:R - ax + W]
-                        wr = wp[R + ax:R + ax + W]
-                        h0 = hz[0]
-                        for j in range(W):
-                            h0[j] += wl[j] + wr[j]
-                        for c in range(C):
-                            hc = hz[1 + c]
-                            vl = V[sl, c, R - ax:R - ax + W]
-                            vr = V[sl, c, R + ax:R + ax + W]
-                            for j in range(W):
-                                hc[j] += wl[j] * vl[j] + wr[j] * vr[j]
-                if hit_dn:
-                    ad = acc[s_row + ay - r0]
-                    for c in range(C + 1):
-                        adc = ad[c]
-                        hc = hz[c]
-                        for j in range(W):
-                            adc[j] += hc[j]
-                if hit_up:
-                    ad = acc[s_row - ay - r0]
-                    for c in range(C + 1):
-                        adc = ad[c]
-                        hc = hz[c]
-                        for j in range(W):
-                            adc[j] += hc[j]
-            if not disk:   # e^{−(|dy|+1)²a} = e^{−dy²a}·e^{−(2|dy|+1)a}
-                for sl in range(ns):
-                    ea = EA[sl]
-                    ra = RA[sl]
-                    e2 = P2[sl]
-                    for q in range(W):
-                        ea[q] *= ra[q]
-                        ra[q] *= e2[q]
+                        for c in range(0, C1 - 1, 2):   # two channels per pass
+                            c0 = np.uint64(c)
+                            c1 = np.uint64(c + 1)
+                            for j in range(Wu):
+                                a = wp[la + j]
+                                bb = wp[lb + j]
+                                hz[c0, j] += a * V[c0, la + j] + bb * V[c0, lb + j]
+                                hz[c1, j] += a * V[c1, la + j] + bb * V[c1, lb + j]
+                        if C1 % 2 == 1:
+                            c0 = np.uint64(C1 - 1)
+                            for j in range(Wu):
+                                hz[c0, j] += wp[la + j] * V[c0, la + j] + wp[lb + j] * V[c0, lb + j]
+                for k in range(2):
+                    if (hit_dn if k == 0 else hit_up):
+                        il = np.uint64((s_row + ay if k == 0 else s_row - ay) - r0)
+                        for c in range(C1):
+                            cu = np.uint64(c)
+                            for j in range(Wu):
+                                acc[il, cu, j] += hz[cu, j]
         for il in range(r1 - r0):
-            dacc = acc[il, 0]
-            for c in range(C):
-                orow = out[b, c, r0 + il]
-                ac = acc[il, 1 + c]
-                for j in range(W):
-                    orow[j] = ac[j] / dacc[j]
             drow = den[b, 0, r0 + il]
             for j in range(W):
-                drow[j] = dacc[j]
+                drow[j] = acc[il, 0, j]
+                acc[il, 0, j] = 1.0 / acc[il, 0, j]
+            for c in range(C):
+                orow = out[b, c, r0 + il]
+                for j in range(W):
+                    orow[j] = acc[il, 1 + c, j] * acc[il, 0, j]
 
 
 # --------------------------------------------------------------------------- backward
 
 
 @njit(nogil=True, fastmath=False, cache=True)
-def _backward_kernel(img, sig, ex, out, den, gout, gimg, gsig, R, disk, rows, need_i, need_s,
+def _backward_kernel(img, sig, out, den, gout, gimg, gsig, R, disk, tiny, rows, need_i, need_s,
                      first, step):  # pragma: no cover - numba
-    """Tasks first, first+step, … of the backward; task = (image, band of ``rows`` source rows)."""
+    """Tasks first, first+step, … of the backward; task = (image, band of ``rows`` source rows).
+
+    For a source row i: vs[a] = h(i+a) + h(i−a) (a > 0; vs[0] = h(i); zero outside the image),
+    then for each pair |dy| = ay ≤ |dx| = ax one weight row w (and v = r²w, or the disk's
+    1{0<raw<1}) serves the eight taps (±ay, ±ax), (±ax, ±ay):
+    G += w·hh, K += v·hh, hh = vs[ay](q ∓ ax) + vs[ax](q ∓ ay), per channel of h and hJ.
+    """
     B, C, H, W = img.shape
     WP = W + 2 * R
     CH = C + 1 if need_s else C      # channels of h, plus hJ when ∂L/∂σ is wanted
+    Z = R + 1                        # an all-zero row of vs
     nchunk = (H + rows - 1) // rows
+    Wu = np.uint64(W)                # unsigned offsets vectorise (see the forward)
+    Ru = np.uint64(R)
+    u0 = np.uint64(0)
+    u1 = np.uint64(1)
     for task in range(first, B * nchunk, step):
         b = task // nchunk
         r0 = (task - b * nchunk) * rows
@@ -223,161 +274,160 @@ def _backward_kernel(img, sig, ex, out, den, gout, gimg, gsig, R, disk, rows, ne
         x_lo = max(0, r0 - R)
         x_hi = min(H, r1 + R)
         nx = x_hi - x_lo
-        # h = g / D (channels 0..C−1) and hJ = Σ_c h_c·J_c (channel C), zero-padded, float64
-        hb = np.zeros((nx, CH, WP))
+        # h = g / D (channels 0..C−1) and hJ = Σ_c h_c·J_c (channel C), computed in float64,
+        # kept (like every buffer of the tap loops) in the image dtype
+        hb = np.zeros((nx, CH, W), dtype=img.dtype)
+        inv_d = np.empty(W)
+        hj64 = np.empty(W)
         for xl in range(nx):
             x = x_lo + xl
             drow = den[b, 0, x]
+            for j in range(W):
+                inv_d[j] = 1.0 / np.float64(drow[j])
+                hj64[j] = 0.0
             for c in range(C):
                 grow = gout[b, c, x]
-                hr = hb[xl, c, R:R + W]
+                orow = out[b, c, x]
                 for j in range(W):
-                    hr[j] = np.float64(grow[j]) / np.float64(drow[j])
-                if need_s:
-                    orow = out[b, c, x]
-                    hjr = hb[xl, C, R:R + W]
-                    for j in range(W):
-                        hjr[j] += hr[j] * np.float64(orow[j])
-        vs = np.zeros((CH, WP))     # h(i+|dy|) + h(i−|dy|), zero pads
-        G = np.empty((CH, W))       # Σ_u w·h(q+u)
-        K = np.empty((CH, W))       # Σ_u v·h(q+u); v = r²·w (Gaussian) or 1{0<raw<1} (disk)
-        w = np.empty(W)
-        v = np.empty(W)
-        P0 = np.empty(W)            # Gaussian: 1/(2πσ²)  | disk: ρ
-        P1 = np.empty(W)            # Gaussian: e^{−a}    | disk: 1/A
-        P2 = np.empty(W)            # Gaussian: e^{−2a}
+                    hv = np.float64(grow[j]) * inv_d[j]
+                    hb[xl, c, j] = hv
+                    hj64[j] += hv * np.float64(orow[j])
+            if need_s:
+                for j in range(W):
+                    hb[xl, C, j] = hj64[j]
+        vs = np.zeros((R + 2, CH, WP), dtype=img.dtype)
+        GK = np.empty((2, CH, W), dtype=img.dtype)   # [0]: G = Σ_u w·h(q+u); [1]: K = Σ_u v·h(q+u)
+        wv = np.empty((2, W), dtype=img.dtype)       # [0]: w; [1]: v = r²·w (Gaussian) | 1{0<raw<1} (disk)
+        P0 = np.empty(W)
+        P1 = np.empty(W)
         F1 = np.empty(W)            # Gaussian: live/σ³   | disk: 2·live/A
         F2 = np.empty(W)            # Gaussian: 2·live/σ  | disk: 2·live·A′/A
-        ea = np.empty(W)
-        ra = np.empty(W)
+        E = np.empty((R + 1, W))
+        rr = np.empty(W)
+        bits = np.empty(W, dtype=np.int64)
         za = np.empty(W)
-        eb = np.empty(W)
-        rb = np.empty(W)
+        x1 = np.empty(W)
+        x2 = np.empty(W)
         for i in range(r0, r1):
+            _source_row(sig, b, i, disk, P0, P1, E, rr, bits)
             srow = sig[b, 0, i]
             if disk:
                 for q in range(W):
-                    sv = np.float64(srow[q])
-                    live = 1.0 if sv >= _SMIN else 0.0
-                    rho = 2.0 * max(sv, _SMIN)
-                    inv = 1.0 / _disk_area(rho)
-                    P0[q] = rho
-                    P1[q] = inv
-                    F1[q] = 2.0 * live * inv
-                    F2[q] = 2.0 * live * _disk_darea(rho) * inv
+                    live = 2.0 if np.float64(srow[q]) >= _SMIN else 0.0
+                    F1[q] = live * P1[q]
+                    F2[q] = live * _disk_darea(P0[q]) * P1[q]
             else:
-                erow = ex[b, 0, i]
                 for q in range(W):
                     sv = np.float64(srow[q])
-                    s = max(sv, _SMIN)
-                    live = 1.0 if sv >= _SMIN else 0.0
-                    e1 = erow[q]
-                    P0[q] = 0.5 / (s * s) / _PI
-                    P1[q] = e1
-                    P2[q] = e1 * e1
-                    F1[q] = live / (s * s * s)
-                    F2[q] = 2.0 * live / s
-                    ea[q] = 1.0
-                    ra[q] = e1
-            G[:, :] = 0.0
-            K[:, :] = 0.0
+                    inv_s = 1.0 / max(sv, _SMIN)
+                    live = inv_s if sv >= _SMIN else 0.0
+                    F1[q] = live * inv_s * inv_s
+                    F2[q] = 2.0 * live
+            for a in range(R + 1):
+                have_d = i + a < H
+                have_u = a > 0 and i - a >= 0
+                xd = i + a - x_lo
+                xu = i - a - x_lo
+                au = np.uint64(a)
+                for c in range(CH):
+                    cu = np.uint64(c)
+                    if have_d and have_u:
+                        for j in range(Wu):
+                            vs[au, cu, Ru + j] = hb[xd, c, j] + hb[xu, c, j]
+                    elif have_d:
+                        for j in range(Wu):
+                            vs[au, cu, Ru + j] = hb[xd, c, j]
+                    elif have_u:
+                        for j in range(Wu):
+                            vs[au, cu, Ru + j] = hb[xu, c, j]
+                    else:
+                        for j in range(Wu):
+                            vs[au, cu, Ru + j] = 0.0
+            GK[:, :, :] = 0.0
+            # pairs ay ≤ ax: w(ay, ax) = w(ax, ay) serves the taps (±ay, ±ax) and (±ax, ±ay)
             for ay in range(R + 1):
-                xd = i + ay
-                xu = i - ay
-                have_d = xd < H
-                have_u = ay > 0 and xu >= 0
-                if have_d or have_u:
-                    for c in range(CH):
-                        vr = vs[c, R:R + W]
-                        if have_d and have_u:
-                            hd = hb[xd - x_lo, c, R:R + W]
-                            hu = hb[xu - x_lo, c, R:R + W]
-                            for j in range(W):
-                                vr[j] = hd[j] + hu[j]
-                        elif have_d:
-                            hd = hb[xd - x_lo, c, R:R + W]
-                            for j in range(W):
-                                vr[j] = hd[j]
-                        else:
-                            hu = hb[xu - x_lo, c, R:R + W]
-                            for j in range(W):
-                                vr[j] = hu[j]
-                    if not disk:
-                        for q in range(W):
-                            za[q] = P0[q] * ea[q]
-                            eb[q] = 1.0
-                            rb[q] = P1[q]
-                    for ax in range(R + 1):
-                        r2 = np.float64(ay * ay + ax * ax)
-                        if disk:
-                            rt = math.sqrt(r2)
-                            for q in range(W):
-                                raw = P0[q] - rt + 0.5
-                                w[q] = min(max(raw, 0.0), 1.0) * P1[q]
-                                v[q] = 1.0 if (raw > 0.0 and raw < 1.0) else 0.0
-                        else:
-                            if ax > 0:
-                                for q in range(W):
-                                    eb[q] *= rb[q]
-                                    rb[q] *= P2[q]
-                            for q in range(W):
-                                wq = za[q] * eb[q]
-                                w[q] = wq
-                                v[q] = r2 * wq
-                        for c in range(CH):
-                            gc = G[c]
-                            kc = K[c]
-                            if ax == 0:
-                                hh = vs[c, R:R + W]
-                                if need_s:
-                                    for q in range(W):
-                                        gc[q] += w[q] * hh[q]
-                                        kc[q] += v[q] * hh[q]
-                                else:
-                                    for q in range(W):
-                                        gc[q] += w[q] * hh[q]
-                            else:
-                                hl = vs[c, R - ax:R - ax + W]
-                                hr_ = vs[c, R + ax:R + ax + W]
-                                if need_s:
-                                    for q in range(W):
-                                        hh_ = hl[q] + hr_[q]
-                                        gc[q] += w[q] * hh_
-                                        kc[q] += v[q] * hh_
-                                else:
-                                    for q in range(W):
-                                        gc[q] += w[q] * (hl[q] + hr_[q])
                 if not disk:
                     for q in range(W):
-                        ea[q] *= ra[q]
-                        ra[q] *= P2[q]
+                        za[q] = P0[q] * E[ay, q]
+                for ax in range(ay, R + 1):
+                    r2 = np.float64(ay * ay + ax * ax)
+                    if disk:
+                        rt = math.sqrt(r2)
+                        for q in range(W):
+                            raw = P0[q] - rt + 0.5
+                            wv[0, q] = min(max(raw, 0.0), 1.0) * P1[q]
+                            wv[1, q] = 1.0 if (raw > 0.0 and raw < 1.0) else 0.0
+                    else:
+                        for q in range(W):
+                            wq = za[q] * E[ax, q]
+                            if wq < tiny:          # no denormals (see _flush_below)
+                                wq = 0.0
+                            wv[0, q] = wq
+                            wv[1, q] = r2 * wq
+                    ra = np.uint64(ay)
+                    la = np.uint64(R - ax)
+                    lb = np.uint64(R + ax)
+                    if ay == ax:
+                        # (±a, ±a); the centre (0, 0) reads vs[0] once (the second operand is zero)
+                        rb = np.uint64(ay if ax > 0 else Z)
+                        for c in range(CH):
+                            cu = np.uint64(c)
+                            if need_s:
+                                for q in range(Wu):
+                                    hh = vs[ra, cu, la + q] + vs[rb, cu, lb + q]
+                                    GK[u0, cu, q] += wv[u0, q] * hh
+                                    GK[u1, cu, q] += wv[u1, q] * hh
+                            else:
+                                for q in range(Wu):
+                                    GK[u0, cu, q] += wv[u0, q] * (vs[ra, cu, la + q] + vs[rb, cu, lb + q])
+                    else:
+                        # (±ay, ±ax) and (±ax, ±ay); for ay = 0 the second pair is the one tap (±ax, 0)
+                        rc = np.uint64(ax)
+                        rd = np.uint64(ax if ay > 0 else Z)
+                        lc = np.uint64(R - ay)
+                        ld = np.uint64(R + ay)
+                        for c in range(CH):
+                            cu = np.uint64(c)
+                            if need_s:
+                                for q in range(Wu):
+                                    hh = (vs[ra, cu, la + q] + vs[ra, cu, lb + q]) + (vs[rc, cu, lc + q]
+                                                                                     + vs[rd, cu, ld + q])
+                                    GK[u0, cu, q] += wv[u0, q] * hh
+                                    GK[u1, cu, q] += wv[u1, q] * hh
+                            else:
+                                for q in range(Wu):
+                                    GK[u0, cu, q] += wv[u0, q] * ((vs[ra, cu, la + q] + vs[ra, cu, lb + q])
+                                                                  + (vs[rc, cu, lc + q] + vs[rd, cu, ld + q]))
             if need_i:
                 for c in range(C):
                     grow = gimg[b, c, i]
-                    gc = G[c]
                     for q in range(W):
-                        grow[q] = gc[q]
+                        grow[q] = GK[0, c, q]
             if need_s:
                 # ∂L/∂σ = F1·Σ_u v·S − F2·Σ_u w·S with S = Σ_c I_c·h_c(q+u) − hJ(q+u)
-                x1 = w
-                x2 = v
                 for q in range(W):
-                    x1[q] = -G[C, q]
-                    x2[q] = -K[C, q]
+                    x1[q] = -np.float64(GK[0, C, q])
+                    x2[q] = -np.float64(GK[1, C, q])
                 for c in range(C):
                     irow = img[b, c, i]
-                    gc = G[c]
-                    kc = K[c]
                     for q in range(W):
                         iv = np.float64(irow[q])
-                        x1[q] += iv * gc[q]
-                        x2[q] += iv * kc[q]
+                        x1[q] += iv * np.float64(GK[0, c, q])
+                        x2[q] += iv * np.float64(GK[1, c, q])
                 grow = gsig[b, 0, i]
                 for q in range(W):
                     grow[q] = F1[q] * x2[q] - F2[q] * x1[q]
 
 
 # --------------------------------------------------------------------------- glue
+
+
+def _flush_below(dtype: torch.dtype) -> float:
+    """Gaussian tap weights below this are set to 0, so that the tap loops never meet
+    denormals (a slow path on x86: 1.6× on the whole call with σ down to 0 px). A tap weight
+    that small is < 1e-20 of any output's normaliser (≥ the centre weight 1/2πσ², σ ≤ 10³ px):
+    invisible in the result and in both gradients."""
+    return 1e-30 if dtype == torch.float32 else 1e-280
 
 
 def num_threads() -> int:
@@ -395,6 +445,7 @@ def _rows_per_task(b: int, h: int, threads: int) -> int:
 
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+_pool_pid = 0
 _pool_lock = threading.Lock()
 
 
@@ -404,16 +455,18 @@ def _run_parallel(kernel, args: tuple, threads: int) -> None:
     The kernels are ``nogil`` numba functions, so plain Python threads run them in parallel.
     (numba's ``parallel=True``/prange would do the same but costs ~3× the compile time here.)
     """
-    global _pool, _pool_size
+    global _pool, _pool_size, _pool_pid
     if threads <= 1:
         kernel(*args, 0, 1)
         return
     with _pool_lock:
-        if _pool is None or _pool_size < threads - 1:
-            if _pool is not None:
+        # a forked child (DataLoader worker) inherits the pool object but not its threads
+        if _pool is None or _pool_size < threads - 1 or _pool_pid != os.getpid():
+            if _pool is not None and _pool_pid == os.getpid():
                 _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="focalstack-cpu")
             _pool_size = threads - 1
+            _pool_pid = os.getpid()
         pool = _pool
     futures = [pool.submit(kernel, *args, t, threads) for t in range(1, threads)]
     kernel(*args, 0, threads)
@@ -425,40 +478,23 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
-def _exp_table(sigma: torch.Tensor) -> torch.Tensor:
-    """exp(−1/2σ²) (σ clamped), float64, [B,1,H,W]: the only exp the Gaussian kernels need.
-
-    torch's vectorised exp (≤ 1 ulp) on all cores; the kernels build every tap's
-    exp(−(dy²+dx²)/2σ²) from it by exact products (see the module docstring).
-    """
-    s = sigma.detach().to(torch.float64).clamp_min(_SMIN)
-    return torch.exp(-0.5 / (s * s))
-
-
-_NO_EXP = np.empty((0, 0, 0, 0), dtype=np.float64)
-
-
 def forward(image: torch.Tensor, sigma: torch.Tensor, radius: int, psf: str):
-    """(J, D, ex) for contiguous CPU tensors (no autograd); ex is exp(−1/2σ²) (None for the disk)."""
+    """(J, D) for contiguous CPU tensors (no autograd)."""
     b, c, h, w = image.shape
     out = torch.empty_like(image)
     den = torch.empty_like(sigma)
     if image.numel() == 0:
-        return out, den, None
+        return out, den
     threads = num_threads()
     rows = _rows_per_task(b, h, threads)
-    disk = psf == "disk"
-    ex = None if disk else _exp_table(sigma)
     _run_parallel(_forward_kernel,
-                  (_np(image), _np(sigma), _NO_EXP if disk else ex.numpy(), out.numpy(), den.numpy(),
-                   int(radius), disk, rows), threads)
-    return out, den, ex
+                  (_np(image), _np(sigma), out.numpy(), den.numpy(), int(radius), psf == "disk",
+                   _flush_below(image.dtype), rows), threads)
+    return out, den
 
 
-def backward(grad_out, image, sigma, out, den, ex, radius: int, psf: str, need_i: bool = True,
-             need_s: bool = True):
-    """(∂L/∂I, ∂L/∂σ) (None where not needed) for contiguous CPU tensors; ex from ``forward``
-    (or None: recomputed)."""
+def backward(grad_out, image, sigma, out, den, radius: int, psf: str, need_i: bool = True, need_s: bool = True):
+    """(∂L/∂I, ∂L/∂σ) (None where not needed) for contiguous CPU tensors."""
     b, c, h, w = image.shape
     g_img = torch.empty_like(image) if need_i else None
     g_sig = torch.empty_like(sigma) if need_s else None
@@ -466,23 +502,20 @@ def backward(grad_out, image, sigma, out, den, ex, radius: int, psf: str, need_i
         return (g_img.zero_() if need_i else None), (g_sig.zero_() if need_s else None)
     threads = num_threads()
     rows = _rows_per_task(b, h, threads)
-    disk = psf == "disk"
-    if not disk and ex is None:
-        ex = _exp_table(sigma)
     dummy = np.empty((0, 0, 0, 0), dtype=_np(image).dtype)
     _run_parallel(_backward_kernel,
-                  (_np(image), _np(sigma), _NO_EXP if disk else _np(ex), _np(out), _np(den), _np(grad_out),
+                  (_np(image), _np(sigma), _np(out), _np(den), _np(grad_out),
                    g_img.numpy() if need_i else dummy, g_sig.numpy() if need_s else dummy,
-                   int(radius), disk, rows, bool(need_i), bool(need_s)), threads)
+                   int(radius), psf == "disk", _flush_below(image.dtype), rows, bool(need_i), bool(need_s)),
+                  threads)
     return g_img, g_sig
 
 
 class _DefocusCPU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, image, sigma, radius: int, psf: str):
-        out, den, ex = forward(image, sigma, radius, psf)
+        out, den = forward(image, sigma, radius, psf)
         ctx.save_for_backward(image, sigma, out, den)
-        ctx.ex = ex   # not an autograd input/output: a plain attribute is enough
         ctx.radius, ctx.psf = radius, psf
         return out
 
@@ -490,7 +523,7 @@ class _DefocusCPU(torch.autograd.Function):
     def backward(ctx, grad_out):
         image, sigma, out, den = ctx.saved_tensors
         need_i, need_s = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        g_img, g_sig = backward(grad_out.contiguous(), image, sigma, out, den, ctx.ex, ctx.radius, ctx.psf,
+        g_img, g_sig = backward(grad_out.contiguous(), image, sigma, out, den, ctx.radius, ctx.psf,
                                 need_i, need_s)
         return g_img, g_sig, None, None
 

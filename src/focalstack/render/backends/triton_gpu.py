@@ -38,12 +38,14 @@ BLOCK_W = 32
 def _forward_kernel(img_ptr, sig_ptr, out_ptr, den_ptr, C, H, W, R,
                     DISK: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
                     BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    pid = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
     tiles_w = tl.cdiv(W, BLOCK_W)
+    tiles = tl.cdiv(H, BLOCK_H) * tiles_w
+    pid = tl.program_id(0)
+    b = (pid // tiles).to(tl.int64)          # one 1-D grid over (image, tile): no 65535 limit on B
+    tile = pid % tiles
     p = tl.arange(0, BLOCK_H * BLOCK_W)
-    i = (pid // tiles_w) * BLOCK_H + p // BLOCK_W
-    j = (pid % tiles_w) * BLOCK_W + p % BLOCK_W
+    i = (tile // tiles_w) * BLOCK_H + p // BLOCK_W
+    j = (tile % tiles_w) * BLOCK_W + p % BLOCK_W
     inside = (i < H) & (j < W)
     cs = tl.arange(0, BLOCK_C)
     cmask = cs < C
@@ -86,12 +88,14 @@ def _backward_kernel(img_ptr, sig_ptr, h_ptr, hj_ptr, gimg_ptr, gsig_ptr, C, H, 
                      DISK: tl.constexpr, NEED_I: tl.constexpr, NEED_S: tl.constexpr,
                      ACC: tl.constexpr, BLOCK_C: tl.constexpr,
                      BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    pid = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
     tiles_w = tl.cdiv(W, BLOCK_W)
+    tiles = tl.cdiv(H, BLOCK_H) * tiles_w
+    pid = tl.program_id(0)
+    b = (pid // tiles).to(tl.int64)          # one 1-D grid over (image, tile): no 65535 limit on B
+    tile = pid % tiles
     p = tl.arange(0, BLOCK_H * BLOCK_W)
-    i = (pid // tiles_w) * BLOCK_H + p // BLOCK_W
-    j = (pid % tiles_w) * BLOCK_W + p % BLOCK_W
+    i = (tile // tiles_w) * BLOCK_H + p // BLOCK_W
+    j = (tile % tiles_w) * BLOCK_W + p % BLOCK_W
     inside = (i < H) & (j < W)
     cs = tl.arange(0, BLOCK_C)
     cmask = cs < C
@@ -163,7 +167,7 @@ def _check_device(image: torch.Tensor) -> None:
 
 def _launch_args(image: torch.Tensor):
     b, c, h, w = image.shape
-    grid = (triton.cdiv(h, BLOCK_H) * triton.cdiv(w, BLOCK_W), b)
+    grid = (triton.cdiv(h, BLOCK_H) * triton.cdiv(w, BLOCK_W) * b,)
     acc = tl.float64 if image.dtype == torch.float64 else tl.float32
     return grid, acc, triton.next_power_of_2(max(c, 1))
 

@@ -1,0 +1,108 @@
+"""``focalstack predict``: outputs for dff and optimize, single sample vs dataset, errors."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from focalstack.cli import main
+from focalstack.data import save_sample
+from focalstack.predict import PREDICTORS, Prediction, get_predictor, write_prediction
+
+from .conftest import tiny_sample
+
+FILES = ("depth.npy", "depth.png", "depth_color.png", "aif.png", "recon_error.json", "recon_error.png", "meta.json")
+
+
+def _check_outputs(out, hw, kind="metric", rendered=True):
+    for f in FILES:
+        if f.startswith("recon_error") and not rendered:
+            continue
+        assert (out / f).is_file(), f
+    d = np.load(out / "depth.npy")
+    assert d.dtype == np.float32 and d.shape == hw
+    png = cv2.imread(str(out / "depth.png"), cv2.IMREAD_UNCHANGED)
+    assert png.dtype == np.uint16 and png.shape == hw
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["depth_kind"] == kind
+    if kind == "metric":
+        assert np.abs(png.astype(np.float64) - np.round(d * 1000)).max() <= 1   # millimetres
+    aif = cv2.imread(str(out / "aif.png"))
+    assert aif.shape[:2] == hw
+    if rendered:
+        rec = json.loads((out / "recon_error.json").read_text())
+        assert rec["l1"] >= 0 and len(rec["l1_per_frame"]) == 5
+    return meta
+
+
+@pytest.mark.parametrize("method", ["dff", "optimize"])
+def test_predict_dataset_writes_all_outputs(tiny_dataset, tmp_path, method):
+    out = tmp_path / "pred"
+    argv = ["predict", str(tiny_dataset), "-o", str(out), "--method", method]
+    if method == "optimize":
+        argv += ["--iters-scale", "0.1"]
+    assert main(argv) == 0
+    names = sorted(p.name for p in tiny_dataset.iterdir())
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == names
+    for n in names:
+        meta = _check_outputs(out / n, (24, 28))
+        assert meta["method"] == method and meta["seconds"] > 0
+        if method == "optimize":
+            assert "recon_before" in meta and "recon_after" in meta
+
+
+def test_predict_single_sample_goes_straight_into_out(tmp_path):
+    save_sample(tiny_sample(5, hw=(20, 22)), tmp_path / "one")
+    out = tmp_path / "o"
+    assert main(["predict", str(tmp_path / "one"), "-o", str(out)]) == 0
+    _check_outputs(out, (20, 22))
+
+
+def test_predict_unknown_focus_is_relative(tmp_path):
+    save_sample(tiny_sample(1, hw=(20, 22)), tmp_path / "u")
+    cam = json.loads((tmp_path / "u" / "camera.json").read_text())
+    cam["focus_known"] = False
+    (tmp_path / "u" / "camera.json").write_text(json.dumps(cam))
+    for method in ("dff", "optimize"):
+        out = tmp_path / method
+        assert main(["predict", str(tmp_path / "u"), "-o", str(out), "--method", method, "--iters-scale", "0.05"]) == 0
+        # relative DFF has no blur model to re-render with: no recon_error files
+        meta = _check_outputs(out, (20, 22), kind="relative_inverse", rendered=method == "optimize")
+        d = np.load(out / "depth.npy")
+        assert d.min() >= 0 and d.max() <= 1
+        if method == "optimize":
+            assert len(meta["focus_positions_relative"]) == 5
+
+
+@pytest.mark.parametrize("method,msg", [("foo", "unknown method 'foo'"), ("", "unknown method ''")])
+def test_predict_unknown_method_is_one_line(tiny_dataset, tmp_path, capsys, method, msg):
+    rc = main(["predict", str(tiny_dataset), "-o", str(tmp_path / "x"), "--method", method])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and msg in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_predict_missing_input_is_one_line(tmp_path, capsys):
+    rc = main(["predict", str(tmp_path / "nope"), "-o", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "no such folder" in err and len(err.splitlines()) == 1
+
+
+def test_write_prediction_rejects_wrong_size(tmp_path):
+    s = tiny_sample(0)
+    with pytest.raises(ValueError, match="frames are"):
+        write_prediction(tmp_path / "w", s, Prediction(torch.ones(5, 5), s.aif))
+    assert not (tmp_path / "w").exists()
+    assert get_predictor("dff") is PREDICTORS["dff"]
+
+
+def test_predict_real_two_aperture_pair_dff_refuses(tmp_path, capsys):
+    from focalstack.optics import get_preset
+    s = tiny_sample(0)
+    cam = get_preset("dslr_indoor")
+    save_sample(type(s)(s.frames[:2], cam, None, None, "pair"), tmp_path / "pair")
+    rc = main(["predict", str(tmp_path / "pair"), "-o", str(tmp_path / "o"), "--method", "dff"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "--method optimize" in err
