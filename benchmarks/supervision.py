@@ -3,7 +3,7 @@ depth-supervised vs AIF-supervised, on (a) procedural stacks and (b) stacks synt
 DSLR indoor RGB-D training pairs (our own scene split); plus inference latency, training
 throughput and the renderer's share of a training step.
 
-    .venv/bin/python benchmarks/supervision.py --steps 600 --out benchmarks/results/supervision
+    .venv/bin/python benchmarks/supervision.py --steps 1000 --out benchmarks/results/supervision
 
 Everything goes through the public CLI (synth → train → predict → eval), so the numbers are what
 a user gets. Writes OUT/supervision.md and OUT/supervision.json. Resumable: finished runs and
@@ -47,12 +47,13 @@ def datasets(out: Path, shared: Path, n_proc: int) -> dict[str, tuple[Path, Path
     return sets
 
 
-def train_eval(name: str, mode: str, train_dir: Path, test_dir: Path, out: Path, steps: int, crop: int) -> dict:
+def train_eval(name: str, mode: str, train_dir: Path, test_dir: Path, out: Path, steps: int, crop: int,
+               width: int) -> dict:
     run = out / "runs" / f"{name}_{mode}"
     if not (run / "last.json").is_file() or json.loads((run / "last.json").read_text()).get("step", 0) < steps:
         t0 = time.perf_counter()
         sh(FS + ["train", str(train_dir), "--out", str(run), "--supervision", mode, "--max-steps", str(steps),
-                 "--crop", str(crop), str(crop), "--val-interval", str(max(50, steps // 4)),
+                 "--crop", str(crop), str(crop), "--width", str(width), "--val-interval", str(max(50, steps // 4)),
                  "--ckpt-interval", str(max(50, steps // 4)), "--workers", "1", "--no-progress", "--no-tensorboard"])
         (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
     # the last checkpoint: every mode gets exactly `steps` steps (best-by-val differs in meaning per mode)
@@ -106,22 +107,29 @@ def speed(checkpoint: Path, train_dir: Path, crop: int) -> dict:
     near, far = cam.effective_depth_range_m()
     rng = torch.tensor([[near, far]] * 4)
 
-    def step():
+    def step(backend: str):
         out = model(batch["frames"], cb.focus_distances_m, rng)
-        total, _ = compute_losses(out, batch, LossConfig())
+        total, _ = compute_losses(out, batch, LossConfig(render_backend=backend))
         opt.zero_grad()
         total.backward()
         opt.step()
         return out
 
-    for _ in range(2):
-        out = step()
-    ts = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        out = step()
-        ts.append(time.perf_counter() - t0)
-    step_s = sorted(ts)[2]
+    def step_time(backend: str) -> float:
+        for _ in range(2):
+            step(backend)
+        ts = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            step(backend)
+            ts.append(time.perf_counter() - t0)
+        return sorted(ts)[2]
+
+    # a training step with the eager reference renderer (before issue #4) and with the default
+    # ("auto" → fused cpu) backend
+    step_ref_s = step_time("reference")
+    step_s = step_time("auto")
+    out = step("auto")
     aif = out["aif"].detach().requires_grad_()
     depth = out["depth_m"].detach().requires_grad_()
     from focalstack.train.trainer import choose_kernel_size
@@ -133,7 +141,7 @@ def speed(checkpoint: Path, train_dir: Path, crop: int) -> dict:
         r.sum().backward()
         ts.append(time.perf_counter() - t0)
     render_s = sorted(ts)[2]
-    return {"latency_5x256x256_s": latency, "train_step_s": step_s, "train_stacks_per_s": 4 / step_s,
+    return {"latency_5x256x256_s": latency, "train_step_s": step_s, "train_step_reference_renderer_s": step_ref_s, "train_stacks_per_s": 4 / step_s,
             "render_fwd_bwd_s": render_s, "render_share": render_s / step_s, "kernel_size": k,
             "threads": torch.get_num_threads()}
 
@@ -141,23 +149,28 @@ def speed(checkpoint: Path, train_dir: Path, crop: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results/supervision")
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--work", default="bench_work/supervision",
+                    help="datasets, runs and predictions (large; git-ignored)")
+    ap.add_argument("--crop", type=int, default=96)
+    ap.add_argument("--width", type=int, default=8, help="DAIF-Net width (8 = the shipped model)")
     ap.add_argument("--num-procedural", type=int, default=320)
     ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
     ap.add_argument("--only", nargs="*", help="dataset names to run (default all)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sets = datasets(out, Path(args.shared), args.num_procedural)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    sets = datasets(work, Path(args.shared), args.num_procedural)
     rows: dict[str, dict] = {}
     for name, (tr, te) in sets.items():
         if args.only and name not in args.only:
             continue
-        rows[f"{name} / DFF (LAPM, no training)"] = dff_baseline(name, te, out)
+        rows[f"{name} / DFF (LAPM, no training)"] = dff_baseline(name, te, work)
         for mode in MODES:
-            rows[f"{name} / DAIF-Net {mode}-supervised"] = train_eval(name, mode, tr, te, out, args.steps, args.crop)
-    sp = speed(out / "runs" / "procedural_self" / "last.safetensors", sets["procedural"][0], args.crop)
+            rows[f"{name} / DAIF-Net {mode}-supervised"] = train_eval(name, mode, tr, te, work, args.steps, args.crop, args.width)
+    sp = speed(work / "runs" / "procedural_self" / "last.safetensors", sets["procedural"][0], args.crop)
     from focalstack.metrics import format_table
     keys = ["delta1", "delta2", "abs_rel", "rmse", "mae", "aif_psnr", "train_seconds"]
     table = format_table(rows, keys)
@@ -165,12 +178,13 @@ def main() -> None:
 
     import torch
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
-    md = [f"# Supervision comparison ({args.steps} steps each, batch 4, {args.crop}² crops)", "",
+    md = [f"# Supervision comparison (DAIF-Net width {args.width}, {args.steps} steps each, batch 4, {args.crop}² crops)", "",
           f"Machine: {machine}", "", table, "",
           "| speed | value |", "|---|---|",
           f"| inference latency, 5×256×256 stack (s) | {sp['latency_5x256x256_s']:.3f} |",
           f"| training throughput (stacks/s, batch 4, {args.crop}²) | {sp['train_stacks_per_s']:.2f} |",
-          f"| training step (s) | {sp['train_step_s']:.3f} |",
+          f"| training step, eager reference renderer (s) | {sp['train_step_reference_renderer_s']:.3f} |",
+          f"| training step, fused renderer (auto) (s) | {sp['train_step_s']:.3f} |",
           f"| renderer fwd+bwd per step (s, k={sp['kernel_size']}) | {sp['render_fwd_bwd_s']:.3f} |",
           f"| renderer share of a step | {100 * sp['render_share']:.0f} % |"]
     (out / "supervision.md").write_text("\n".join(md) + "\n")

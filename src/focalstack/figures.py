@@ -157,23 +157,26 @@ def _read_prediction(pred_dir: Path):
 
 
 def plot_predictions(data_root: str | Path, predictions: dict[str, str | Path], path: str | Path,
-                     max_samples: int = 3) -> Path:
+                     max_samples: int = 3, max_rel_error: float = 0.5) -> Path:
     """Compare methods on the first ``max_samples`` samples of a dataset folder.
 
     One row per sample: the middle input frame, the ground-truth AIF and depth, then for every
     method (``{label: prediction root}``, each holding ``<sample name>/depth.npy`` and ``aif.png``
     as written by :func:`focalstack.predict.write_prediction`) its depth — on the ground truth's
-    colour scale, titled with its AbsRel — and its AIF. Relative (non-metric) depth predictions
-    use their own scale. Missing predictions are shown as empty panels."""
+    colour scale, titled with its AbsRel —, its error map |d̂ − d|/d (relative depth error, colour
+    scale 0 … ``max_rel_error``, black where the ground truth is invalid) and its AIF. Relative
+    (non-metric) depth predictions use their own scale and get no error map. Missing predictions
+    are shown as empty panels."""
     from .data.format import list_samples, load_sample
 
     samples = [load_sample(d) for d in list_samples(data_root)[:max_samples]]
     labels = list(predictions)
-    cols = 3 + 2 * len(labels)
+    cols = 3 + 3 * len(labels)
     h, w = samples[0].size_hw
     cell = 2.4
     fig = _figure((cols * cell * max(w / h, 0.5) + 1.0, len(samples) * cell + 0.6))
-    gs = fig.add_gridspec(len(samples), cols)
+    # two narrow extra columns hold the depth and error colour bars of each row
+    gs = fig.add_gridspec(len(samples), cols + 2, width_ratios=[1.0] * cols + [0.06, 0.06], wspace=0.35)
     cmap = _cmap("turbo")
     for r, s in enumerate(samples):
         def panel(c, title):
@@ -193,29 +196,40 @@ def plot_predictions(data_root: str | Path, predictions: dict[str, str | Path], 
         im = None
         if gt is not None:
             im = ax.imshow(np.ma.masked_where(~valid, gt), cmap=cmap, vmin=lo, vmax=hi)
+        err_im = None
         for j, label in enumerate(labels):
             depth, aif, kind = _read_prediction(Path(predictions[label]) / s.name)
             title = label
-            ax = fig.add_subplot(gs[r, 3 + 2 * j])
+            ax = fig.add_subplot(gs[r, 3 + 3 * j])
             _off(ax)
+            ax_err = panel(4 + 3 * j, f"{label}\n|error| / depth")
             if depth is not None and depth.shape == (h, w):
                 if kind == "metric":
                     ax.imshow(depth, cmap=cmap, vmin=lo, vmax=hi)
                     if gt is not None and valid.any():
                         ok = valid & np.isfinite(depth)
-                        absrel = float(np.mean(np.abs(depth[ok] - gt[ok]) / gt[ok])) if ok.any() else float("nan")
+                        rel = np.zeros_like(gt, dtype=np.float64)
+                        rel[ok] = np.abs(depth[ok] - gt[ok]) / gt[ok]
+                        absrel = float(rel[ok].mean()) if ok.any() else float("nan")
                         title += f"\ndepth, AbsRel {absrel:.3f}"
+                        err_cmap = _cmap("magma").copy()
+                        err_cmap.set_bad("black")  # invalid ground truth
+                        err_im = ax_err.imshow(np.ma.masked_where(~ok, rel), cmap=err_cmap,
+                                               vmin=0.0, vmax=max_rel_error)
                 else:
                     ax.imshow(depth, cmap=cmap)
                     title += "\nrelative inverse depth"
             else:
                 title += "\n(no depth)"
             ax.set_title(title, fontsize=7)
-            ax = panel(4 + 2 * j, f"{label}\nAIF" if aif is not None else f"{label}\n(no AIF)")
+            ax = panel(5 + 3 * j, f"{label}\nAIF" if aif is not None else f"{label}\n(no AIF)")
             if aif is not None:
                 ax.imshow(aif)
-        if im is not None:
-            fig.colorbar(im, ax=fig.axes[-2 * len(labels) - 1:], fraction=0.015, pad=0.01).set_label("m", fontsize=7)
+        for k, (mappable, label) in enumerate(((im, "depth [m]"), (err_im, "|error| / depth"))):
+            if mappable is not None:
+                cax = fig.add_subplot(gs[r, cols + k])
+                fig.colorbar(mappable, cax=cax).set_label(label, fontsize=7)
+                cax.tick_params(labelsize=6)
     return save_figure(fig, path)
 
 

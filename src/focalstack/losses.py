@@ -22,6 +22,11 @@ Fully self-supervised terms (Si et al. 2023; facts about the authors' code in
   instead) with the AIF detached (otherwise the net can lower this term by adding edges to the AIF),
   and forward differences without padding (the authors' zero padding adds the raw border values).
 
+* :func:`render_sharpness_loss` — Gur & Wolf's sharpness term (their eq. 12), ``‖S(J̄) − S(J)‖₁``
+  between the re-rendered and the input frames, ``S = −ΔI − C(I) − V(I)``
+  (:func:`focus_sharpness_map`); weight ``render_sharp`` (0 by default; the ``gurwolf`` model's
+  defaults set 0.1).
+
 Supervised comparison modes: :func:`depth_l1_loss` (masked by valid depth) and, in the
 AiFDepthNet "AIF supervision" style, :func:`aif_l1_loss` + :func:`smoothness_loss`.
 
@@ -42,7 +47,8 @@ from .render import render_stack
 
 __all__ = ["LossConfig", "compute_losses", "photometric_loss", "reconstruction_loss", "coarse_aif",
            "aif_guidance_loss", "log_blur", "sharpness_loss", "coarse_aif_blur", "smoothness_loss",
-           "depth_l1_loss", "aif_l1_loss", "valid_depth_mask", "SUPERVISION_MODES"]
+           "depth_l1_loss", "aif_l1_loss", "valid_depth_mask", "focus_sharpness_map", "render_sharpness_loss",
+           "SUPERVISION_MODES"]
 
 SUPERVISION_MODES = ("self", "depth", "aif")
 
@@ -73,6 +79,7 @@ class LossConfig:
     smooth_beta: float = 2.5       # authors' README value (they used it as a multiplier)
     depth_l1: float = 1.0
     aif_l1: float = 1.0
+    render_sharp: float = 0.0      # Gur & Wolf sharpness of the re-rendered frames (self / aif modes)
     kernel_size: int | None = None  # renderer window; None = from the largest σ (set by the trainer)
     psf: str = "gaussian"
     render_backend: str = "auto"
@@ -187,6 +194,24 @@ def smoothness_loss(depth_m: torch.Tensor, image: torch.Tensor, beta: float = 2.
     return torch.as_tensor(loss, device=depth_m.device, dtype=torch.float32)
 
 
+def focus_sharpness_map(img: torch.Tensor, window: int = 7, eps: float = 1e-2) -> torch.Tensor:
+    """Gur & Wolf's per-pixel sharpness ``S(I) = −ΔI − C(I) − V(I)`` of images [N,C,H,W] (per channel):
+    Laplacian ΔI (3×3), contrast visibility C = |I − μ|/(μ + eps) and variance V = (I − μ)², μ the
+    mean over a ``window``×``window`` neighbourhood (reflect borders; eps keeps C finite on black)."""
+    x = img.float()
+    lap = kornia.filters.laplacian(x, 3, border_type="reflect", normalized=False)
+    mu = kornia.filters.box_blur(x, (window, window), border_type="reflect")
+    return -lap - (x - mu).abs() / (mu + eps) - (x - mu) ** 2
+
+
+def render_sharpness_loss(rendered: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Gur & Wolf eq. 12: mean |S(J̄) − S(J)| over re-rendered vs input stacks [B,F,3,H,W]."""
+    b, f = frames.shape[:2]
+    r = rendered.float().reshape(b * f, *rendered.shape[2:])
+    t = frames.float().reshape(b * f, *frames.shape[2:])
+    return (focus_sharpness_map(r) - focus_sharpness_map(t)).abs().mean()
+
+
 def valid_depth_mask(gt: torch.Tensor, has_depth: torch.Tensor | None = None) -> torch.Tensor:
     """gt [B,1,H,W] → bool mask: finite, > 0, and the sample has depth (has_depth [B] bool)."""
     m = torch.isfinite(gt) & (gt > 0)
@@ -242,7 +267,7 @@ def compute_losses(out: dict, batch: dict, cfg: LossConfig, extras: dict | None 
         terms[name] = value.detach()
         total = total + weight * value
 
-    if mode in ("self", "aif") and cfg.recon > 0:
+    if mode in ("self", "aif") and (cfg.recon > 0 or cfg.render_sharp > 0):
         src = aif
         if mode == "aif":
             if not bool(batch["has_aif"].all()):
@@ -250,7 +275,10 @@ def compute_losses(out: dict, batch: dict, cfg: LossConfig, extras: dict | None 
             src = batch["aif"].to(frames.device)
         loss, rendered = reconstruction_loss(src, depth, frames, cam, cfg.kernel_size, psf=cfg.psf,
                                              backend=cfg.render_backend, **kw)
-        add("recon", cfg.recon, loss)
+        if cfg.recon > 0:
+            add("recon", cfg.recon, loss)
+        if cfg.render_sharp > 0:
+            add("render_sharp", cfg.render_sharp, render_sharpness_loss(rendered, frames))
         if extras is not None:
             extras["rendered"] = rendered.detach()
     if mode in ("self", "depth") and cfg.aif_guide > 0:

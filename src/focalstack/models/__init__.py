@@ -8,11 +8,38 @@ from typing import Sequence
 import torch
 
 from ..optics.camera import CameraBatch, FocalStackCamera
+from .aifdepthnet import AiFDepthNet
 from .daifnet import DAIFNet, count_parameters, depth_range_tensor
+from .ddfs import DDFSNet
+from .gurwolf import GurWolfNet
 
-MODELS: dict[str, type] = {"daifnet": DAIFNet}
+# name → class. Every model takes forward(frames [B,F,3,H,W], focus_distances_m [B,F], depth_range_m)
+# → {"depth_m" [B,1,H,W], "aif" [B,3,H,W], ...}; optional keyword inputs are declared by class
+# attributes: ``needs_camera = True`` → ``camera=`` CameraBatch (DDFS: PSFs need the lens),
+# ``takes_aif_input = True`` → ``image=`` [B,3,H,W] (Gur & Wolf: single-image depth from the AIF).
+MODELS: dict[str, type] = {"daifnet": DAIFNet, "aifdepthnet": AiFDepthNet, "ddfs": DDFSNet, "gurwolf": GurWolfNet}
 
-__all__ = ["MODELS", "build_model", "predict_batch", "DAIFNet", "count_parameters"]
+__all__ = ["MODELS", "build_model", "predict_batch", "model_kwargs", "DAIFNet", "AiFDepthNet", "DDFSNet",
+           "GurWolfNet", "count_parameters"]
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") and isinstance(model.module, torch.nn.Module) else model
+
+
+def model_kwargs(model: torch.nn.Module, camera: CameraBatch | None = None, image: torch.Tensor | None = None) -> dict:
+    """The optional forward keywords ``model`` declares: ``camera`` if it ``needs_camera`` (error if
+    missing), ``image`` if it ``takes_aif_input`` and one is given (else the model makes its own)."""
+    m = _unwrap(model)
+    kw: dict = {}
+    if getattr(m, "needs_camera", False):
+        if camera is None:
+            raise ValueError(f"model {type(m).__name__} needs the full camera (focal length, f-numbers, pixel "
+                             "size), not only focus distances")
+        kw["camera"] = camera
+    if getattr(m, "takes_aif_input", False) and image is not None:
+        kw["image"] = image
+    return kw
 
 
 def build_model(name: str = "daifnet", **cfg) -> torch.nn.Module:
@@ -26,7 +53,7 @@ def build_model(name: str = "daifnet", **cfg) -> torch.nn.Module:
 
 def predict_batch(model: torch.nn.Module, frames: torch.Tensor,
                   camera: FocalStackCamera | CameraBatch | Sequence[FocalStackCamera] | torch.Tensor,
-                  depth_range=None) -> dict:
+                  depth_range=None, image: torch.Tensor | None = None) -> dict:
     """Depth and AIF for a batch, in eval mode, without gradients.
 
     Args:
@@ -35,6 +62,9 @@ def predict_batch(model: torch.nn.Module, frames: torch.Tensor,
             CameraBatch, or the focus distances themselves ([B,F] or [F] tensor, metres).
         depth_range: (near, far) metres or [B,2]; default: the camera's ``effective_depth_range_m()``
             (required when ``camera`` is a CameraBatch or a tensor).
+        image: [B,3,H,W] (or [3,H,W]) input image for models that take one (``takes_aif_input``).
+
+    Models that ``needs_camera`` need ``camera`` as FocalStackCamera(s) or a CameraBatch.
 
     Returns: {"depth_m": [B,1,H,W] metres, "aif": [B,3,H,W] in [0,1]} (one stack in → batch of 1).
     """
@@ -47,12 +77,16 @@ def predict_batch(model: torch.nn.Module, frames: torch.Tensor,
         camera = [camera] * b
     if isinstance(camera, (list, tuple)) and not all(isinstance(c, FocalStackCamera) for c in camera):
         camera = torch.as_tensor(camera, dtype=torch.float32)  # focus distances as numbers
+    cam_batch = None
     if isinstance(camera, (list, tuple)):
         fd = torch.tensor([list(c.focus_distances_m) for c in camera], dtype=torch.float32)
         if depth_range is None:
             depth_range = torch.tensor([list(c.effective_depth_range_m()) for c in camera], dtype=torch.float32)
+        if len(camera) == b:
+            cam_batch = CameraBatch.from_cameras(camera, device=p.device)
     elif isinstance(camera, CameraBatch):
         fd = camera.focus_distances_m
+        cam_batch = camera.to(p.device, torch.float32)
     else:
         fd = torch.as_tensor(camera, dtype=torch.float32)
     if depth_range is None:
@@ -63,11 +97,14 @@ def predict_batch(model: torch.nn.Module, frames: torch.Tensor,
     if fd.shape != (b, f):
         raise ValueError(f"predict_batch: {f} frames but {fd.shape[-1]} focus distances")
     rng = depth_range_tensor(depth_range, b, p.device)
+    if image is not None:
+        image = (image.unsqueeze(0) if image.dim() == 3 else image).to(device=p.device, dtype=torch.float32)
+    kw = model_kwargs(model, cam_batch, image)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = model(frames, fd, rng)
+            out = model(frames, fd, rng, **kw)
     finally:
         model.train(was_training)
     return {"depth_m": out["depth_m"], "aif": out["aif"]}

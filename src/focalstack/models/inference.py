@@ -61,7 +61,8 @@ def _ramp(n: int, overlap: int, dtype) -> torch.Tensor:
 
 @torch.no_grad()
 def run_network(model, frames: torch.Tensor, focus_m, depth_range, tile: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """frames [F,3,H,W] → (depth [H,W] metres, aif [3,H,W]); tiles of ``tile`` px with 1/4 overlap,
+    """frames [F,3,H,W] → (depth [H,W] metres, aif [3,H,W]); ``focus_m``: focus distances [F] or the
+    FocalStackCamera (required by models that ``needs_camera``); tiles of ``tile`` px with 1/4 overlap,
     blended with linear ramps (inverse depth is blended, as defocus is linear in it)."""
     from . import predict_batch
 
@@ -107,7 +108,8 @@ def predict_net(sample: FocalStackSample, opts=None) -> Prediction:
         tile = DEFAULT_TILE_PX
     depth_range = _model_depth_range(meta, sample)
     focus = torch.tensor(cam.focus_distances_m, dtype=torch.float32)
-    depth, aif = run_network(model, frames, focus, depth_range, tile)
+    # models whose forward needs the lens (DDFS: per-hypothesis PSFs) get the whole (resized) camera
+    depth, aif = run_network(model, frames, cam if getattr(model, "needs_camera", False) else focus, depth_range, tile)
     if depth.shape != (h, w):
         inv = F.interpolate((1.0 / depth)[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         depth = 1.0 / inv
