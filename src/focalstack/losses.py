@@ -197,10 +197,10 @@ def smoothness_loss(depth_m: torch.Tensor, image: torch.Tensor, beta: float = 2.
 def focus_sharpness_map(img: torch.Tensor, window: int = 7, eps: float = 1e-2) -> torch.Tensor:
     """Gur & Wolf's per-pixel sharpness ``S(I) = −ΔI − C(I) − V(I)`` of images [N,C,H,W] (per channel):
     Laplacian ΔI (3×3), contrast visibility C = |I − μ|/(μ + eps) and variance V = (I − μ)², μ the
-    mean over a ``window``×``window`` neighbourhood (reflect borders; eps keeps C finite on black)."""
+    mean over a ``window``×``window`` neighbourhood (replicated borders; eps keeps C finite on black)."""
     x = img.float()
     lap = kornia.filters.laplacian(x, 3, border_type="reflect", normalized=False)
-    mu = kornia.filters.box_blur(x, (window, window), border_type="reflect")
+    mu = kornia.filters.box_blur(x, (window, window), border_type="replicate")
     return -lap - (x - mu).abs() / (mu + eps) - (x - mu) ** 2
 
 

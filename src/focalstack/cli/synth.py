@@ -41,7 +41,11 @@ def register(sub) -> None:
                                     "size must match the output resolution")
     g.add_argument("--preset", help="named camera, used as given (default: the source's own camera, resized "
                                     "with --resize; see `focalstack info`)")
-    p.add_argument("--focus", type=float, nargs="+", metavar="M", help="override the focus distances (metres)")
+    fg = p.add_mutually_exclusive_group()
+    fg.add_argument("--focus", type=float, nargs="+", metavar="M", help="override the focus distances (metres)")
+    fg.add_argument("--focus-setup", choices=["F1", "F2", "F6", "F10"],
+                    help="Gur & Wolf's training focus sequence: the first 1/2/6/10 of [0.2, 0.8, 0.1, 0.9, 0.3, "
+                         "0.7, 0.4, 0.6, 0.5, 0.35] × the camera's far depth (its depth_range_m, else derived)")
     p.add_argument("--f-number", type=float, help="override the f-number (all frames)")
     p.add_argument("--resize", type=float, default=1.0,
                    help="RGB-D sources: resize images by this factor (pixel size scales by 1/factor)")
@@ -73,9 +77,15 @@ def _camera(args, default):
         cam = get_preset(args.preset)
     else:
         cam = default
-    if args.focus:
-        keep = cam.f_numbers is not None and len(cam.f_numbers) == len(args.focus)
-        cam = replace(cam, focus_distances_m=tuple(args.focus), f_numbers=cam.f_numbers if keep else None)
+    focus = args.focus
+    if getattr(args, "focus_setup", None):
+        from ..models.gurwolf import focus_sequence
+        focus = focus_sequence(args.focus_setup, cam.effective_depth_range_m()[1])
+        if cam.depth_range_m is None:  # keep the range the sequence was derived from
+            cam = replace(cam, depth_range_m=cam.effective_depth_range_m())
+    if focus:
+        keep = cam.f_numbers is not None and len(cam.f_numbers) == len(focus)
+        cam = replace(cam, focus_distances_m=tuple(focus), f_numbers=cam.f_numbers if keep else None)
     if args.f_number:
         cam = replace(cam, lens=cam.lens.with_f_number(args.f_number), f_numbers=None)
     return cam

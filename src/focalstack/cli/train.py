@@ -1,5 +1,10 @@
 """``focalstack train DATA_DIR --out RUN_DIR``: train DAIF-Net on focal stacks (no ground truth needed).
 
+``--model`` picks another registered model (``aifdepthnet``, ``ddfs``, ``gurwolf``; see
+``focalstack.models.MODELS``); a fresh run of a model other than daifnet starts from that model's own
+default config (``--width``/``--levels``/``--model-opt KEY=VALUE`` override it) and from its
+``LOSS_DEFAULTS`` loss weights if it declares any (``--w-*`` override them).
+
 Re-running with the same ``--out`` resumes exactly where the run stopped, with the run's saved
 settings (options given again override them; ``--restart`` starts over). Multi-GPU / multi-process:
 ``torchrun --nproc_per_node=N -m focalstack train ...`` (DistributedDataParallel).
@@ -18,7 +23,7 @@ _DIRECT = ["val_dir", "max_steps", "max_minutes", "supervision", "model", "batch
            "ckpt_interval", "log_interval", "val_max_samples", "num_workers", "amp", "device", "grad_clip"]
 _LOSS = {"w_recon": "recon", "w_aif_guide": "aif_guide", "w_aif_sharp": "aif_sharp", "w_smooth": "smooth",
          "smooth_beta": "smooth_beta", "w_depth": "depth_l1", "w_aif": "aif_l1", "psf": "psf",
-         "render_backend": "render_backend"}
+         "render_backend": "render_backend", "w_render_sharp": "render_sharp"}
 _MODEL = {"width": "width", "levels": "levels", "aif_mode": "aif_mode"}
 
 
@@ -32,10 +37,17 @@ def register(sub) -> None:
     p.add_argument("--max-minutes", type=float, help="stop after this wall time with a usable checkpoint")
     p.add_argument("--supervision", choices=["self", "depth", "aif"],
                    help="self (default, no ground truth), depth (needs depth.npy), aif (needs aif.png)")
-    p.add_argument("--model", help="model name (default daifnet)")
+    p.add_argument("--model", help="model name: daifnet (default), aifdepthnet, ddfs, gurwolf")
     p.add_argument("--width", type=int, help="model width W (default 16)")
     p.add_argument("--levels", type=int, help="model levels D (default 4)")
     p.add_argument("--aif-mode", choices=["select", "direct"], help="AIF head (default select)")
+    p.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="any model constructor option, value as JSON or a plain string "
+                        "(e.g. num_hypotheses=32, psf=disk, space=metric); repeatable")
+    p.add_argument("--scale-aug", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="DDFS scale augmentation: scene + camera × s, s in {MIN, MIN+step, …, MAX} "
+                        "(needs --depth-range)")
+    p.add_argument("--scale-aug-step", type=float, help="step of the --scale-aug grid (default 0.5)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="random crop (0 0 = full frames)")
     p.add_argument("--frames", dest="num_frames", type=int, help="use a random subset of K frames per stack")
@@ -65,6 +77,7 @@ def register(sub) -> None:
     g.add_argument("--smooth-beta", type=float)
     g.add_argument("--w-depth", type=float)
     g.add_argument("--w-aif", type=float)
+    g.add_argument("--w-render-sharp", type=float, help="Gur & Wolf sharpness of the re-rendered frames")
     g.add_argument("--psf", choices=["gaussian", "disk"])
     g.add_argument("--render-backend")
     r = p.add_mutually_exclusive_group()
@@ -83,6 +96,12 @@ def build_config(args):
         base = json.loads(saved.read_text())
     else:
         base = TrainConfig().to_dict()
+    fresh = not (saved.is_file() and not args.restart)
+    if fresh and args.model and args.model != base.get("model"):
+        from ..models import MODELS
+        base["model_cfg"] = {}  # the model's own defaults (the daifnet defaults need not apply)
+        for k, v in (getattr(MODELS.get(args.model), "LOSS_DEFAULTS", None) or {}).items():
+            base["loss"][k] = v
     base["data_dir"] = str(args.data_dir)
     base["out_dir"] = str(out)
     for k in _DIRECT:
@@ -98,11 +117,23 @@ def build_config(args):
         v = getattr(args, k, None)
         if v is not None:
             mc[f] = v
+    for opt in args.model_opt or []:
+        key, sep, val = opt.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-opt expects KEY=VALUE, got {opt!r}")
+        try:
+            mc[key.strip()] = json.loads(val)
+        except json.JSONDecodeError:
+            mc[key.strip()] = val
     base["model_cfg"] = mc
     if args.crop is not None:
         base["crop_size"] = None if args.crop == [0, 0] else list(args.crop)
     if args.depth_range is not None:
         base["depth_range"] = list(args.depth_range)
+    if args.scale_aug is not None:
+        base["scale_aug"] = list(args.scale_aug)
+    if args.scale_aug_step is not None:
+        base["scale_aug_step"] = args.scale_aug_step
     if args.no_flip:
         base["hflip"] = base["vflip"] = False
     if args.no_permute:

@@ -48,7 +48,10 @@ def build_model(name: str = "daifnet", **cfg) -> torch.nn.Module:
         cls = MODELS[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
-    return cls(**cfg)
+    try:
+        return cls(**cfg)
+    except TypeError as e:  # an option this model does not have: one clear line, not a traceback
+        raise ValueError(f"model {name!r}: {e}") from None
 
 
 def predict_batch(model: torch.nn.Module, frames: torch.Tensor,

@@ -30,7 +30,7 @@ the paper's loss), ``--supervision aif`` (paper's AIF supervision: L1 AIF + edge
 optical model) and ``--supervision self`` (beyond the paper: fully self-supervised through the renderer).
 
 Any H×W: reflect-padded to a multiple of ``2^levels`` and cropped back. Defaults ``width=8, levels=3``:
-≈ 0.33 M parameters.
+≈ 0.40 M parameters.
 """
 
 from __future__ import annotations

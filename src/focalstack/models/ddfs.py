@@ -16,8 +16,8 @@ re-implemented from the paper, with facts about the authors' cost-volume script 
    [B, F, D, 3] (:func:`wiener_deconvolve`), frames reflect-padded by the kernel radius against
    wrap-around ringing and cropped back.
 4. Cross-frame consistency: the standard deviation over the frames with a Gaussian-weighted
-   neighbourhood (σ = ``cost_sigma`` = 1 px, paper §3.3): ``μ = G∗mean_F(J)``,
-   ``cost = Σ_RGB sqrt(G∗mean_F((J − μ)²))``. Any number of frames ≥ 1 (F = 1 gives cost 0: no cue).
+   neighbourhood (σ = ``cost_sigma`` = 1 px, paper eq. 6): ``cost = Σ_RGB sqrt(G∗var_F(J))`` with the
+   per-pixel variance over frames. Any number of frames ≥ 1 (F = 1 gives cost 0 everywhere: no cue).
 5. Outlier bound (paper eq. 7, a tanh-like function reaching ``f1`` at ``c_max``):
    ``f(x) = tanh(atanh(f1)·x / c_max)``, c_max = 0.3, f1 = 0.999.
 6. Per-pixel min–max normalisation over the hypotheses to [0, 1].
@@ -48,7 +48,7 @@ The model needs the full camera, not only focus distances: ``needs_camera = True
 and ``predict_batch`` pass ``camera=`` (a :class:`~focalstack.optics.CameraBatch`).
 
 Any H×W (encoder input padded to a multiple of ``2^levels``, cropped back). Defaults ``width=16,
-levels=3, num_hypotheses=16``: ≈ 0.7 M parameters.
+levels=3, num_hypotheses=16``: ≈ 0.57 M parameters.
 """
 
 from __future__ import annotations
@@ -188,8 +188,10 @@ def ddfs_cost_volume(frames: torch.Tensor, focus_distances_m: torch.Tensor, came
         return kornia.filters.gaussian_blur2d(x.reshape(-1, 1, h, w), (ks, ks), (cost_sigma, cost_sigma),
                                               border_type="replicate").view(x.shape)
 
-    mu = blur(deb.mean(dim=1))                                                                # [B,D,3,H,W]
-    var = blur(((deb - mu.unsqueeze(1)) ** 2).mean(dim=1))
+    # Gaussian-weighted cross-frame variance: Σ_u' γ(u'−u)·mean_F (J_f(u') − mean_F J(u'))², zero where
+    # the deblurred frames agree (the authors' script subtracts the *blurred* mean instead, which adds
+    # the local texture contrast of the deblurred images to the cost and favours under-deblurring)
+    var = blur(deb.var(dim=1, unbiased=False))                                                # [B,D,3,H,W]
     cost = var.clamp_min(0).add(1e-12).sqrt().sum(dim=2)                                       # [B,D,H,W]
     cost = outlier_bound(cost, c_max, f1)
     if normalise:

@@ -37,7 +37,7 @@ positions, residual weight γ initialised at 0), and a DeepLabV3+ decoder fusing
 features, upsampled to full size. Output: one logit per pixel → metric depth bounded smoothly to the
 range by a sigmoid in inverse depth (as DAIF-Net; the authors map a [0, 1] output linearly).
 ``input_scale`` < 1 runs the network on a downscaled image (the paper: 0.5), upsampling the logit.
-BatchNorm as in DeepLab. Defaults ``width=16, levels=3``: ≈ 0.5 M parameters.
+BatchNorm as in DeepLab. Defaults ``width=16, levels=3``: ≈ 0.34 M parameters.
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ class DenseASPP(nn.Module):
         for d in dilations:
             self.branches.append(_cbr(c, branch, dilation=d))
             c += branch
-        self.pool = _cbr(cin, branch, k=1)
+        # image pooling: no BatchNorm (one value per channel at batch size 1 cannot be normalised)
+        self.pool = nn.Sequential(nn.Conv2d(cin, branch, 1), nn.ReLU(inplace=True))
         self.project = _cbr(branch * (len(dilations) + 2), cout, k=1)
 
     def forward(self, x):

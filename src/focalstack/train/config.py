@@ -27,6 +27,13 @@ class TrainConfig:
     ``depth_range``: (near, far) metres for every sample; None = each camera's ``depth_range_m``,
     else ``FocalStackCamera.default_depth_range_m()``.
 
+    ``scale_aug``: (min, max) — DDFS scale augmentation (Fujimura et al. 2024, §4.3): every training
+    sample gets a factor s from {min, min + ``scale_aug_step``, …, max} (the paper: 1.0, 1.5, …, 9.0);
+    focal length, focus distances, pixel size and GT depth are multiplied by s, which leaves every
+    CoC in pixels — hence the frames — unchanged (``FocalStackCamera.scaled``). The depth range does
+    *not* scale, so the scene moves through the model's fixed range: it requires ``depth_range``.
+    s is drawn from (seed, step): resumable. Validation is not augmented.
+
     ``amp``: "auto" (bf16 autocast on CUDA when supported, else fp16 with a GradScaler; off on CPU),
     "off", "bf16" or "fp16". Rendering and losses always run in float32.
     """
@@ -59,6 +66,8 @@ class TrainConfig:
     kernel_size: int | None = None
     max_kernel_size: int = 21
     depth_range: tuple[float, float] | None = None
+    scale_aug: tuple[float, float] | None = None
+    scale_aug_step: float = 0.5
     num_workers: int = 2
     amp: str = "auto"
     device: str = "auto"
@@ -77,6 +86,15 @@ class TrainConfig:
             if not 0 < near < far:
                 raise ValueError(f"depth range must satisfy 0 < near < far, got {near} {far}")
             self.depth_range = (near, far)
+        if self.scale_aug is not None:
+            lo, hi = (float(x) for x in self.scale_aug)
+            if not 0 < lo <= hi or not self.scale_aug_step > 0:
+                raise ValueError(f"scale_aug must be 0 < min ≤ max with a positive step, got {lo} {hi} "
+                                 f"step {self.scale_aug_step}")
+            if self.depth_range is None:
+                raise ValueError("scale augmentation needs a fixed depth range (--depth-range NEAR FAR) covering "
+                                 "the scaled scenes: the model's range must not scale with them")
+            self.scale_aug = (lo, hi)
         if self.amp not in ("auto", "off", "bf16", "fp16"):
             raise ValueError(f"amp must be auto|off|bf16|fp16, got {self.amp!r}")
         if self.batch_size < 1 or self.max_steps < 0:

@@ -9,6 +9,12 @@ resumed run skips the consumed batches of the current epoch and continues bit-fo
 same thread count). ``state.pt`` is written every ``ckpt_interval`` steps, at the end, on
 ``--max-minutes``, and on Ctrl-C / SIGTERM.
 
+Models (``focalstack.models.MODELS``) get ``model(frames, focus_distances_m, depth_range)`` plus the
+optional inputs they declare: ``camera=`` (the batch's CameraBatch) for ``needs_camera`` models (DDFS)
+and ``image=`` (the batch's AIF, when every sample has one) for ``takes_aif_input`` models (Gur &
+Wolf, which then also needs aif.png for ``--supervision self``). ``TrainConfig.scale_aug`` applies
+DDFS's scale augmentation per training batch (:func:`scale_batch`).
+
 Test hooks (environment): ``FOCALSTACK_STOP_AT_STEP=k`` raises KeyboardInterrupt after step k
 (state saved, like Ctrl-C); ``FOCALSTACK_KILL_AT_STEP=k`` exits the process at once after step k
 without saving (like SIGKILL); ``FOCALSTACK_DUMP_WEIGHTS=DIR`` makes every rank write
@@ -36,7 +42,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..data import FocalStackDataset, StackAugment, load_camera
 from ..losses import LossConfig, compute_losses
-from ..models import build_model, count_parameters
+from ..models import MODELS, build_model, count_parameters, model_kwargs
 from ..optics.camera import CameraBatch, FocalStackCamera
 from . import distributed as D
 from .checkpoint import atomic_write_json, load_state, save_state, save_weights, weights_digest
@@ -101,6 +107,29 @@ def _check_required_files(paths: Sequence[Path], supervision: str) -> None:
                          f"{len(missing)} of {len(paths)} lack it (first: {missing[0]})")
 
 
+def scale_factors(lo: float, hi: float, step: float, n: int, seed: int, step_index: int) -> torch.Tensor:
+    """DDFS scale augmentation: n factors drawn uniformly from {lo, lo + step, …, ≤ hi}, a pure
+    function of (seed, step_index) so a resumed run draws the same ones."""
+    k = int(math.floor((hi - lo) / step + 1e-9)) + 1
+    grid = lo + step * torch.arange(k, dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * step_index + 17)
+    return grid[torch.randint(0, k, (n,), generator=g)]
+
+
+def scale_batch(batch: dict, s: torch.Tensor) -> dict:
+    """Scale a device batch per sample by s [B] (``FocalStackCamera.scaled`` on the CameraBatch + GT depth):
+    focal length, focus distances, pixel size and depth × s; frames, AIF and f-numbers unchanged."""
+    cam = batch["camera"]
+    s = s.to(device=cam.focal_length_m.device, dtype=cam.focal_length_m.dtype)
+    out = dict(batch)
+    out["camera"] = CameraBatch(focal_length_m=cam.focal_length_m * s, pixel_size_m=cam.pixel_size_m * s,
+                                psf_scale=cam.psf_scale, focus_distances_m=cam.focus_distances_m * s.view(-1, 1),
+                                f_numbers=cam.f_numbers)
+    if "depth" in batch:
+        out["depth"] = batch["depth"] * s.to(batch["depth"].dtype).view(-1, 1, 1, 1)
+    return out
+
+
 def _vis_depth(depth: torch.Tensor, rng: torch.Tensor) -> torch.Tensor:
     """[B,1,H,W] metres → [B,3,H,W] in [0,1]: inverse-depth position in the range (bright = near)."""
     inv_n, inv_f = 1.0 / rng[:, 0].view(-1, 1, 1, 1), 1.0 / rng[:, 1].view(-1, 1, 1, 1)
@@ -159,10 +188,20 @@ class Trainer:
         cfg = self.cfg
         aug = StackAugment(crop_size=cfg.crop_size, hflip=cfg.hflip, vflip=cfg.vflip,
                            num_frames=cfg.num_frames, permute=cfg.permute)
+        # single-image models trained through the renderer (Gur & Wolf) take the sample's AIF as input
+        # and render from it: self/aif supervision needs aif.png in every training sample
+        self.aif_input = bool(getattr(MODELS.get(cfg.model), "takes_aif_input", False))
+        need_aif = cfg.supervision == "aif" or (self.aif_input and cfg.supervision == "self")
         self.train_ds = FocalStackDataset(cfg.data_dir, aug, seed=cfg.seed,
                                           require_depth=cfg.supervision == "depth",
-                                          require_aif=cfg.supervision == "aif")
+                                          require_aif=need_aif)
         _check_required_files(self.train_ds.paths, cfg.supervision)
+        if need_aif and cfg.supervision == "self":
+            missing = [p for p in self.train_ds.paths if not (p / "aif.png").is_file()]
+            if missing:
+                raise ValueError(f"--model {cfg.model} takes the AIF image as input and renders the stack from it: "
+                                 f"it needs aif.png in every training sample, but {len(missing)} of "
+                                 f"{len(self.train_ds.paths)} lack it (first: {missing[0]})")
         self.train_cams, self.train_ranges = self._ranges_for(self.train_ds.paths)
         if cfg.num_frames is None and len({c.num_frames for c in self.train_cams}) > 1 and cfg.batch_size > 1:
             raise ValueError("training samples have different stack sizes; set --frames K (a random subset "
@@ -286,14 +325,20 @@ class Trainer:
 
     def _forward(self, model, batch: dict, ranges: torch.Tensor, loss_cfg: LossConfig, extras=None):
         rng = ranges[batch["index"].cpu()].to(self.device)
+        image = batch["aif"] if self.aif_input and bool(batch["has_aif"].all()) else None
+        kw = model_kwargs(model, batch["camera"], image)
         with self._autocast():
-            out = model(batch["frames"], batch["camera"].focus_distances_m, rng)
+            out = model(batch["frames"], batch["camera"].focus_distances_m, rng, **kw)
         out = {k: v.float() for k, v in out.items()}
         total, terms = compute_losses(out, batch, loss_cfg, extras)
         return out, total, terms, rng
 
     def train_step(self, batch: dict) -> dict:
         batch = self._to_device(batch)
+        if self.cfg.scale_aug is not None:
+            lo, hi = self.cfg.scale_aug
+            batch = scale_batch(batch, scale_factors(lo, hi, self.cfg.scale_aug_step, len(batch["index"]),
+                                                     self.cfg.seed + 7 * self.dist.rank, self.step))
         self.ddp.train()
         out, total, terms, _ = self._forward(self.ddp, batch, self.train_ranges, self.loss_cfg)
         if self.dist.enabled:  # every parameter gets a (possibly zero) gradient: DDP-safe ablations
