@@ -23,7 +23,7 @@ Gur & Wolf is additionally trained on procedural stacks rendered at its F1/F2/F6
 (× the 4 m maximum depth) and tested on the common 5-frame test set.
 
 Everything goes through the public CLI (synth → train → predict → eval). Writes OUT/models.md and
-OUT/models.json. Resumable: finished runs, predictions and evaluations are reused (delete a run's
+OUT/models.json; datasets, runs and predictions go to --work (default bench_work/models, git-ignored). Resumable: finished runs, predictions and evaluations are reused (delete a run's
 folder to redo it).
 """
 
@@ -32,12 +32,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-FS = [sys.executable, "-m", "focalstack"]
+from bench_common import FS, sh, synth_dslr, synth_procedural
 MODELS = ("daifnet", "aifdepthnet", "ddfs", "gurwolf")
 MODES = ("self", "depth", "aif")
 LABEL = {"daifnet": "DAIF-Net", "aifdepthnet": "AiFDepthNet", "ddfs": "DDFS", "gurwolf": "Gur & Wolf"}
@@ -48,26 +46,7 @@ SKIP = {("gurwolf", "aif"): "identical to self for a model whose AIF is its inpu
         ("aifdepthnet", "real_pairs"): "both frames share one focus distance: constant depth"}
 
 
-def sh(args: list[str]) -> None:
-    print("+", " ".join(args), flush=True)
-    subprocess.run(args, check=True)
-
-
 # ---- data ---------------------------------------------------------------------------------------
-def _synth_procedural(d: Path, name: str, n_train: int, n_test: int, size: int, setup: str | None = None):
-    if (d / name / "train").is_dir():
-        return
-    extra = ["--focus-setup", setup] if setup else []   # Gur & Wolf's F1/F2/F6/F10 × the 4 m far depth
-    sh(FS + ["synth", str(d / f"{name}_train"), "--num", str(n_train), "--size", str(size), str(size),
-             "--seed", "0", "--quiet", *extra])
-    (d / name).mkdir(parents=True, exist_ok=True)
-    (d / f"{name}_train").rename(d / name / "train")
-    if n_test:
-        sh(FS + ["synth", str(d / f"{name}_test"), "--num", str(n_test), "--size", str(size), str(size),
-                 "--seed", "777", "--quiet", *extra])
-        (d / f"{name}_test").rename(d / name / "test")
-
-
 def _real_pairs(d: Path, shared: Path, factor: float = 0.5, test_fraction: float = 0.2) -> tuple[Path, Path] | None:
     """REAL f/2.8 + f/8 pairs as 2-frame samples (see module doc)."""
     root = shared / "dfd_indoor_carvalho2018"
@@ -108,17 +87,14 @@ def datasets(out: Path, shared: Path, args) -> tuple[dict[str, tuple[Path, Path]
     notes = []
     sets = {}
     if "procedural" in args.datasets:
-        _synth_procedural(d, "procedural", args.num_procedural, args.num_test, args.size)
+        synth_procedural(d, "procedural", args.num_procedural, args.num_test, args.size)
         sets["procedural"] = (d / "procedural" / "train", d / "procedural" / "test")
     if "dslr_synth" in args.datasets:
-        dslr = shared / "dfd_indoor_carvalho2018"
-        if dslr.is_dir():
-            if not (d / "dslr" / "train").is_dir():
-                sh(FS + ["synth", str(d / "dslr"), "--source", "dslr_indoor", "--input", str(dslr), "--split", "0.2",
-                         "--seed", "0", "--quiet"])
-            sets["dslr_synth"] = (d / "dslr" / "train", d / "dslr" / "val")
+        pair = synth_dslr(d, shared)
+        if pair:
+            sets["dslr_synth"] = pair
         else:
-            notes.append(f"dslr_synth skipped: {dslr} is missing")
+            notes.append(f"dslr_synth skipped: {shared / 'dfd_indoor_carvalho2018'} is missing")
     if "real_pairs" in args.datasets:
         rp = _real_pairs(d, shared)
         if rp:
@@ -185,7 +161,8 @@ def latency(out: Path, models, size: int, frames: int = 5, repeats: int = 5) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="benchmarks/results/models")
+    ap.add_argument("--out", default="benchmarks/results/models", help="where models.md/json go")
+    ap.add_argument("--work", default="bench_work/models", help="datasets, runs and predictions (large; git-ignored)")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--size", type=int, default=192, help="procedural image size")
@@ -200,7 +177,9 @@ def main() -> None:
     ap.add_argument("--latency-size", type=int, default=256)
     ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
     args = ap.parse_args()
-    out = Path(args.out)
+    results = Path(args.out)
+    results.mkdir(parents=True, exist_ok=True)
+    out = Path(args.work)       # everything large lives here; only the tables go to --out
     out.mkdir(parents=True, exist_ok=True)
     sets, notes = datasets(out, Path(args.shared), args)
     rows: dict[str, dict] = {}
@@ -223,7 +202,7 @@ def main() -> None:
             for setup in args.gurwolf_setups:
                 fd = focus_sequence(setup, 4.0)   # procedural scenes: depth ≤ 4 m
                 key = f"procedural_{setup.lower()}"
-                _synth_procedural(out / "data", key, args.num_procedural, 0, args.size, setup)
+                synth_procedural(out / "data", key, args.num_procedural, 0, args.size, setup)
                 rows[f"{name} / Gur & Wolf self, trained on {setup} ({', '.join(f'{v:g}' for v in fd)} m)"] = \
                     train_eval(f"{key}_gurwolf_self", "gurwolf", "self", out / "data" / key / "train", te, out, args)
     lat = latency(out, args.models, args.latency_size)
@@ -239,8 +218,8 @@ def main() -> None:
     md += [f"| {LABEL[k]} | {v['params_M']:.2f} | {v['seconds']:.3f} |" for k, v in lat.items() if k != "_setup"]
     if notes:
         md += ["", "Notes:", ""] + [f"- {n}" for n in notes]
-    (out / "models.md").write_text("\n".join(md) + "\n")
-    (out / "models.json").write_text(json.dumps({"rows": rows, "latency": lat, "steps": args.steps, "crop": args.crop,
+    (results / "models.md").write_text("\n".join(md) + "\n")
+    (results / "models.json").write_text(json.dumps({"rows": rows, "latency": lat, "steps": args.steps, "crop": args.crop,
                                                  "machine": machine, "notes": notes}, indent=2) + "\n")
     print("\n".join(md))
 

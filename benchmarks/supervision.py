@@ -14,36 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-FS = [sys.executable, "-m", "focalstack"]
+from bench_common import FS, sh, synth_dslr, synth_procedural
+
 MODES = ("self", "depth", "aif")
-
-
-def sh(args: list[str]) -> None:
-    print("+", " ".join(args), flush=True)
-    subprocess.run(args, check=True)
 
 
 def datasets(out: Path, shared: Path, n_proc: int) -> dict[str, tuple[Path, Path]]:
     d = out / "data"
-    if not (d / "procedural" / "train").is_dir():
-        sh(FS + ["synth", str(d / "procedural_train"), "--num", str(n_proc), "--size", "192", "192", "--seed", "0", "--quiet"])
-        sh(FS + ["synth", str(d / "procedural_test"), "--num", "24", "--size", "192", "192", "--seed", "777", "--quiet"])
-        (d / "procedural").mkdir(parents=True, exist_ok=True)
-        (d / "procedural_train").rename(d / "procedural" / "train")
-        (d / "procedural_test").rename(d / "procedural" / "test")
+    synth_procedural(d, "procedural", n_proc, 24, 192)
     sets = {"procedural": (d / "procedural" / "train", d / "procedural" / "test")}
-    dslr = shared / "dfd_indoor_carvalho2018"
-    if dslr.is_dir():
-        if not (d / "dslr" / "train").is_dir():
-            # scene split 80/20 by focalstack synth --split (deterministic)
-            sh(FS + ["synth", str(d / "dslr"), "--source", "dslr_indoor", "--input", str(dslr), "--split", "0.2",
-                     "--seed", "0", "--quiet"])
-        sets["dslr_synth"] = (d / "dslr" / "train", d / "dslr" / "val")
+    pair = synth_dslr(d, shared)
+    if pair:
+        sets["dslr_synth"] = pair
     return sets
 
 

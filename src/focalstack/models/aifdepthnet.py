@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .daifnet import depth_range_tensor
+from .daifnet import depth_range_tensor, stack_inputs
 
 
 def _conv3d(cin: int, cout: int) -> nn.Conv3d:
@@ -136,14 +136,8 @@ class AiFDepthNet(nn.Module):
         """frames [B,F,3,H,W] in [0,1]; focus_distances_m [B,F] metres; depth_range_m (near, far) or [B,2]
         → {"depth_m": [B,1,H,W] in [near, far], "aif": [B,3,H,W] in [0,1],
         "attention": [B,F,1,H,W] (raw M, input frame order)}."""
-        if frames.dim() != 5 or frames.shape[2] != 3:
-            raise ValueError(f"AiFDepthNet: frames must be [B,F,3,H,W], got {tuple(frames.shape)}")
+        fd = stack_inputs("AiFDepthNet", frames, focus_distances_m)
         b, f = frames.shape[:2]
-        fd = torch.as_tensor(focus_distances_m, dtype=torch.float32, device=frames.device)
-        if fd.dim() == 1:
-            fd = fd.view(1, f).expand(b, f)
-        if fd.shape != (b, f):
-            raise ValueError(f"AiFDepthNet: focus_distances_m must be [B,F] = [{b},{f}], got {tuple(fd.shape)}")
         rng = depth_range_tensor(depth_range_m, b, frames.device, torch.float32)
         xs, fds, order = sort_by_focus(frames, fd)
         m = self.attention(xs).float()                      # [B,F,H,W], sorted order

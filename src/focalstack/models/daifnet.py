@@ -65,6 +65,22 @@ class ConvBlock(nn.Sequential):
         super().__init__(_conv(cin, cout), nn.ReLU(inplace=True), _conv(cout, cout), nn.ReLU(inplace=True))
 
 
+def stack_inputs(model: str, frames: torch.Tensor, focus_distances_m, dtype=torch.float32) -> torch.Tensor:
+    """Check a model's stack input and return the focus distances as a [B,F] tensor (metres).
+
+    frames must be [B,F,3,H,W]; focus_distances_m [F] (shared by the batch) or [B,F]. Errors name
+    ``model`` and the expected shape (one line, not a broadcasting error from deep inside torch)."""
+    if frames.dim() != 5 or frames.shape[2] != 3:
+        raise ValueError(f"{model}: frames must be [B,F,3,H,W], got {tuple(frames.shape)}")
+    b, f = frames.shape[:2]
+    fd = torch.as_tensor(focus_distances_m, dtype=dtype, device=frames.device)
+    if fd.dim() == 1 and fd.shape[0] == f:
+        fd = fd.view(1, f).expand(b, f)
+    if fd.shape != (b, f):
+        raise ValueError(f"{model}: focus_distances_m must be [B,F] = [{b},{f}], got {tuple(fd.shape)}")
+    return fd
+
+
 def depth_range_tensor(depth_range_m, batch: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """(near, far) as floats, a [2] tensor or a per-sample [B,2] tensor → [B,2] tensor (metres)."""
     r = torch.as_tensor(depth_range_m, dtype=dtype, device=device)
@@ -149,14 +165,8 @@ class DAIFNet(nn.Module):
         """frames [B,F,3,H,W] in [0,1]; focus_distances_m [B,F] metres; depth_range_m (near, far) or
         [B,2] metres → {"depth_m": [B,1,H,W] in [near, far], "aif": [B,3,H,W] in (0,1),
         "depth_logit": [B,1,H,W], "weights": [B,F,1,H,W] (select mode)}."""
-        if frames.dim() != 5 or frames.shape[2] != 3:
-            raise ValueError(f"DAIFNet: frames must be [B,F,3,H,W], got {tuple(frames.shape)}")
+        fd = stack_inputs("DAIFNet", frames, focus_distances_m, frames.dtype)
         b, f, _, h, w = frames.shape
-        fd = torch.as_tensor(focus_distances_m, dtype=frames.dtype, device=frames.device)
-        if fd.dim() == 1:
-            fd = fd.view(1, f).expand(b, f)
-        if fd.shape != (b, f):
-            raise ValueError(f"DAIFNet: focus_distances_m must be [B,F] = [{b},{f}], got {tuple(fd.shape)}")
         rng = depth_range_tensor(depth_range_m, b, frames.device, torch.float32)
         plane = normalised_focus(fd.float(), rng).to(frames.dtype).view(b, f, 1, 1, 1).expand(b, f, 1, h, w)
         x = torch.cat([frames * 2.0 - 1.0, plane], dim=2).reshape(b * f, 4, h, w)

@@ -61,7 +61,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..optics.camera import CameraBatch
-from .daifnet import _pad_to_multiple, depth_range_tensor
+from .daifnet import _pad_to_multiple, depth_range_tensor, stack_inputs
 
 __all__ = ["DDFSNet", "depth_hypotheses", "hypothesis_coc_px", "psf_kernels", "wiener_deconvolve",
            "ddfs_cost_volume", "outlier_bound", "soft_argmin_depth"]
@@ -309,14 +309,8 @@ class DDFSNet(nn.Module):
         if camera is None:
             raise ValueError("DDFS needs the camera (focal length, f-numbers, pixel size) for its PSFs: "
                              "call it with camera=CameraBatch (the trainer and predict_batch do)")
-        if frames.dim() != 5 or frames.shape[2] != 3:
-            raise ValueError(f"DDFSNet: frames must be [B,F,3,H,W], got {tuple(frames.shape)}")
+        fd = stack_inputs("DDFSNet", frames, focus_distances_m)
         b, f, _, h, w = frames.shape
-        fd = torch.as_tensor(focus_distances_m, dtype=torch.float32, device=frames.device)
-        if fd.dim() == 1:
-            fd = fd.view(1, f).expand(b, f)
-        if fd.shape != (b, f):
-            raise ValueError(f"DDFSNet: focus_distances_m must be [B,F] = [{b},{f}], got {tuple(fd.shape)}")
         cam = camera.to(frames.device, torch.float32)
         if cam.f_numbers.shape != (b, f):
             raise ValueError(f"DDFSNet: camera has f_numbers {tuple(cam.f_numbers.shape)}, frames are [{b},{f}]")

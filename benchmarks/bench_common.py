@@ -1,0 +1,43 @@
+"""Shared by the benchmark scripts: run the CLI, and build the benchmark datasets the same way
+everywhere (so the supervision and models tables are trained and tested on identical data)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+FS = [sys.executable, "-m", "focalstack"]
+
+
+def sh(args: list[str]) -> None:
+    print("+", " ".join(args), flush=True)
+    subprocess.run(args, check=True)
+
+
+def synth_procedural(d: Path, name: str, n_train: int, n_test: int, size: int, setup: str | None = None) -> None:
+    """d/name/train (seed 0) and d/name/test (seed 777) procedural stacks, size×size; ``setup``: one of
+    Gur & Wolf's focus sequences (F1/F2/F6/F10) instead of the preset's focus distances."""
+    if (d / name / "train").is_dir():
+        return
+    extra = ["--focus-setup", setup] if setup else []
+    sh(FS + ["synth", str(d / f"{name}_train"), "--num", str(n_train), "--size", str(size), str(size),
+             "--seed", "0", "--quiet", *extra])
+    (d / name).mkdir(parents=True, exist_ok=True)
+    (d / f"{name}_train").rename(d / name / "train")
+    if n_test:
+        sh(FS + ["synth", str(d / f"{name}_test"), "--num", str(n_test), "--size", str(size), str(size),
+                 "--seed", "777", "--quiet", *extra])
+        (d / f"{name}_test").rename(d / name / "test")
+
+
+def synth_dslr(d: Path, shared: Path) -> tuple[Path, Path] | None:
+    """Stacks synthesised from the DSLR-indoor RGB-D pairs, split 80/20 by scene (``synth --split``,
+    deterministic): (d/dslr/train, d/dslr/val); None when the data is absent."""
+    src = shared / "dfd_indoor_carvalho2018"
+    if not src.is_dir():
+        return None
+    if not (d / "dslr" / "train").is_dir():
+        sh(FS + ["synth", str(d / "dslr"), "--source", "dslr_indoor", "--input", str(src), "--split", "0.2",
+                 "--seed", "0", "--quiet"])
+    return d / "dslr" / "train", d / "dslr" / "val"
