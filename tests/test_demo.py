@@ -64,7 +64,10 @@ def test_shipped_checkpoint_predicts_held_out_stacks(tmp_path):
     side = json.loads(ck.with_suffix(".json").read_text())
     assert side["supervision"] == "self" and side["model"]["name"] == "daifnet"
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--num", "3", "--size", "128", "128"]) == 0
+    assert main(["demo", "--out", str(out), "--num", "3", "--size", "128", "128", "--refine", "50"]) == 0
     rows = json.loads((out / "metrics.json").read_text())
     net = rows["DAIF-Net (self-supervised)"]
     assert net["abs_rel"] < 0.25 and net["delta1"] > 0.65
+    # test-time refinement through the optical model improves the network's depth
+    refined = rows["DAIF-Net + --refine 50"]
+    assert refined["abs_rel"] < 0.8 * net["abs_rel"], (refined, net)

@@ -212,8 +212,7 @@ def plot_predictions(data_root: str | Path, predictions: dict[str, str | Path], 
                         rel[ok] = np.abs(depth[ok] - gt[ok]) / gt[ok]
                         absrel = float(rel[ok].mean()) if ok.any() else float("nan")
                         title += f"\ndepth, AbsRel {absrel:.3f}"
-                        err_cmap = _cmap("magma").copy()
-                        err_cmap.set_bad("black")  # invalid ground truth
+                        err_cmap = _cmap("magma").with_extremes(bad="black")  # black: invalid ground truth
                         err_im = ax_err.imshow(np.ma.masked_where(~ok, rel), cmap=err_cmap,
                                                vmin=0.0, vmax=max_rel_error)
                 else:

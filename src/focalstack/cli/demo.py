@@ -2,7 +2,8 @@
 
 1. synthesise held-out procedural focal stacks (seeds the shipped model never saw);
 2. predict depth + AIF with the shipped DAIF-Net checkpoint (or a short training run with
-   ``--train-steps``), and with classical depth from focus for comparison;
+   ``--train-steps``), the same refined through the optical model (``--refine``), and classical
+   depth from focus for comparison;
 3. score both against the ground truth (``focalstack eval`` metrics) and draw a figure.
 """
 
@@ -26,6 +27,8 @@ def register(sub) -> None:
     p.add_argument("--train-steps", type=int, default=0,
                    help="train a fresh model for this many steps instead of using the shipped one")
     p.add_argument("--train-num", type=int, default=48, help="training stacks for --train-steps")
+    p.add_argument("--refine", type=int, default=100, metavar="STEPS",
+                   help="also show the network refined by STEPS test-time optimisation steps (0: off; default 100)")
     p.set_defaults(func=run)
 
 
@@ -42,7 +45,7 @@ def _synth(root: Path, seeds, size) -> None:
         save_sample(make_procedural_sample(seed, size_hw=tuple(size), name=d.name), d)
 
 
-def _predict_all(data: Path, out: Path, method: str, checkpoint=None) -> float:
+def _predict_all(data: Path, out: Path, method: str, checkpoint=None, refine_steps: int = 0) -> float:
     from tqdm import tqdm
 
     from ..data.format import list_samples, load_sample
@@ -53,7 +56,7 @@ def _predict_all(data: Path, out: Path, method: str, checkpoint=None) -> float:
     for sd in tqdm(list_samples(data), desc=f"predict {method}", unit="stack"):
         sample = load_sample(sd, load_depth=False, load_aif=False)
         t0 = time.perf_counter()
-        pred = fn(sample, PredictOptions(checkpoint=checkpoint, sample_dir=str(sd)))
+        pred = fn(sample, PredictOptions(checkpoint=checkpoint, sample_dir=str(sd), refine_steps=refine_steps))
         dt = time.perf_counter() - t0
         total += dt
         write_prediction(out / sample.name, sample, pred, meta={"method": method, "seconds": dt})
@@ -82,16 +85,21 @@ def run(args) -> int:
                           crop_size=crop, num_workers=0, val_interval=max(1, args.train_steps // 4),
                           ckpt_interval=max(1, args.train_steps // 4), tensorboard=False))
         checkpoint = str(run_dir)
-    methods = {"DAIF-Net (self-supervised)": ("net", checkpoint), "depth from focus (LAPM)": ("dff", None)}
+    # label: (predict method, checkpoint, test-time refinement steps, prediction folder)
+    methods = {"DAIF-Net (self-supervised)": ("net", checkpoint, 0, "net"),
+               f"DAIF-Net + --refine {args.refine}": ("net", checkpoint, args.refine, "net_refine"),
+               "depth from focus (LAPM)": ("dff", None, 0, "dff")}
+    if args.refine <= 0:
+        methods = {k: v for k, v in methods.items() if v[3] != "net_refine"}
     rows, times = {}, {}
-    for label, (method, ck) in methods.items():
-        pred_dir = out / "pred" / method
-        times[label] = _predict_all(test, pred_dir, method, ck)
+    for label, (method, ck, refine, folder) in methods.items():
+        pred_dir = out / "pred" / folder
+        times[label] = _predict_all(test, pred_dir, method, ck, refine)
         res = evaluate(pred_dir, test)
         rows[label] = {**res.mean, "sec/stack": times[label]}
     keys = ["delta1", "abs_rel", "rmse", "mae", "aif_psnr", "aif_ssim", "sec/stack"]
     table = format_table(rows, keys)
-    fig = plot_predictions(test, {label: out / "pred" / m for label, (m, _) in methods.items()},
+    fig = plot_predictions(test, {label: out / "pred" / v[3] for label, v in methods.items()},
                            out / "demo.png", max_samples=3)
     (out / "metrics.md").write_text(f"{args.num} held-out procedural stacks, {args.size[0]}×{args.size[1]}, "
                                     f"5 frames\n\n{table}\n")
