@@ -206,6 +206,22 @@ def test_gradients_match_reference(psf, dtype, rel, shape, k, smax):
 
 
 @needs_numba
+@pytest.mark.parametrize("psf", PSFS)
+def test_no_nan_for_sigma_from_0_to_50(psf):
+    """σ anywhere in [0, 50] px (exact zeros included), windows 3…31: values and both gradients
+    finite, and equal to the float64 reference."""
+    for k in (3, 15, 31):
+        image, sigma = make_inputs(2, 3, 19, 23, 50.0, seed=k)
+        cot = make_inputs(2, 3, 19, 23, 1.0, seed=k + 1)[0] - 0.5
+        out, (gi, gs) = grads(cpu_backend, image, sigma, k // 2, psf, cot)
+        assert torch.isfinite(out).all() and torch.isfinite(gi).all() and torch.isfinite(gs).all()
+        ref, (ri, rs) = grads(defocus_reference, image.double(), sigma.double(), k // 2, psf, cot.double())
+        torch.testing.assert_close(out.double(), ref, rtol=0, atol=1e-5)
+        assert_rel_close(gi.double(), ri, 1e-4)
+        assert_rel_close(gs.double(), rs, 1e-4)
+
+
+@needs_numba
 @pytest.mark.parametrize("need", [(True, False), (False, True)])
 def test_gradient_of_one_input_only(need):
     image, sigma = make_inputs(2, 3, 10, 11, 1.5, dtype=torch.float64)
