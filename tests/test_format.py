@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from focalstack.data import SampleError, list_samples, load_sample, read_image, save_sample, write_image
+from focalstack.data import (SampleError, check_sample, list_samples, load_sample, read_image, save_sample,
+                             write_image)
 from tests.conftest import tiny_sample
 
 
@@ -48,43 +49,52 @@ def sample_dir(tmp_path):
     return save_sample(tiny_sample(), tmp_path / "sample")
 
 
+# the full loader and the header-only check (used on whole datasets before training) report the
+# same structural problems the same way
+LOADERS = pytest.mark.parametrize("load", [load_sample, check_sample], ids=["load_sample", "check_sample"])
+
+
 def one_line(exc) -> str:
     msg = str(exc.value)
     assert "\n" not in msg
     return msg
 
 
-def test_error_focus_count_mismatch(sample_dir):
+@LOADERS
+def test_error_focus_count_mismatch(sample_dir, load):
     cam = json.loads((sample_dir / "camera.json").read_text())
     cam["focus_distances_m"] = cam["focus_distances_m"][:4]
     (sample_dir / "camera.json").write_text(json.dumps(cam))
     with pytest.raises(SampleError) as e:
-        load_sample(sample_dir)
+        load(sample_dir)
     assert "camera.json" in one_line(e) and "4 entries" in str(e.value) and "5 frames" in str(e.value)
 
 
-def test_error_mismatched_frame_sizes(sample_dir):
+@LOADERS
+def test_error_mismatched_frame_sizes(sample_dir, load):
     write_image(sample_dir / "frame_03.png", torch.rand(3, 10, 10))
     with pytest.raises(SampleError) as e:
-        load_sample(sample_dir)
+        load(sample_dir)
     assert "frame_03.png" in one_line(e) and "differs" in str(e.value)
 
 
-def test_error_missing_and_malformed_camera(sample_dir):
+@LOADERS
+def test_error_missing_and_malformed_camera(sample_dir, load):
     (sample_dir / "camera.json").write_text("{oops")
     with pytest.raises(SampleError) as e:
-        load_sample(sample_dir)
+        load(sample_dir)
     assert "camera.json" in one_line(e) and "malformed JSON" in str(e.value)
     (sample_dir / "camera.json").unlink()
     with pytest.raises(SampleError) as e:
-        load_sample(sample_dir)
+        load(sample_dir)
     assert "missing camera.json" in one_line(e)
 
 
-def test_error_corrupt_image(sample_dir):
+@LOADERS
+def test_error_corrupt_image(sample_dir, load):
     (sample_dir / "frame_01.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(SampleError) as e:
-        load_sample(sample_dir)
+        load(sample_dir)
     assert "frame_01.png" in one_line(e) and "not a readable image" in str(e.value)
 
 
@@ -107,6 +117,9 @@ def test_error_single_frame_where_two_are_needed(tmp_path):
     assert load_sample(d).num_frames == 1
     with pytest.raises(SampleError) as e:
         load_sample(d, min_frames=2)
+    assert "1 frame(s) but at least 2" in one_line(e)
+    with pytest.raises(SampleError) as e:
+        check_sample(d, min_frames=2)
     assert "1 frame(s) but at least 2" in one_line(e)
 
 

@@ -178,3 +178,15 @@ def test_ddp_two_processes_hold_identical_weights(data, tmp_path):
     assert h0 == h1
     meta = json.loads((out / "last.json").read_text())
     assert meta["weights_sha256"] == h0 and meta["step"] == 3
+
+
+def test_malformed_sample_stops_training_up_front_with_one_line(tiny_dataset, tmp_path, capsys):
+    """A corrupt frame anywhere in the dataset is reported (file + problem) before any step runs,
+    not as a traceback from a DataLoader worker, and no run folder is left behind."""
+    (tiny_dataset / "s002" / "frame_03.png").write_bytes(b"not a png")
+    out = tmp_path / "run"
+    assert cli_main(["train", str(tiny_dataset), "--out", str(out), "--max-steps", "2", "--workers", "1",
+                     "--width", "2", "--levels", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "s002/frame_03.png" in err[0] and "not a readable image" in err[0]
+    assert not out.exists()

@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (UserError, ValueError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        if "Original Traceback" in msg:  # re-raised from a DataLoader worker: keep the error line itself
+            msg = msg.strip().splitlines()[-1].split(": ", 1)[-1]
         print(f"focalstack {args.command}: error: {msg}", file=sys.stderr)
         return 2
     return int(rc or 0)

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..optics.camera import camera_tensors
-from .format import FocalStackSample, list_samples, load_sample
+from .format import FocalStackSample, check_sample, list_samples, load_sample
 from .io import SampleError
 
 
@@ -51,6 +51,11 @@ class FocalStackDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self._cache: dict[int, FocalStackSample] | None = {} if cache else None
+
+    def check(self) -> None:
+        """Check every sample's structure up front (:func:`focalstack.data.format.check_sample`)."""
+        for d in self.paths:
+            check_sample(d, self.min_frames)
 
     def __len__(self) -> int:
         return len(self.paths)

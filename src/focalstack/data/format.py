@@ -107,6 +107,35 @@ def load_camera(sample_dir: str | Path) -> FocalStackCamera:
         raise SampleError(str(e)) from None
 
 
+def check_sample(sample_dir: str | Path, min_frames: int = 1) -> None:
+    """Cheap structural check of a sample folder without decoding the images: camera.json valid,
+    frame count = focus list length ≥ ``min_frames``, every frame's header readable and all the same
+    size. Raises SampleError naming the file (a dataset is checked up front this way, so that a bad
+    sample stops a long job at once with one line instead of mid-run inside a loader worker)."""
+    from PIL import Image, UnidentifiedImageError
+
+    d = Path(sample_dir)
+    camera = load_camera(d)
+    paths = frame_paths(d)
+    if not paths:
+        raise SampleError(f"{d}: no frame_NN.png files")
+    if len(paths) != camera.num_frames:
+        raise SampleError(f"{d / 'camera.json'}: focus_distances_m has {camera.num_frames} entries "
+                          f"but the folder has {len(paths)} frames")
+    if len(paths) < min_frames:
+        raise SampleError(f"{d}: {len(paths)} frame(s) but at least {min_frames} are needed")
+    size0 = None
+    for fp in paths:
+        try:
+            with Image.open(fp) as im:
+                size = im.size
+        except (UnidentifiedImageError, OSError):
+            raise SampleError(f"{fp}: not a readable image (corrupt or unsupported format)") from None
+        if size0 is not None and size != size0:
+            raise SampleError(f"{fp}: frame size {size[::-1]} differs from {paths[0].name}'s {size0[::-1]}")
+        size0 = size
+
+
 def load_sample(sample_dir: str | Path, load_depth: bool = True, load_aif: bool = True,
                 min_frames: int = 1) -> FocalStackSample:
     """Read a sample folder. Checks frame count vs focus list, frame sizes, depth/aif sizes."""

@@ -196,6 +196,7 @@ class Trainer:
                                           require_depth=cfg.supervision == "depth",
                                           require_aif=need_aif)
         _check_required_files(self.train_ds.paths, cfg.supervision)
+        self.train_ds.check()   # a malformed sample stops here with one line, not in a loader worker
         if need_aif and cfg.supervision == "self":
             missing = [p for p in self.train_ds.paths if not (p / "aif.png").is_file()]
             if missing:
@@ -213,6 +214,8 @@ class Trainer:
         self.val_ds_full = FocalStackDataset(val_root, StackAugment(), seed=cfg.seed)
         n_val = min(len(self.val_ds_full), cfg.val_max_samples)
         self.val_ds = Subset(self.val_ds_full, list(range(n_val)))
+        if cfg.val_dir:
+            self.val_ds_full.check()
         _, self.val_ranges = self._ranges_for(self.val_ds_full.paths[:n_val])
         self.sampler = DistributedSampler(self.train_ds, num_replicas=self.dist.world_size, rank=self.dist.rank,
                                           shuffle=True, seed=cfg.seed, drop_last=False)
