@@ -18,7 +18,8 @@ def test_train_predict_eval_round_trip_without_ground_truth(tiny_dataset, tmp_pa
                  "--crop", "16", "16", "--batch-size", "2", "--workers", "0", "--no-progress",
                  "--no-tensorboard", "--val-interval", "3", "--ckpt-interval", "3"]) == 0
     pred = tmp_path / "pred"
-    assert main(["predict", str(nogt), "--method", "net", "--checkpoint", str(run), "-o", str(pred)]) == 0
+    # the command form: --checkpoint alone selects the network
+    assert main(["predict", str(nogt), "--checkpoint", str(run), "-o", str(pred)]) == 0
     for s in ("s000", "s001", "s002"):
         meta = json.loads((pred / s / "meta.json").read_text())
         assert meta["method"] == "net" and meta["depth_kind"] == "metric"

@@ -106,3 +106,13 @@ def test_predict_real_two_aperture_pair_dff_refuses(tmp_path, capsys):
     rc = main(["predict", str(tmp_path / "pair"), "-o", str(tmp_path / "o"), "--method", "dff"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "--method optimize" in err
+
+
+def test_predict_checkpoint_errors_are_one_line(tiny_dataset, tmp_path, capsys):
+    rc = main(["predict", str(tiny_dataset), "-o", str(tmp_path / "x"), "--checkpoint", str(tmp_path / "none.safetensors")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "none.safetensors: checkpoint not found" in err[0]
+    rc = main(["predict", str(tiny_dataset), "-o", str(tmp_path / "y"), "--method", "dff", "--refine", "5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--method net" in err[0]
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

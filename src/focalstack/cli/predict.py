@@ -15,7 +15,8 @@ def register(sub) -> None:
                                    "recon_error.json/.png and meta.json per sample (atomically).")
     p.add_argument("input", help="a sample folder (holding camera.json) or a folder of sample folders")
     p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--method", default="dff", help="dff | optimize | net (default: dff)")
+    p.add_argument("--method", default=None,
+                   help="dff | optimize | net (default: net when --checkpoint is given, else dff)")
     g = p.add_argument_group("classical (dff, optimize init)")
     g.add_argument("--measure", default="lapm", help="focus measure (see focalstack.classical.FOCUS_MEASURES)")
     g.add_argument("--window", type=int, default=9, help="focus-measure window, odd px (default 9)")
@@ -23,7 +24,8 @@ def register(sub) -> None:
     g.add_argument("--iters-scale", type=float, default=1.0, help="optimize: × the default iteration counts")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     n = p.add_argument_group("net (trained model)")
-    n.add_argument("--checkpoint", default=None, help="model weights (.safetensors)")
+    n.add_argument("--checkpoint", default=None,
+                   help="run folder or .safetensors (--method net without it: the shipped checkpoint)")
     n.add_argument("--refine", dest="refine_steps", type=int, default=0, metavar="STEPS",
                    help="test-time optimisation steps after the network")
     n.add_argument("--tile", type=int, default=None, help="tile size for large images")
@@ -39,6 +41,12 @@ def run(args) -> int:
     from ..predict import PredictOptions, get_predictor, write_prediction
     from ..optimize import focus_known
 
+    if args.method is None:
+        args.method = "net" if args.checkpoint else "dff"
+    if args.method != "net" and (args.checkpoint or args.refine_steps):
+        raise UserError(f"--checkpoint and --refine belong to --method net, not --method {args.method}")
+    if args.checkpoint and not Path(args.checkpoint).exists():
+        raise UserError(f"{args.checkpoint}: checkpoint not found")
     fn = get_predictor(args.method)
     if args.window < 1 or args.window % 2 == 0:
         raise UserError(f"--window must be a positive odd integer, got {args.window}")
