@@ -107,14 +107,10 @@ def load_camera(sample_dir: str | Path) -> FocalStackCamera:
         raise SampleError(str(e)) from None
 
 
-def check_sample(sample_dir: str | Path, min_frames: int = 1) -> None:
-    """Cheap structural check of a sample folder without decoding the images: camera.json valid,
-    frame count = focus list length ≥ ``min_frames``, every frame's header readable and all the same
-    size. Raises SampleError naming the file (a dataset is checked up front this way, so that a bad
-    sample stops a long job at once with one line instead of mid-run inside a loader worker)."""
-    from PIL import Image, UnidentifiedImageError
-
-    d = Path(sample_dir)
+def _camera_and_frame_paths(d: Path, min_frames: int) -> tuple[FocalStackCamera, list[Path]]:
+    """camera.json and the frame files of a sample folder, checked against each other."""
+    if not d.is_dir():
+        raise SampleError(f"{d}: sample folder not found")
     camera = load_camera(d)
     paths = frame_paths(d)
     if not paths:
@@ -124,6 +120,17 @@ def check_sample(sample_dir: str | Path, min_frames: int = 1) -> None:
                           f"but the folder has {len(paths)} frames")
     if len(paths) < min_frames:
         raise SampleError(f"{d}: {len(paths)} frame(s) but at least {min_frames} are needed")
+    return camera, paths
+
+
+def check_sample(sample_dir: str | Path, min_frames: int = 1) -> None:
+    """Cheap structural check of a sample folder without decoding the images: camera.json valid,
+    frame count = focus list length ≥ ``min_frames``, every frame's header readable and all the same
+    size. Raises SampleError naming the file (a dataset is checked up front this way, so that a bad
+    sample stops a long job at once with one line instead of mid-run inside a loader worker)."""
+    from PIL import Image, UnidentifiedImageError
+
+    _, paths = _camera_and_frame_paths(Path(sample_dir), min_frames)
     size0 = None
     for fp in paths:
         try:
@@ -140,17 +147,7 @@ def load_sample(sample_dir: str | Path, load_depth: bool = True, load_aif: bool 
                 min_frames: int = 1) -> FocalStackSample:
     """Read a sample folder. Checks frame count vs focus list, frame sizes, depth/aif sizes."""
     d = Path(sample_dir)
-    if not d.is_dir():
-        raise SampleError(f"{d}: sample folder not found")
-    camera = load_camera(d)
-    paths = frame_paths(d)
-    if not paths:
-        raise SampleError(f"{d}: no frame_NN.png files")
-    if len(paths) != camera.num_frames:
-        raise SampleError(f"{d / 'camera.json'}: focus_distances_m has {camera.num_frames} entries "
-                          f"but the folder has {len(paths)} frames")
-    if len(paths) < min_frames:
-        raise SampleError(f"{d}: {len(paths)} frame(s) but at least {min_frames} are needed")
+    camera, paths = _camera_and_frame_paths(d, min_frames)
     frames = []
     for p in paths:
         img = read_image(p)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import psf as _psf
+from .autograd import defocus_function
 
 
 def _offsets(radius: int):
@@ -73,20 +74,7 @@ def _backward(grad_out, image, sigma, out, den, radius: int, psf: str, need_i: b
     return g_img, g_sig
 
 
-class _DefocusReference(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, image, sigma, radius: int, psf: str):
-        out, den = _forward(image, sigma, radius, psf)
-        ctx.save_for_backward(image, sigma, out, den)
-        ctx.radius, ctx.psf = radius, psf
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        image, sigma, out, den = ctx.saved_tensors
-        g_img, g_sig = _backward(grad_out.contiguous(), image, sigma, out, den, ctx.radius, ctx.psf,
-                                 ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        return g_img, g_sig, None, None
+_DefocusReference = defocus_function(_forward, _backward, "_DefocusReference")
 
 
 def defocus_reference(image: torch.Tensor, sigma: torch.Tensor, radius: int, psf: str = "gaussian") -> torch.Tensor:

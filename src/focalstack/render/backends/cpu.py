@@ -57,6 +57,7 @@ import torch
 from numba import njit
 
 from .. import psf as _psf
+from ..autograd import defocus_function
 
 _SMIN = float(_psf.SIGMA_MIN_PX)
 _PI = math.pi
@@ -511,21 +512,7 @@ def backward(grad_out, image, sigma, out, den, radius: int, psf: str, need_i: bo
     return g_img, g_sig
 
 
-class _DefocusCPU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, image, sigma, radius: int, psf: str):
-        out, den = forward(image, sigma, radius, psf)
-        ctx.save_for_backward(image, sigma, out, den)
-        ctx.radius, ctx.psf = radius, psf
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        image, sigma, out, den = ctx.saved_tensors
-        need_i, need_s = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        g_img, g_sig = backward(grad_out.contiguous(), image, sigma, out, den, ctx.radius, ctx.psf,
-                                need_i, need_s)
-        return g_img, g_sig, None, None
+_DefocusCPU = defocus_function(forward, backward, "_DefocusCPU")
 
 
 def defocus_cpu(image: torch.Tensor, sigma: torch.Tensor, radius: int, psf: str = "gaussian") -> torch.Tensor:

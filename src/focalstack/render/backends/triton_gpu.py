@@ -25,6 +25,7 @@ import triton
 import triton.language as tl
 
 from .. import psf as _psf
+from ..autograd import defocus_function
 
 SMIN = tl.constexpr(_psf.SIGMA_MIN_PX)
 PI = tl.constexpr(math.pi)
@@ -201,20 +202,7 @@ def backward(grad_out, image, sigma, out, den, radius: int, psf: str, need_i: bo
     return g_img, g_sig
 
 
-class _DefocusTriton(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, image, sigma, radius: int, psf: str):
-        out, den = forward(image, sigma, radius, psf)
-        ctx.save_for_backward(image, sigma, out, den)
-        ctx.radius, ctx.psf = radius, psf
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        image, sigma, out, den = ctx.saved_tensors
-        g_img, g_sig = backward(grad_out.contiguous(), image, sigma, out, den, ctx.radius, ctx.psf,
-                                ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        return g_img, g_sig, None, None
+_DefocusTriton = defocus_function(forward, backward, "_DefocusTriton")
 
 
 def defocus_triton(image: torch.Tensor, sigma: torch.Tensor, radius: int, psf: str = "gaussian") -> torch.Tensor:
