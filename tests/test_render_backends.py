@@ -142,6 +142,48 @@ def test_thread_count_does_not_change_the_result_and_empty_batch():
 
 
 @needs_numba
+@pytest.mark.parametrize("k", [7, 35])   # per-radius Gaussian kernels (R ≤ 16) and the general ones
+def test_bands_and_thread_counts_agree_with_the_reference(k):
+    """One tall image is cut into row bands with halos (and a batch of 5 over 2 threads into
+    bands too): values and both gradients must not depend on the cut or the thread count."""
+    from focalstack.render.backends import cpu
+    for shape in [(1, 3, 70, 9), (5, 2, 37, 11)]:
+        image, sigma = make_inputs(*shape, 2.0, seed=k)
+        cot = make_inputs(*shape, 1.0, seed=k + 1)[0] - 0.5
+        _, (ri, rs) = grads(defocus_reference, image.double(), sigma.double(), k // 2, "gaussian", cot.double())
+        n = torch.get_num_threads()
+        results = []
+        try:
+            for threads in (1, 2, 3):
+                torch.set_num_threads(threads)
+                results.append(grads(cpu_backend, image, sigma, k // 2, "gaussian", cot))
+        finally:
+            torch.set_num_threads(n)
+        assert cpu._rows_per_band(shape[0], shape[2], 2, k // 2) < shape[2]   # really banded
+        ref = defocus_reference(image.double(), sigma.double(), k // 2, "gaussian")
+        for out, (gi, gs) in results:
+            torch.testing.assert_close(out.double(), ref, rtol=0, atol=1e-5)
+            assert_rel_close(gi.double(), ri, 1e-4)
+            assert_rel_close(gs.double(), rs, 1e-4)
+            assert torch.equal(out, results[0][0])
+
+
+@needs_numba
+def test_per_radius_kernels_are_resolved_once():
+    """The per-radius Gaussian kernels are called through their compiled entry point: a second
+    call with the same radius and dtypes must not add a specialisation (re-entering numba's
+    dispatcher costs ~5 ms per call under its compiler lock)."""
+    from focalstack.render.backends import cpu
+    image, sigma = make_inputs(2, 3, 12, 12, 1.0)
+    cpu_backend(image, sigma, 2, "gaussian")
+    n = len(cpu._entry_points)
+    cpu_backend(image, sigma, 2, "gaussian")
+    cpu_backend(image * 0.5, sigma, 2, "gaussian")
+    assert len(cpu._entry_points) == n
+    assert any(str(key[1][4]) == "Literal[int](2)" for key in cpu._entry_points)
+
+
+@needs_numba
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_child_gets_a_fresh_thread_pool():
     """A forked DataLoader worker inherits the pool object but not its threads: the kernels

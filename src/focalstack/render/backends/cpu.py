@@ -1,7 +1,13 @@
 """Fused CPU render backend ("cpu"): numba kernels for the forward and the analytic backward.
 
 Same maths and weights as :mod:`focalstack.render.reference` (see its docstring), with k²
-whole-image tensor passes replaced by row-local loops:
+whole-image tensor passes replaced by row-local loops. Two kernel families:
+
+* the Gaussian PSF with windows up to k = 2·MAX_UNROLLED_RADIUS + 1 — every training and
+  refinement step — runs the per-radius kernels of :mod:`.cpu_gaussian` (R a compile-time
+  constant, tap loops unrolled inside the pixel loops; ~1.7× faster than the kernels below);
+* the disk PSF and wider Gaussian windows run the general kernels of this module, described
+  here:
 
 * **Parallelism**: tasks = (image b, band of ``rows`` consecutive rows), dealt round-robin
   to ``torch.get_num_threads()`` Python threads running ``nogil`` kernels. (numba's
@@ -56,95 +62,18 @@ import numpy as np
 import torch
 from numba import njit
 
-from .. import psf as _psf
+from ._numba_common import SIGMA_MIN, disk_area as _disk_area, disk_darea as _disk_darea, source_row as _source_row
 from ..autograd import defocus_function
 
-_SMIN = float(_psf.SIGMA_MIN_PX)
-_PI = math.pi
-_PI_12 = math.pi / 12.0
-_INV_PI = 1.0 / math.pi
+try:  # the per-radius Gaussian kernels (numba.literally); without them the general kernels serve
+    from . import cpu_gaussian as _cg
+except ImportError:  # pragma: no cover - very old numba
+    _cg = None
 
-# exp(x), x ≤ 0, vectorisable (see _source_row): x = n·ln2 + r, |r| ≤ ln2/2, e^r by its
-# degree-13 Taylor polynomial (truncation < 1e-17), 2^n from the exponent bits
-_LOG2E = 1.4426950408889634
-_LN2_HI = 6.93147180369123816490e-01      # fdlibm's split of ln 2
-_LN2_LO = 1.90821492927058770002e-10
-_TWO_M64 = 2.0 ** -64
-(_E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13) = (1.0 / math.factorial(k) for k in range(2, 14))
+_SMIN = SIGMA_MIN
 
 
 # --------------------------------------------------------------------------- forward
-
-
-@njit(inline="always", fastmath=False, cache=True)
-def _disk_area(rho):  # pragma: no cover - numba
-    """A(ρ) of psf.py, branch-free so that the loops around it vectorise."""
-    t = rho + 0.5
-    return _PI * rho * rho + _PI_12 if rho >= 0.5 else _PI * (t * t * t) / 3.0
-
-
-@njit(inline="always", fastmath=False, cache=True)
-def _disk_darea(rho):  # pragma: no cover - numba
-    t = rho + 0.5
-    return 2.0 * _PI * rho if rho >= 0.5 else _PI * (t * t)
-
-
-@njit(inline="always", fastmath=False, cache=True)
-def _exp_neg(a, out, bits):  # pragma: no cover - numba
-    """out = exp(−a) for a ≥ 0, within 1 ulp of libm's exp (exactly 0 beyond a ≈ 745.1), in
-    two loops LLVM vectorises (a libm call per element costs 4–12× more)."""
-    bf = bits.view(np.float64)
-    for i in range(a.shape[0]):
-        x = -min(a[i], 746.0)
-        n = np.floor(x * _LOG2E + 0.5)
-        r = (x - n * _LN2_HI) - n * _LN2_LO
-        p = _E13 * r + _E12
-        p = p * r + _E11
-        p = p * r + _E10
-        p = p * r + _E9
-        p = p * r + _E8
-        p = p * r + _E7
-        p = p * r + _E6
-        p = p * r + _E5
-        p = p * r + _E4
-        p = p * r + _E3
-        p = p * r + _E2
-        p = p * r + 1.0
-        out[i] = p * r + 1.0
-        bits[i] = np.int64(n + 1087.0) << 52        # 2^(n+64): a normal number for n ≥ −1077
-    for i in range(a.shape[0]):
-        out[i] = (out[i] * bf[i]) * _TWO_M64        # one rounding, also into the denormals
-
-
-@njit(inline="always", fastmath=False, cache=True)
-def _source_row(sig, b, row, disk, P0, P1, E, rr, bits):  # pragma: no cover - numba
-    """Per-source constants of one row. Gaussian: P0 = 1/(2πσ²), E[d] = e^{−d²a} (a = 1/2σ²)
-    for d = 0..R from the one e^{−a} by the exact recurrence e^{−(d+1)²a} = e^{−d²a}·e^{−(2d+1)a};
-    P1 = e^{−2a} (scratch). Disk: P0 = ρ = 2σ, P1 = 1/A(ρ)."""
-    W = P0.shape[0]
-    srow = sig[b, 0, row]
-    if disk:
-        for q in range(W):
-            rho = 2.0 * max(np.float64(srow[q]), _SMIN)
-            P0[q] = rho
-            P1[q] = 1.0 / _disk_area(rho)
-    else:
-        for q in range(W):
-            inv_s = 1.0 / max(np.float64(srow[q]), _SMIN)
-            a = 0.5 * inv_s * inv_s
-            P0[q] = a * _INV_PI
-            P1[q] = a
-        _exp_neg(P1, rr, bits)            # rr = e^{−a} = e^{−(2d+1)a} at d = 0
-        e0 = E[0]
-        for q in range(W):
-            P1[q] = rr[q] * rr[q]         # e^{−2a}
-            e0[q] = 1.0
-        for d in range(1, E.shape[0]):
-            ed = E[d]
-            ep = E[d - 1]
-            for q in range(W):
-                ed[q] = ep[q] * rr[q]
-                rr[q] *= P1[q]
 
 
 @njit(nogil=True, fastmath=False, cache=True)
@@ -431,6 +360,14 @@ def _flush_below(dtype: torch.dtype) -> float:
     return 1e-30 if dtype == torch.float32 else 1e-280
 
 
+def _factor_flush_below(dtype: torch.dtype) -> float:
+    """The per-radius Gaussian kernels flush each weight *factor* (E[d], P0·E[d]) below this, so
+    that their products (≥ 1e-32 in float32) stay normal numbers for image values ≥ 1e-6. A
+    factor that small is < 1e-14 of any normaliser with σ ≤ 10³ px (the flushed source has
+    P0·E ≤ 13·1e-16): invisible in the result and in both gradients."""
+    return 1e-16 if dtype == torch.float32 else 1e-150
+
+
 def num_threads() -> int:
     """Worker threads of the kernels: torch's intra-op thread count (``torch.set_num_threads``)."""
     return max(1, torch.get_num_threads())
@@ -442,6 +379,16 @@ def _rows_per_task(b: int, h: int, threads: int) -> int:
     while rows > 4 and b * -(-h // rows) < 4 * threads:
         rows //= 2
     return max(1, min(rows, h))
+
+
+def _rows_per_band(b: int, h: int, threads: int, radius: int) -> int:
+    """Rows per task of the per-radius kernels, whose bands cost 2R halo rows each: whole
+    images when the batch alone gives every thread ≥ 4 tasks (or divides evenly among them),
+    else the fewest bands (≥ 16 rows) that do."""
+    if b >= 4 * threads or b % threads == 0:
+        return h
+    bands = -(-4 * threads // b)
+    return max(min(h, 16), -(-h // bands))
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -479,6 +426,36 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
+# Gaussian windows up to this radius use the per-radius kernels of .cpu_gaussian (one compiled
+# specialisation per R, a few seconds each on first use, then cached); wider ones (k > 33, σ > ~5 px
+# at ±3σ) use the general kernels here, whose tap loops are not unrolled.
+MAX_UNROLLED_RADIUS = 16
+
+
+def _use_gaussian_kernels(psf: str, radius: int) -> bool:
+    return psf == "gaussian" and radius <= MAX_UNROLLED_RADIUS and _cg is not None
+
+
+_entry_points: dict = {}
+_entry_lock = threading.Lock()
+
+
+def _specialised(kernel, args: tuple, r_index: int):
+    """The compiled entry point of ``kernel`` for these argument types with args[r_index] (the
+    radius) as a literal. Calling the dispatcher itself would re-enter numba's compiler (under
+    its global lock, ~5 ms) on every call, because a plain int never matches a Literal[int]
+    signature; the entry point is a direct, GIL-free call."""
+    from numba import typeof, types
+    sig = tuple(types.literal(a) if i == r_index else typeof(a) for i, a in enumerate(args + (0, 1)))
+    ep = _entry_points.get((kernel, sig))
+    if ep is None:
+        with _entry_lock:
+            ep = _entry_points.get((kernel, sig))
+            if ep is None:
+                ep = _entry_points[(kernel, sig)] = kernel.compile(sig)
+    return ep
+
+
 def forward(image: torch.Tensor, sigma: torch.Tensor, radius: int, psf: str):
     """(J, D) for contiguous CPU tensors (no autograd)."""
     b, c, h, w = image.shape
@@ -487,6 +464,11 @@ def forward(image: torch.Tensor, sigma: torch.Tensor, radius: int, psf: str):
     if image.numel() == 0:
         return out, den
     threads = num_threads()
+    if _use_gaussian_kernels(psf, radius):
+        args = (_np(image), _np(sigma), out.numpy(), den.numpy(), int(radius), _factor_flush_below(image.dtype),
+                image.dtype == torch.float32, _rows_per_band(b, h, threads, radius))
+        _run_parallel(_specialised(_cg.forward_kernel, args, 4), args, threads)
+        return out, den
     rows = _rows_per_task(b, h, threads)
     _run_parallel(_forward_kernel,
                   (_np(image), _np(sigma), out.numpy(), den.numpy(), int(radius), psf == "disk",
@@ -502,13 +484,16 @@ def backward(grad_out, image, sigma, out, den, radius: int, psf: str, need_i: bo
     if image.numel() == 0 or not (need_i or need_s):
         return (g_img.zero_() if need_i else None), (g_sig.zero_() if need_s else None)
     threads = num_threads()
-    rows = _rows_per_task(b, h, threads)
     dummy = np.empty((0, 0, 0, 0), dtype=_np(image).dtype)
-    _run_parallel(_backward_kernel,
-                  (_np(image), _np(sigma), _np(out), _np(den), _np(grad_out),
-                   g_img.numpy() if need_i else dummy, g_sig.numpy() if need_s else dummy,
-                   int(radius), psf == "disk", _flush_below(image.dtype), rows, bool(need_i), bool(need_s)),
-                  threads)
+    args = (_np(image), _np(sigma), _np(out), _np(den), _np(grad_out),
+            g_img.numpy() if need_i else dummy, g_sig.numpy() if need_s else dummy, int(radius))
+    if _use_gaussian_kernels(psf, radius):
+        args = args + (_factor_flush_below(image.dtype), image.dtype == torch.float32,
+                       _rows_per_band(b, h, threads, radius), bool(need_i), bool(need_s))
+        _run_parallel(_specialised(_cg.backward_kernel, args, 7), args, threads)
+    else:
+        _run_parallel(_backward_kernel, args + (psf == "disk", _flush_below(image.dtype),
+                                                _rows_per_task(b, h, threads), bool(need_i), bool(need_s)), threads)
     return g_img, g_sig
 
 
