@@ -2,7 +2,7 @@
 AiFDepthNet, DDFS and Gur & Wolf — each trained with each supervision mode on the same data and step
 budget, evaluated with the same metrics, plus parameters and inference latency per stack.
 
-    .venv/bin/python benchmarks/models.py --steps 1000 --out benchmarks/results/models
+    .venv/bin/python benchmarks/models.py --steps 300 --out benchmarks/results/models
 
 Datasets (each skipped with a note when its source is missing):
 
@@ -21,6 +21,14 @@ weights come with ``--model gurwolf`` (its "aif" mode equals "self" and is skipp
 with the paper's scale augmentation (procedural, depth-supervised, fixed range 0.5–12 m, s ∈ 1…3).
 Gur & Wolf is additionally trained on procedural stacks rendered at its F1/F2/F6/F10 focus sequences
 (× the 4 m maximum depth) and tested on the common 5-frame test set.
+
+Sizes: every model in its default configuration except DAIF-Net at width 8 (0.49 M parameters,
+the shipped checkpoint's size), so that all four have 0.3–0.6 M parameters.
+
+**Camera-setting invariance** (DDFS's claim): the procedural test scenes are rendered a second time
+with another camera — focus 0.7/1.0/1.4/2.0/2.8 m at f/1.4 instead of 0.6/0.85/1.2/1.8/3.0 m at f/2
+(``CAMERA_B``) — and the procedural-trained DDFS and DAIF-Net (depth-supervised, the paper's setting,
+and self-supervised) are tested on both without retraining.
 
 Everything goes through the public CLI (synth → train → predict → eval). Writes OUT/models.md and
 OUT/models.json; datasets, runs and predictions go to --work (default bench_work/models, git-ignored). Resumable: finished runs, predictions and evaluations are reused (delete a run's
@@ -42,6 +50,10 @@ LABEL = {"daifnet": "DAIF-Net", "aifdepthnet": "AiFDepthNet", "ddfs": "DDFS", "g
 # paper-faithful loss settings per (model, mode)
 EXTRA = {("aifdepthnet", "depth"): ["--w-aif-guide", "0"], ("aifdepthnet", "aif"): ["--w-recon", "0"],
          ("ddfs", "depth"): ["--w-aif-guide", "0"]}
+MODEL_ARGS = {"daifnet": ["--width", "8"]}
+MODEL_KWARGS = {"daifnet": {"width": 8}}      # the same, for the latency measurement
+# the second camera of the invariance test (same procedural test scenes, seed 777)
+CAMERA_B = {"focus": [0.7, 1.0, 1.4, 2.0, 2.8], "f_number": 1.4}
 SKIP = {("gurwolf", "aif"): "identical to self for a model whose AIF is its input",
         ("aifdepthnet", "real_pairs"): "both frames share one focus distance: constant depth"}
 
@@ -117,20 +129,34 @@ def train_eval(tag: str, model: str, mode: str, train_dir: Path, test_dir: Path,
         iv = str(max(50, args.steps // 4))
         sh(FS + ["train", str(train_dir), "--out", str(run), "--model", model, "--supervision", mode,
                  "--max-steps", str(args.steps), "--crop", str(args.crop), str(args.crop), "--val-interval", iv,
-                 "--ckpt-interval", iv, "--workers", "1", "--no-progress", "--no-tensorboard",
-                 *EXTRA.get((model, mode), []), *extra])
+                 "--ckpt-interval", iv, "--val-samples", "4", "--workers", "1", "--no-progress", "--no-tensorboard",
+                 *MODEL_ARGS.get(model, []), *EXTRA.get((model, mode), []), *extra])
         (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+    m = predict_eval(tag, run, test_dir, out)
+    m["train_seconds"] = float((run / "wall_seconds.txt").read_text()) if (run / "wall_seconds.txt").is_file() else None
+    meta = json.loads((run / "last.json").read_text())
+    m["params_M"] = meta.get("n_params", 0) / 1e6
+    return m
+
+
+def predict_eval(tag: str, run: Path, test_dir: Path, out: Path) -> dict:
+    """Predict ``test_dir`` with the run's last checkpoint and evaluate: the mean metrics."""
     pred = out / "pred" / tag
     if not (pred / "metrics.json").is_file():
         if not pred.is_dir() or not any(pred.iterdir()):
             sh(FS + ["predict", str(test_dir), "--method", "net", "--checkpoint", str(run / "last.safetensors"),
                      "-o", str(pred)])
         sh(FS + ["eval", str(pred), str(test_dir), "--name", tag])
-    m = json.loads((pred / "metrics.json").read_text())["mean"]
-    m["train_seconds"] = float((run / "wall_seconds.txt").read_text()) if (run / "wall_seconds.txt").is_file() else None
-    meta = json.loads((run / "last.json").read_text())
-    m["params_M"] = meta.get("n_params", 0) / 1e6
-    return m
+    return json.loads((pred / "metrics.json").read_text())["mean"]
+
+
+def camera_b_test(out: Path, args) -> Path:
+    """The procedural test scenes (seed 777) rendered with CAMERA_B."""
+    d = out / "data" / "procedural_camera_b"
+    if not d.is_dir():
+        sh(FS + ["synth", str(d), "--num", str(args.num_test), "--size", str(args.size), str(args.size), "--seed", "777",
+                 "--focus", *[str(v) for v in CAMERA_B["focus"]], "--f-number", str(CAMERA_B["f_number"]), "--quiet"])
+    return d
 
 
 def latency(out: Path, models, size: int, frames: int = 5, repeats: int = 5) -> dict:
@@ -146,7 +172,7 @@ def latency(out: Path, models, size: int, frames: int = 5, repeats: int = 5) -> 
     res = {}
     for name in models:
         torch.manual_seed(0)
-        m = build_model(name)
+        m = build_model(name, **MODEL_KWARGS.get(name, {}))
         for _ in range(2):
             predict_batch(m, x, cam)
         ts = []
@@ -163,8 +189,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="benchmarks/results/models", help="where models.md/json go")
     ap.add_argument("--work", default="bench_work/models", help="datasets, runs and predictions (large; git-ignored)")
-    ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--crop", type=int, default=96)
     ap.add_argument("--size", type=int, default=192, help="procedural image size")
     ap.add_argument("--num-procedural", type=int, default=320)
     ap.add_argument("--num-test", type=int, default=24)
@@ -174,6 +200,7 @@ def main() -> None:
     ap.add_argument("--gurwolf-setups", nargs="*", default=["F1", "F2", "F6", "F10"],
                     help="Gur & Wolf focus sequences to train on (procedural only; none to skip)")
     ap.add_argument("--no-scale-aug", action="store_true", help="skip the DDFS scale-augmentation run")
+    ap.add_argument("--no-camera-b", action="store_true", help="skip the camera-setting invariance test")
     ap.add_argument("--latency-size", type=int, default=256)
     ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
     args = ap.parse_args()
@@ -197,6 +224,16 @@ def main() -> None:
             rows[f"{name} / DDFS depth + scale aug 1–3× (range 0.5–12 m)"] = train_eval(
                 f"{name}_ddfs_depth_scaleaug", "ddfs", "depth", tr, te, out, args,
                 ["--scale-aug", "1", "3", "--depth-range", "0.5", "12"])
+        if name == "procedural" and not args.no_camera_b:
+            test_b = camera_b_test(out, args)
+            cam_b = f"focus {'/'.join(f'{v:g}' for v in CAMERA_B['focus'])} m, f/{CAMERA_B['f_number']:g}"
+            for model in ("ddfs", "daifnet"):
+                for mode in ("depth", "self"):
+                    tag = f"{name}_{model}_{mode}"
+                    if model in args.models and mode in args.modes and _done(out / "runs" / tag, args.steps):
+                        m = predict_eval(tag + "_on_camera_b", out / "runs" / tag, test_b, out)
+                        m["params_M"] = rows[f"{name} / {LABEL[model]} {mode}"]["params_M"]
+                        rows[f"{name}, test camera B ({cam_b}) / {LABEL[model]} {mode}, trained on camera A"] = m
         if name == "procedural" and "gurwolf" in args.models and "self" in args.modes:
             from focalstack.models.gurwolf import focus_sequence
             for setup in args.gurwolf_setups:

@@ -14,13 +14,7 @@ from focalstack.optics import FocalStackCamera, ThinLens, get_preset
 CAM = get_preset("procedural")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention (pytest -n 2 on 2 cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_generate_scene_deterministic_by_seed():

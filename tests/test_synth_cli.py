@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from focalstack.cli import main
 from focalstack.cli.synth import split_of
@@ -15,12 +14,7 @@ from focalstack.optics import get_preset
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def synth(*argv):

@@ -20,12 +20,7 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 CAM = get_preset("procedural")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def need(folder: str) -> Path:

@@ -174,3 +174,38 @@ def gauss_row(srow, P0, E, inv_s, s64, s64b, bits64, f1, f2, bits32, off, tiny, 
                 v = np.float64(E[d - 1, off + q]) * s64b[q]
                 ed[off + q] = v if v >= tiny else 0.0
                 s64b[q] *= s64[q]
+
+
+@njit(inline="always", cache=True)
+def gauss_row_scratch(img, W):  # pragma: no cover - numba
+    """Arrays for :func:`gauss_row` on rows of W pixels of ``img``'s dtype:
+    (P0, inv_s, s64, s64b, bits64, f1, f2, bits32)."""
+    return (np.empty(W, dtype=img.dtype), np.empty(W, dtype=img.dtype), np.empty(W), np.empty(W),
+            np.empty(W, dtype=np.int64), np.empty(W, dtype=img.dtype), np.empty(W, dtype=img.dtype),
+            np.empty(W, dtype=np.int32))
+
+
+@njit(inline="always", cache=True)
+def h_row(den, gout, out, b, x, hrow, off, inv_d, hj64, need_hj):  # pragma: no cover - numba
+    """The backward's per-output quantities of row x: hrow[c, off+j] = ∂L/∂J_c / D (c < C) and,
+    with ``need_hj``, hrow[C, off+j] = Σ_c h_c·J_c — float64 maths, stored in hrow's dtype.
+    Scratch: inv_d, hj64 (float64, [W])."""
+    C = gout.shape[1]
+    W = gout.shape[3]
+    ou = np.uint64(off)
+    drow = den[b, 0, x]
+    for j in range(W):
+        inv_d[j] = 1.0 / np.float64(drow[j])
+        hj64[j] = 0.0
+    for c in range(C):
+        grow = gout[b, c, x]
+        orow = out[b, c, x]
+        hc = hrow[c]
+        for j in range(np.uint64(W)):
+            hv = np.float64(grow[j]) * inv_d[j]
+            hc[ou + j] = hv
+            hj64[j] += hv * np.float64(orow[j])
+    if need_hj:
+        hc = hrow[C]
+        for j in range(np.uint64(W)):
+            hc[ou + j] = hj64[j]

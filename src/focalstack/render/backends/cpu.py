@@ -62,7 +62,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from ._numba_common import SIGMA_MIN, disk_area as _disk_area, disk_darea as _disk_darea, source_row as _source_row
+from ._numba_common import SIGMA_MIN, disk_area as _disk_area, disk_darea as _disk_darea, h_row, source_row as _source_row
 from ..autograd import defocus_function
 
 try:  # the per-radius Gaussian kernels (numba.literally); without them the general kernels serve
@@ -210,21 +210,7 @@ def _backward_kernel(img, sig, out, den, gout, gimg, gsig, R, disk, tiny, rows, 
         inv_d = np.empty(W)
         hj64 = np.empty(W)
         for xl in range(nx):
-            x = x_lo + xl
-            drow = den[b, 0, x]
-            for j in range(W):
-                inv_d[j] = 1.0 / np.float64(drow[j])
-                hj64[j] = 0.0
-            for c in range(C):
-                grow = gout[b, c, x]
-                orow = out[b, c, x]
-                for j in range(W):
-                    hv = np.float64(grow[j]) * inv_d[j]
-                    hb[xl, c, j] = hv
-                    hj64[j] += hv * np.float64(orow[j])
-            if need_s:
-                for j in range(W):
-                    hb[xl, C, j] = hj64[j]
+            h_row(den, gout, out, b, x_lo + xl, hb[xl], 0, inv_d, hj64, need_s)
         vs = np.zeros((R + 2, CH, WP), dtype=img.dtype)
         GK = np.empty((2, CH, W), dtype=img.dtype)   # [0]: G = Σ_u w·h(q+u); [1]: K = Σ_u v·h(q+u)
         wv = np.empty((2, W), dtype=img.dtype)       # [0]: w; [1]: v = r²·w (Gaussian) | 1{0<raw<1} (disk)

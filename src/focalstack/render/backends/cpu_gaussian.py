@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numba import literally, njit
 
-from ._numba_common import SIGMA_MIN, gauss_row
+from ._numba_common import SIGMA_MIN, gauss_row, gauss_row_scratch, h_row
 
 
 @njit(nogil=True, fastmath={"contract"}, error_model="numpy", cache=True)
@@ -59,14 +59,7 @@ def _forward_r(img, sig, out, den, R, tiny, lowp, rows, first, step):  # pragma:
         A = np.zeros((C1p, WP), dtype=img.dtype)      # P0·E[ay]·V_c of the source row, zero pads
         Ex = np.zeros((R + 1, WP), dtype=img.dtype)   # E[ax] of the source row, zero pads
         HZ = np.empty((C1p, W), dtype=img.dtype)
-        P0 = np.empty(W, dtype=img.dtype)
-        inv_s = np.empty(W, dtype=img.dtype)
-        s64 = np.empty(W)
-        s64b = np.empty(W)
-        bits64 = np.empty(W, dtype=np.int64)
-        f1 = np.empty(W, dtype=img.dtype)
-        f2 = np.empty(W, dtype=img.dtype)
-        bits32 = np.empty(W, dtype=np.int32)
+        P0, inv_s, s64, s64b, bits64, f1, f2, bits32 = gauss_row_scratch(img, W)
         for s in range(r0 - R, r1 + R):
             if s >= 0 and s < H:
                 gauss_row(sig[b, 0, s], P0, Ex, inv_s, s64, s64b, bits64, f1, f2, bits32, R, tiny, lowp)
@@ -157,34 +150,12 @@ def _backward_r(img, sig, out, den, gout, gimg, gsig, R, tiny, lowp, rows, need_
             if x < 0 or x >= H:
                 hb[xl, :, :] = 0.0
                 continue
-            drow = den[b, 0, x]
-            for j in range(W):
-                inv_d[j] = 1.0 / np.float64(drow[j])
-                hj64[j] = 0.0
-            for c in range(C):
-                grow = gout[b, c, x]
-                orow = out[b, c, x]
-                hrow = hb[xl, c]
-                for j in range(Wu):
-                    hv = np.float64(grow[j]) * inv_d[j]
-                    hrow[Ru + j] = hv
-                    hj64[j] += hv * np.float64(orow[j])
-            if need_s:
-                hrow = hb[xl, C]
-                for j in range(Wu):
-                    hrow[Ru + j] = hj64[j]
+            h_row(den, gout, out, b, x, hb[xl], R, inv_d, hj64, need_s)
         vs = np.empty((R + 1, CH, WP), dtype=img.dtype)
         Ex = np.empty((R + 1, W), dtype=img.dtype)
         G = np.empty((CH, W), dtype=img.dtype)
         K = np.empty((CH, W), dtype=img.dtype)
-        P0 = np.empty(W, dtype=img.dtype)
-        inv_s = np.empty(W, dtype=img.dtype)
-        s64 = np.empty(W)
-        s64b = np.empty(W)
-        bits64 = np.empty(W, dtype=np.int64)
-        f1 = np.empty(W, dtype=img.dtype)
-        f2 = np.empty(W, dtype=img.dtype)
-        bits32 = np.empty(W, dtype=np.int32)
+        P0, inv_s, s64, s64b, bits64, f1, f2, bits32 = gauss_row_scratch(img, W)
         F1 = np.empty(W)
         F2 = np.empty(W)
         x1 = np.empty(W)
