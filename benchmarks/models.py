@@ -150,6 +150,39 @@ def predict_eval(tag: str, run: Path, test_dir: Path, out: Path) -> dict:
     return json.loads((pred / "metrics.json").read_text())["mean"]
 
 
+def method_rows(name: str, test_dir: Path, out: Path, args) -> dict[str, dict]:
+    """The training-free baselines and DAIF-Net + test-time refinement on the same test split:
+    DFF (LAPM, the predict default; not for two-aperture pairs, which have no focus sweep),
+    zero-shot ``optimize``, and the self-supervised DAIF-Net run refined ``--refine`` steps.
+    ``optimize``/``--refine`` on the full-size DSLR stacks (16 × 645×432) take ~1 h on 2 cores:
+    only with ``--slow-baselines``."""
+    rows = {}
+    slow_ok = name != "dslr_synth" or args.slow_baselines
+    todo = []
+    if name != "real_pairs":
+        todo.append(("DFF (LAPM), no training", f"{name}_dff", ["--method", "dff"]))
+    if slow_ok:
+        todo.append(("optimize (zero-shot), no training", f"{name}_optimize", ["--method", "optimize"]))
+        run = out / "runs" / f"{name}_daifnet_self"
+        if _done(run, args.steps):
+            todo.append((f"DAIF-Net self + --refine {args.refine}", f"{name}_daifnet_self_refine",
+                         ["--method", "net", "--checkpoint", str(run / "last.safetensors"), "--refine", str(args.refine)]))
+    for label, tag, cli in todo:
+        pred = out / "pred" / tag
+        t0 = time.perf_counter()
+        if not (pred / "metrics.json").is_file():
+            if not pred.is_dir() or not any(pred.iterdir()):
+                sh(FS + ["predict", str(test_dir), *cli, "-o", str(pred)])
+                (out / "pred" / f"{tag}.seconds").write_text(f"{time.perf_counter() - t0:.1f}\n")
+            sh(FS + ["eval", str(pred), str(test_dir), "--name", tag])
+        m = json.loads((pred / "metrics.json").read_text())["mean"]
+        sec = out / "pred" / f"{tag}.seconds"
+        n = len([p for p in test_dir.iterdir() if p.is_dir()])
+        m["predict_seconds_per_stack"] = float(sec.read_text()) / max(1, n) if sec.is_file() else None
+        rows[f"{name} / {label}"] = m
+    return rows
+
+
 def camera_b_test(out: Path, args) -> Path:
     """The procedural test scenes (seed 777) rendered with CAMERA_B."""
     d = out / "data" / "procedural_camera_b"
@@ -201,6 +234,10 @@ def main() -> None:
                     help="Gur & Wolf focus sequences to train on (procedural only; none to skip)")
     ap.add_argument("--no-scale-aug", action="store_true", help="skip the DDFS scale-augmentation run")
     ap.add_argument("--no-camera-b", action="store_true", help="skip the camera-setting invariance test")
+    ap.add_argument("--no-baselines", action="store_true", help="skip DFF / optimize / DAIF-Net + refine rows")
+    ap.add_argument("--slow-baselines", action="store_true",
+                    help="also run optimize and --refine on the full-size DSLR stacks (~1 h)")
+    ap.add_argument("--refine", type=int, default=100, help="--refine steps of the DAIF-Net + refine rows")
     ap.add_argument("--latency-size", type=int, default=256)
     ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
     args = ap.parse_args()
@@ -220,6 +257,8 @@ def main() -> None:
                     continue
                 rows[f"{name} / {LABEL[model]} {mode}"] = train_eval(f"{name}_{model}_{mode}", model, mode, tr, te,
                                                                      out, args)
+        if not args.no_baselines:
+            rows.update(method_rows(name, te, out, args))
         if name == "procedural" and "ddfs" in args.models and "depth" in args.modes and not args.no_scale_aug:
             rows[f"{name} / DDFS depth + scale aug 1–3× (range 0.5–12 m)"] = train_eval(
                 f"{name}_ddfs_depth_scaleaug", "ddfs", "depth", tr, te, out, args,
@@ -246,7 +285,7 @@ def main() -> None:
     import torch
 
     from focalstack.metrics import format_table
-    keys = ["delta1", "abs_rel", "rmse", "mae", "aif_psnr", "params_M", "train_seconds"]
+    keys = ["delta1", "abs_rel", "rmse", "mae", "aif_psnr", "params_M", "train_seconds", "predict_seconds_per_stack"]
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     md = [f"# Related methods as focalstack models ({args.steps} steps each, batch 4, {args.crop}² crops)", "",
           f"Machine: {machine}", "", "Metrics on each dataset's test split (last checkpoint, `focalstack eval`, "
