@@ -140,12 +140,13 @@ def train_eval(tag: str, model: str, mode: str, train_dir: Path, test_dir: Path,
 
 
 def predict_eval(tag: str, run: Path, test_dir: Path, out: Path) -> dict:
-    """Predict ``test_dir`` with the run's last checkpoint and evaluate: the mean metrics."""
+    """Predict ``test_dir`` with the run's last checkpoint (or a .safetensors file) and evaluate:
+    the mean metrics."""
     pred = out / "pred" / tag
+    ckpt = run if run.suffix == ".safetensors" else run / "last.safetensors"
     if not (pred / "metrics.json").is_file():
         if not pred.is_dir() or not any(pred.iterdir()):
-            sh(FS + ["predict", str(test_dir), "--method", "net", "--checkpoint", str(run / "last.safetensors"),
-                     "-o", str(pred)])
+            sh(FS + ["predict", str(test_dir), "--method", "net", "--checkpoint", str(ckpt), "-o", str(pred)])
         sh(FS + ["eval", str(pred), str(test_dir), "--name", tag])
     return json.loads((pred / "metrics.json").read_text())["mean"]
 
@@ -273,6 +274,15 @@ def main() -> None:
                         m = predict_eval(tag + "_on_camera_b", out / "runs" / tag, test_b, out)
                         m["params_M"] = rows[f"{name} / {LABEL[model]} {mode}"]["params_M"]
                         rows[f"{name}, test camera B ({cam_b}) / {LABEL[model]} {mode}, trained on camera A"] = m
+            # a converged DAIF-Net as well: the shipped checkpoint (self-supervised on camera A, the
+            # "procedural" preset, 1943 steps; src/focalstack/weights/README.md) on both test cameras
+            from focalstack.models.inference import default_checkpoint
+            for cam_tag, tdir in (("A", te), ("B", test_b)):
+                tag = f"shipped_daifnet_on_camera_{cam_tag.lower()}"
+                m = predict_eval(tag, default_checkpoint(), tdir, out)
+                label = f"{name} / shipped DAIF-Net (self, 1943 steps on camera A)" if cam_tag == "A" else \
+                    f"{name}, test camera B ({cam_b}) / shipped DAIF-Net (self, 1943 steps on camera A)"
+                rows[label] = {**m, "params_M": 0.49}
         if name == "procedural" and "gurwolf" in args.models and "self" in args.modes:
             from focalstack.models.gurwolf import focus_sequence
             for setup in args.gurwolf_setups:
