@@ -13,6 +13,20 @@ from typing import Callable
 import torch
 
 
+def grad_buffers(image: torch.Tensor, sigma: torch.Tensor, need_i: bool, need_s: bool):
+    """Output buffers of a fused backward: (∂L/∂I like image or None, ∂L/∂σ like sigma or None,
+    trivial). ``trivial`` (empty image or no gradient wanted): the buffers are zeroed and the
+    backend returns them as they are; otherwise they are uninitialised and the kernel fills them."""
+    g_img = torch.empty_like(image) if need_i else None
+    g_sig = torch.empty_like(sigma) if need_s else None
+    trivial = image.numel() == 0 or not (need_i or need_s)
+    if trivial:
+        for g in (g_img, g_sig):
+            if g is not None:
+                g.zero_()
+    return g_img, g_sig, trivial
+
+
 def defocus_function(forward: Callable, backward: Callable, name: str) -> type[torch.autograd.Function]:
     """``torch.autograd.Function`` subclass called ``name`` with ``apply(image, sigma, radius, psf)``."""
 

@@ -63,7 +63,7 @@ import torch
 from numba import njit
 
 from ._numba_common import SIGMA_MIN, disk_area as _disk_area, disk_darea as _disk_darea, h_row, source_row as _source_row
-from ..autograd import defocus_function
+from ..autograd import defocus_function, grad_buffers
 
 try:  # the per-radius Gaussian kernels (numba.literally); without them the general kernels serve
     from . import cpu_gaussian as _cg
@@ -465,10 +465,9 @@ def forward(image: torch.Tensor, sigma: torch.Tensor, radius: int, psf: str):
 def backward(grad_out, image, sigma, out, den, radius: int, psf: str, need_i: bool = True, need_s: bool = True):
     """(∂L/∂I, ∂L/∂σ) (None where not needed) for contiguous CPU tensors."""
     b, c, h, w = image.shape
-    g_img = torch.empty_like(image) if need_i else None
-    g_sig = torch.empty_like(sigma) if need_s else None
-    if image.numel() == 0 or not (need_i or need_s):
-        return (g_img.zero_() if need_i else None), (g_sig.zero_() if need_s else None)
+    g_img, g_sig, trivial = grad_buffers(image, sigma, need_i, need_s)
+    if trivial:
+        return g_img, g_sig
     threads = num_threads()
     dummy = np.empty((0, 0, 0, 0), dtype=_np(image).dtype)
     args = (_np(image), _np(sigma), _np(out), _np(den), _np(grad_out),

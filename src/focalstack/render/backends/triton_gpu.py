@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 from .. import psf as _psf
-from ..autograd import defocus_function
+from ..autograd import defocus_function, grad_buffers
 
 SMIN = tl.constexpr(_psf.SIGMA_MIN_PX)
 PI = tl.constexpr(math.pi)
@@ -36,9 +36,9 @@ BLOCK_W = 32
 
 
 @triton.jit
-def _forward_kernel(img_ptr, sig_ptr, out_ptr, den_ptr, C, H, W, R,
-                    DISK: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
-                    BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def _tile(C, H, W, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """This program's image b, its tile's pixel rows/cols (i, j), the in-image mask, the channel
+    lanes and their mask, and H·W."""
     tiles_w = tl.cdiv(W, BLOCK_W)
     tiles = tl.cdiv(H, BLOCK_H) * tiles_w
     pid = tl.program_id(0)
@@ -50,7 +50,14 @@ def _forward_kernel(img_ptr, sig_ptr, out_ptr, den_ptr, C, H, W, R,
     inside = (i < H) & (j < W)
     cs = tl.arange(0, BLOCK_C)
     cmask = cs < C
-    hw = H * W
+    return b, i, j, inside, cs, cmask, H * W
+
+
+@triton.jit
+def _forward_kernel(img_ptr, sig_ptr, out_ptr, den_ptr, C, H, W, R,
+                    DISK: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
+                    BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    b, i, j, inside, cs, cmask, hw = _tile(C, H, W, BLOCK_C, BLOCK_H, BLOCK_W)
     img_b = img_ptr + b * C * hw
     sig_b = sig_ptr + b * hw
     acc = tl.zeros([BLOCK_C, BLOCK_H * BLOCK_W], dtype=ACC)
@@ -89,18 +96,7 @@ def _backward_kernel(img_ptr, sig_ptr, h_ptr, hj_ptr, gimg_ptr, gsig_ptr, C, H, 
                      DISK: tl.constexpr, NEED_I: tl.constexpr, NEED_S: tl.constexpr,
                      ACC: tl.constexpr, BLOCK_C: tl.constexpr,
                      BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    tiles_w = tl.cdiv(W, BLOCK_W)
-    tiles = tl.cdiv(H, BLOCK_H) * tiles_w
-    pid = tl.program_id(0)
-    b = (pid // tiles).to(tl.int64)          # one 1-D grid over (image, tile): no 65535 limit on B
-    tile = pid % tiles
-    p = tl.arange(0, BLOCK_H * BLOCK_W)
-    i = (tile // tiles_w) * BLOCK_H + p // BLOCK_W
-    j = (tile % tiles_w) * BLOCK_W + p % BLOCK_W
-    inside = (i < H) & (j < W)
-    cs = tl.arange(0, BLOCK_C)
-    cmask = cs < C
-    hw = H * W
+    b, i, j, inside, cs, cmask, hw = _tile(C, H, W, BLOCK_C, BLOCK_H, BLOCK_W)
     pix = i * W + j
     cm2 = cmask[:, None] & inside[None, :]
     sv = tl.load(sig_ptr + b * hw + pix, mask=inside, other=1.0).to(ACC)
@@ -188,10 +184,9 @@ def forward(image: torch.Tensor, sigma: torch.Tensor, radius: int, psf: str):
 
 def backward(grad_out, image, sigma, out, den, radius: int, psf: str, need_i: bool = True, need_s: bool = True):
     b, c, h, w = image.shape
-    g_img = torch.empty_like(image) if need_i else None
-    g_sig = torch.empty_like(sigma) if need_s else None
-    if image.numel() == 0 or not (need_i or need_s):
-        return (g_img.zero_() if need_i else None), (g_sig.zero_() if need_s else None)
+    g_img, g_sig, trivial = grad_buffers(image, sigma, need_i, need_s)
+    if trivial:
+        return g_img, g_sig
     hgrad = (grad_out / den).contiguous()
     hj = (hgrad * out).sum(1, keepdim=True).contiguous()
     grid, acc, block_c = _launch_args(image)
