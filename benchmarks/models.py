@@ -142,11 +142,20 @@ def train_eval(tag: str, model: str, mode: str, train_dir: Path, test_dir: Path,
 def predict_eval(tag: str, run: Path, test_dir: Path, out: Path) -> dict:
     """Predict ``test_dir`` with the run's last checkpoint (or a .safetensors file) and evaluate:
     the mean metrics."""
-    pred = out / "pred" / tag
     ckpt = run if run.suffix == ".safetensors" else run / "last.safetensors"
+    return predict_eval_cli(tag, ["--method", "net", "--checkpoint", str(ckpt)], test_dir, out)
+
+
+def predict_eval_cli(tag: str, predict_args: list[str], test_dir: Path, out: Path) -> dict:
+    """``focalstack predict test_dir *predict_args`` into pred/TAG (skipped when already there; its
+    wall time goes to pred/TAG.seconds), then ``focalstack eval`` (skipped when done): the mean
+    metrics."""
+    pred = out / "pred" / tag
     if not (pred / "metrics.json").is_file():
         if not pred.is_dir() or not any(pred.iterdir()):
-            sh(FS + ["predict", str(test_dir), "--method", "net", "--checkpoint", str(ckpt), "-o", str(pred)])
+            t0 = time.perf_counter()
+            sh(FS + ["predict", str(test_dir), *predict_args, "-o", str(pred)])
+            (out / "pred" / f"{tag}.seconds").write_text(f"{time.perf_counter() - t0:.1f}\n")
         sh(FS + ["eval", str(pred), str(test_dir), "--name", tag])
     return json.loads((pred / "metrics.json").read_text())["mean"]
 
@@ -169,14 +178,7 @@ def method_rows(name: str, test_dir: Path, out: Path, args) -> dict[str, dict]:
             todo.append((f"DAIF-Net self + --refine {args.refine}", f"{name}_daifnet_self_refine",
                          ["--method", "net", "--checkpoint", str(run / "last.safetensors"), "--refine", str(args.refine)]))
     for label, tag, cli in todo:
-        pred = out / "pred" / tag
-        t0 = time.perf_counter()
-        if not (pred / "metrics.json").is_file():
-            if not pred.is_dir() or not any(pred.iterdir()):
-                sh(FS + ["predict", str(test_dir), *cli, "-o", str(pred)])
-                (out / "pred" / f"{tag}.seconds").write_text(f"{time.perf_counter() - t0:.1f}\n")
-            sh(FS + ["eval", str(pred), str(test_dir), "--name", tag])
-        m = json.loads((pred / "metrics.json").read_text())["mean"]
+        m = predict_eval_cli(tag, cli, test_dir, out)
         sec = out / "pred" / f"{tag}.seconds"
         n = len([p for p in test_dir.iterdir() if p.is_dir()])
         m["predict_seconds_per_stack"] = float(sec.read_text()) / max(1, n) if sec.is_file() else None
@@ -277,12 +279,13 @@ def main() -> None:
             # a converged DAIF-Net as well: the shipped checkpoint (self-supervised on camera A, the
             # "procedural" preset, 1943 steps; src/focalstack/weights/README.md) on both test cameras
             from focalstack.models.inference import default_checkpoint
+            shipped_params_M = json.loads(default_checkpoint().with_suffix(".json").read_text())["n_params"] / 1e6
             for cam_tag, tdir in (("A", te), ("B", test_b)):
                 tag = f"shipped_daifnet_on_camera_{cam_tag.lower()}"
                 m = predict_eval(tag, default_checkpoint(), tdir, out)
                 label = f"{name} / shipped DAIF-Net (self, 1943 steps on camera A)" if cam_tag == "A" else \
                     f"{name}, test camera B ({cam_b}) / shipped DAIF-Net (self, 1943 steps on camera A)"
-                rows[label] = {**m, "params_M": 0.49}
+                rows[label] = {**m, "params_M": shipped_params_M}
         if name == "procedural" and "gurwolf" in args.models and "self" in args.modes:
             from focalstack.models.gurwolf import focus_sequence
             for setup in args.gurwolf_setups:
