@@ -4,6 +4,7 @@ render benchmark's plumbing."""
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -393,3 +394,21 @@ def test_bench_reports_a_failing_backend_instead_of_crashing():
     assert rows["reference"]["status"] == "ok"
     assert rows["nope"]["status"].startswith("failed")
     assert "failed" in format_markdown(result)
+
+
+@needs_numba
+def test_kernel_cache_folder_is_keyed_on_every_numba_source():
+    """numba stamps a cached kernel with its own file only; a change to an inlined helper in
+    another module must not reuse a stale kernel, so all kernels cache under a folder named by a
+    hash of every backend module that holds numba code."""
+    from pathlib import Path
+
+    from focalstack.render.backends import _numba_cache, cpu, cpu_gaussian
+
+    folder = _numba_cache.cache_dir()
+    for kernel in (cpu._forward_kernel, cpu._backward_kernel, cpu_gaussian.forward_kernel,
+                   cpu_gaussian.backward_kernel):
+        assert kernel._cache._cache_path.startswith(folder + os.sep), kernel
+    here = Path(cpu.__file__).parent
+    with_numba = {p.name for p in here.glob("*.py") if re.search(r"^@njit", p.read_text(), re.M)}
+    assert with_numba and with_numba <= set(_numba_cache.SOURCES)

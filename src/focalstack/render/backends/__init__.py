@@ -47,7 +47,10 @@ if HAVE_TRITON:
 
 # --------------------------------------------------------------------------- numba (CPU)
 try:
-    from . import cpu as _cpu
+    from ._numba_cache import keyed_cache
+
+    with keyed_cache():  # the kernels' cache folder follows all their sources (see _numba_cache)
+        from . import cpu as _cpu
 except ImportError:  # numba missing or broken: the reference serves CPU tensors
     _cpu = None
 HAVE_NUMBA = _cpu is not None
