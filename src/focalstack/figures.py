@@ -6,7 +6,6 @@ run never leaves a truncated image.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -24,17 +23,15 @@ def _figure(figsize):
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
-    """Write ``fig`` atomically (temporary file in the same folder, then os.replace)."""
+    """Write ``fig`` atomically (:func:`focalstack.data.io.atomic_write_file`); format from the suffix."""
+    import io
+
+    from .data.io import atomic_write_file
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi, bbox_inches="tight")
+    return atomic_write_file(path, buf.getvalue())
 
 
 def _rgb(t: torch.Tensor) -> np.ndarray:

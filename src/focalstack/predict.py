@@ -227,8 +227,10 @@ def _depth_color(path: Path, depth: np.ndarray, kind: str) -> None:
 
 
 def write_prediction(out_dir: str | Path, sample: FocalStackSample, prediction: Prediction,
-                     meta: dict | None = None) -> Path:
-    """Write one sample's outputs atomically into ``out_dir`` (see module doc)."""
+                     meta: dict | None = None, inputs=()) -> Path:
+    """Write one sample's outputs atomically into ``out_dir`` (see module doc). An existing
+    ``out_dir`` is replaced only if it is empty or a prediction folder focalstack wrote;
+    ``inputs``: paths the output must not be, contain or sit inside."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -250,7 +252,7 @@ def write_prediction(out_dir: str | Path, sample: FocalStackSample, prediction: 
         rendered = rendered.detach().float().cpu()
         recon = recon_metrics(rendered, sample.frames.float())
         err_map = (rendered - sample.frames.float()).abs().mean(dim=(0, 1)).numpy()
-    with atomic_write_dir(out) as tmp:
+    with atomic_write_dir(out, "prediction", inputs) as tmp:
         np.save(tmp / "depth.npy", d)
         if kind == "metric":
             png = np.clip(np.nan_to_num(d, nan=0.0, posinf=0.0) * 1000.0, 0, 65535)

@@ -38,7 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"focalstack: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = _one_line_warning  # a warning is one line naming the file, no source excerpt
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

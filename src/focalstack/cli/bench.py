@@ -34,15 +34,34 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _is_bench_output(path: Path) -> bool:
+    """A file this command wrote (its JSON layout, or the table's title line)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if path.suffix == ".md":
+        return text.startswith("Render benchmark — ")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and {"config", "rows"} <= set(data)
+
+
 def run(args) -> int:
     import torch
 
     from ..bench.render import format_markdown, run_render_bench
+    from ..data.io import atomic_write_file
 
     modes = [{"fwd": "forward", "fwd+bwd": "forward+backward"}.get(m, m) for m in args.modes]
     for path in args.out:
         if Path(path).suffix not in (".json", ".md"):
             raise ValueError(f"--out {path}: use a .json or .md file name")
+        if Path(path).exists() and not _is_bench_output(Path(path)):
+            raise ValueError(f"--out {path}: exists and is not a render benchmark result focalstack wrote; "
+                             "not replacing it (choose a new file name)")
     result = run_render_bench(
         sizes=args.sizes, kernel_size=args.kernel_size, batch=args.batch, channels=args.channels,
         repeats=args.repeats, warmup=args.warmup, backends=args.backends, modes=modes, psf=args.psf,
@@ -52,7 +71,6 @@ def run(args) -> int:
     print(table)
     for path in args.out:
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(result, indent=2) + "\n" if p.suffix == ".json" else table + "\n")
+        atomic_write_file(p, json.dumps(result, indent=2) + "\n" if p.suffix == ".json" else table + "\n")
     failed = [r for r in result["rows"] if r["status"] != "ok" and r["backend"] != "compiled"]
     return 1 if failed else 0

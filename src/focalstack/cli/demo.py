@@ -36,8 +36,10 @@ def _synth(root: Path, seeds, size) -> None:
     from tqdm import tqdm
 
     from ..data.format import save_sample
+    from ..data.io import claim_output_dir
     from ..data.procedural import make_procedural_sample
 
+    claim_output_dir(root, "dataset")
     for seed in tqdm(list(seeds), desc=f"synth {root.name}", unit="stack"):
         d = root / f"procedural_{seed:07d}"
         if (d / "camera.json").is_file():
@@ -49,9 +51,11 @@ def _predict_all(data: Path, out: Path, method: str, checkpoint=None, refine_ste
     from tqdm import tqdm
 
     from ..data.format import list_samples, load_sample
+    from ..data.io import claim_output_dir
     from ..predict import PredictOptions, get_predictor, write_prediction
 
     fn = get_predictor(method)
+    claim_output_dir(out, "predictions")
     total = 0.0
     for sd in tqdm(list_samples(data), desc=f"predict {method}", unit="stack"):
         sample = load_sample(sd, load_depth=False, load_aif=False)
@@ -66,12 +70,13 @@ def _predict_all(data: Path, out: Path, method: str, checkpoint=None, refine_ste
 def run(args) -> int:
     import torch
 
+    from ..data.io import atomic_write_file, claim_output_dir
     from ..evaluate import evaluate
     from ..figures import plot_predictions
     from ..metrics import format_table
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    out = Path(args.out)
+    out = claim_output_dir(args.out, "demo", [args.checkpoint])   # re-runs reuse it; a user's folder is refused
     test = out / "data" / "test"
     _synth(test, range(TEST_SEED0, TEST_SEED0 + args.num), args.size)
     checkpoint = args.checkpoint
@@ -101,9 +106,9 @@ def run(args) -> int:
     table = format_table(rows, keys)
     fig = plot_predictions(test, {label: out / "pred" / v[3] for label, v in methods.items()},
                            out / "demo.png", max_samples=3)
-    (out / "metrics.md").write_text(f"{args.num} held-out procedural stacks, {args.size[0]}×{args.size[1]}, "
-                                    f"5 frames\n\n{table}\n")
-    (out / "metrics.json").write_text(json.dumps(rows, indent=2) + "\n")
+    atomic_write_file(out / "metrics.md", f"{args.num} held-out procedural stacks, {args.size[0]}×{args.size[1]}, "
+                                          f"5 frames\n\n{table}\n")
+    atomic_write_file(out / "metrics.json", json.dumps(rows, indent=2) + "\n")
     print(table)
     print(f"figure: {fig}\nmetrics: {out / 'metrics.md'}\npredictions: {out / 'pred'}")
     return 0

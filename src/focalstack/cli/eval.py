@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from ..evaluate import ALIGNMENTS, evaluate
@@ -16,7 +15,8 @@ def register(sub) -> None:
     p = sub.add_parser("eval", help="score predictions (from `focalstack predict`) against ground-truth depth")
     p.add_argument("pred_dir")
     p.add_argument("gt_dataset")
-    p.add_argument("--out", help="where to write metrics.json / metrics.md (default: PRED_DIR)")
+    p.add_argument("--out", help="folder for metrics.json / metrics.md (default: PRED_DIR); new, empty, or "
+                                 "written by focalstack")
     p.add_argument("--align", choices=ALIGNMENTS, default="none",
                    help="none (metric depth), median scaling, or an affine fit in inverse depth (relative outputs)")
     p.add_argument("--min-depth", type=float)
@@ -25,23 +25,32 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def run(args) -> int:
-    res = evaluate(args.pred_dir, args.gt_dataset, args.align, args.min_depth, args.max_depth)
+    from ..data.io import OutputError, atomic_write_file, check_output_path, claim_output_dir, read_marker
+
     out = Path(args.out or args.pred_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    names = ("metrics.json", "metrics.md")
+    accept = ("eval", "predictions", "prediction")
+    if args.out:  # a new, empty or earlier eval folder (or focalstack's predictions)
+        inputs = [args.gt_dataset, args.pred_dir]
+        claim_output_dir(out, "eval", inputs, accept=accept, create=False)
+    else:  # beside the predictions, which another tool may have written: never over a file it did not write
+        inputs = [args.gt_dataset]
+        check_output_path(out, inputs)
+        theirs = [out / n for n in names if read_marker(out) not in accept and (out / n).exists()]
+        if theirs:
+            raise OutputError(f"{theirs[0]}: exists and focalstack did not write it; not replacing it "
+                              "(give --out NEW_FOLDER)")
+    res = evaluate(args.pred_dir, args.gt_dataset, args.align, args.min_depth, args.max_depth)
+    if args.out:
+        claim_output_dir(out, "eval", inputs, accept=accept)
     label = args.name or Path(args.pred_dir).resolve().name
     keys = [k for k in MAIN_KEYS if k in res.mean] + [k for k in res.mean if k.startswith("aif_")]
     table = format_table({label: res.mean}, keys)
     payload = {"n_samples": res.n_samples, "align": args.align, "min_depth": args.min_depth,
                "max_depth": args.max_depth, "mean": res.mean, "per_sample": res.per_sample}
-    _atomic_write(out / "metrics.json", json.dumps(payload, indent=2) + "\n")
-    _atomic_write(out / "metrics.md", f"{res.n_samples} samples, align={args.align}\n\n{table}\n")
+    atomic_write_file(out / "metrics.json", json.dumps(payload, indent=2) + "\n")
+    atomic_write_file(out / "metrics.md", f"{res.n_samples} samples, align={args.align}\n\n{table}\n")
     print(table)
     print(f"wrote {out / 'metrics.json'} and {out / 'metrics.md'}")
     return 0

@@ -14,7 +14,12 @@ def register(sub) -> None:
                        description="Writes depth.npy (metres), depth.png (uint16 mm), depth_color.png, aif.png, "
                                    "recon_error.json/.png and meta.json per sample (atomically).")
     p.add_argument("input", help="a sample folder (holding camera.json) or a folder of sample folders")
-    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("-o", "--out", required=True,
+                   help="output folder: new, empty, or one focalstack predict wrote before (never the input "
+                        "or a folder holding other files)")
+    p.add_argument("--no-strict", dest="strict", action="store_false",
+                   help="skip (with a warning) dataset sub-folders that hold frames but no camera.json "
+                        "instead of stopping")
     p.add_argument("--method", default=None,
                    help="dff | optimize | net (default: net when --checkpoint is given, else dff)")
     g = p.add_argument_group("classical (dff, optimize init)")
@@ -38,6 +43,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..data.format import is_sample_dir, list_samples, load_sample
+    from ..data.io import check_replaceable, claim_output_dir
     from ..predict import PredictOptions, get_predictor, write_prediction
     from ..optimize import focus_known
 
@@ -53,11 +59,17 @@ def run(args) -> int:
     if args.iters_scale <= 0:
         raise UserError(f"--iters-scale must be positive, got {args.iters_scale}")
     inp = Path(args.input)
-    samples = list_samples(inp)
+    samples = list_samples(inp, strict=args.strict)
     single = is_sample_dir(inp)
     out_root = Path(args.out)
-    if out_root.resolve() == inp.resolve() or (not single and out_root.resolve() in [s.resolve() for s in samples]):
-        raise UserError(f"{out_root}: the output folder must differ from the input")
+    inputs = [inp] + ([args.checkpoint] if args.checkpoint else [])
+    # every refusal (the input, a user's folder, a file) comes before any work is done
+    if single:
+        check_replaceable(out_root, "prediction", inputs)
+    else:
+        claim_output_dir(out_root, "predictions", inputs, create=False)
+        for sd in samples:
+            check_replaceable(out_root / sd.name, "prediction", inputs)
     bar = tqdm(samples, desc=f"predict ({args.method})", unit="sample", disable=True if len(samples) < 2 else None)
     for sd in bar:
         sample = load_sample(sd, load_depth=False, load_aif=False, min_frames=2)
@@ -68,9 +80,12 @@ def run(args) -> int:
         t0 = time.perf_counter()
         pred = fn(sample, opts)
         seconds = time.perf_counter() - t0
-        out = out_root if single else out_root / sample.name
+        if single:
+            out = out_root
+        else:
+            out = claim_output_dir(out_root, "predictions", inputs) / sample.name
         write_prediction(out, sample, pred, meta={"method": args.method, "seconds": seconds,
-                                                  "input": str(sd)})
+                                                  "input": str(sd)}, inputs=inputs)
         line = f"{sample.name}: {pred.depth_kind} depth, {seconds:.1f} s → {out}"
         if "recon_before" in pred.extras:
             line += (f" (recon loss {pred.extras['recon_before']['loss']:.4f} → "

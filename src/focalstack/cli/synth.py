@@ -15,7 +15,6 @@ The settings are recorded in OUT_DIR/synth.json; a resumed run with different se
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +115,10 @@ def _is_complete(sample_dir: Path, num_frames: int) -> bool:
         return False
 
 
-def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
+def _check_settings(out: Path, settings: dict, overwrite: bool, inputs=()) -> None:
+    from ..data.io import atomic_write_file, claim_output_dir
+
+    claim_output_dir(out, "dataset", inputs, create=False)  # never into a folder focalstack did not write
     path = out / SETTINGS_FILE
     if path.is_file() and not overwrite:
         try:
@@ -127,10 +129,8 @@ def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
         if diff:
             raise UserError(f"{out}: was written with different settings ({', '.join(diff)}); "
                             "use the same options, a new OUT_DIR, or --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{SETTINGS_FILE}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(settings, indent=2) + "\n")
-    os.replace(tmp, path)
+    claim_output_dir(out, "dataset", inputs)
+    atomic_write_file(path, json.dumps(settings, indent=2) + "\n")
 
 
 def _warn_slow(camera, depth, psf: str) -> None:
@@ -164,8 +164,6 @@ def run(args) -> int:
     if not (args.resize > 0):
         raise UserError(f"--resize must be positive, got {args.resize}")
     out = Path(args.out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
 
     procedural = args.source == "procedural"
     if procedural:
@@ -200,7 +198,12 @@ def run(args) -> int:
                 "layers": args.layers if args.occlusion_aware else None, "psf": args.psf, "split": args.split,
                 "resize": args.resize, "depth_scale": args.depth_scale}
     splits = split_of(num, args.split, args.seed)
-    _check_settings(out, settings, args.overwrite)
+    inputs = [args.camera] + ([] if procedural else [source.root])
+    _check_settings(out, settings, args.overwrite, inputs)
+    if args.split is not None:
+        from ..data.io import claim_output_dir
+        for sp in sorted(set(splits)):
+            claim_output_dir(out / sp, "dataset", inputs)
 
     todo, skipped = [], []
     for i, (name, sp) in enumerate(zip(names, splits)):
@@ -229,7 +232,7 @@ def run(args) -> int:
             sample = make_sample(aif, depth, camera, name, occlusion_aware=args.occlusion_aware,
                                  noise_std=args.noise, quantize_bits=bits, seed=[args.seed, i, 1],
                                  psf=args.psf, num_layers=args.layers, source=str(source.records[i].rgb))
-        save_sample(sample, d, bit_depth=16 if args.bits == 16 else 8)
+        save_sample(sample, d, bit_depth=16 if args.bits == 16 else 8, inputs=inputs)
     counts = ""
     if args.split is not None:
         counts = f" (train {splits.count('train')}, val {splits.count('val')})"

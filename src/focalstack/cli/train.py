@@ -31,7 +31,10 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a depth + all-in-focus network (self-supervised by default)",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("data_dir", help="folder of sample folders (camera.json + frame_NN.png each)")
-    p.add_argument("--out", required=True, help="run folder (checkpoints, TensorBoard, config)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, TensorBoard, config): new, empty, or "
+                                                "an earlier focalstack run (resumed)")
+    p.add_argument("--no-strict", dest="strict", action="store_false",
+                   help="skip (with a warning) sub-folders that hold frames but no camera.json instead of stopping")
     p.add_argument("--val", dest="val_dir", help="validation folder (default: the first training samples)")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--max-minutes", type=float, help="stop after this wall time with a usable checkpoint")
@@ -89,8 +92,11 @@ def register(sub) -> None:
 
 
 def build_config(args):
+    from ..data.io import claim_output_dir
     from ..train.config import TrainConfig
     out = Path(args.out)
+    # a config.json is read back only from a run folder focalstack wrote (checked before reading it)
+    claim_output_dir(out, "run", [args.data_dir, args.val_dir], create=False)
     saved = out / "config.json"
     if saved.is_file() and not args.restart:
         base = json.loads(saved.read_text())
@@ -142,6 +148,7 @@ def build_config(args):
         base["progress"] = False
     if args.no_tensorboard:
         base["tensorboard"] = False
+    base["strict"] = args.strict
     return TrainConfig.from_dict(base)
 
 

@@ -42,8 +42,8 @@ class FocalStackDataset(Dataset):
 
     def __init__(self, root: str | Path, augment: StackAugment | None = None, *, min_frames: int = 1,
                  require_depth: bool = False, require_aif: bool = False, cache: bool = False,
-                 seed: int = 0):
-        self.paths = list_samples(root)
+                 seed: int = 0, strict: bool = True):
+        self.paths = list_samples(root, strict=strict)
         self.augment = augment or StackAugment()
         self.min_frames = min_frames
         self.require_depth = require_depth
@@ -52,10 +52,18 @@ class FocalStackDataset(Dataset):
         self.epoch = 0
         self._cache: dict[int, FocalStackSample] | None = {} if cache else None
 
-    def check(self) -> None:
-        """Check every sample's structure up front (:func:`focalstack.data.format.check_sample`)."""
-        for d in self.paths:
-            check_sample(d, self.min_frames)
+    def check(self) -> list[tuple[int, tuple[int, int]]]:
+        """Check every sample's structure up front (:func:`focalstack.data.format.check_sample`) and
+        that the crop fits every sample; returns (frames, (H, W)) per sample, in ``paths`` order."""
+        shapes = [check_sample(d, self.min_frames) for d in self.paths]   # broken files first
+        crop = self.augment.crop_size
+        for d, (nf, (h, w)) in zip(self.paths, shapes):
+            if crop is not None and (crop[0] > h or crop[1] > w):
+                raise SampleError(f"{d}: crop {crop[0]}×{crop[1]} larger than the frames {h}×{w} "
+                                  "(set --crop H W, or --crop 0 0 for full frames)")
+            if self.augment.num_frames is not None and self.augment.num_frames > nf:
+                raise SampleError(f"{d}: {nf} frames but {self.augment.num_frames} were asked for (--frames)")
+        return shapes
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -82,8 +82,18 @@ def is_sample_dir(path: str | Path) -> bool:
     return (Path(path) / "camera.json").is_file()
 
 
-def list_samples(root: str | Path) -> list[Path]:
-    """Sample folders under ``root`` (sorted by name); ``root`` itself if it is one."""
+def _has_frames(path: Path) -> bool:
+    return any(FRAME_RE.match(p.name) for p in path.iterdir())
+
+
+def list_samples(root: str | Path, strict: bool = True) -> list[Path]:
+    """Sample folders under ``root`` (sorted by name); ``root`` itself if it is one.
+
+    A sub-folder holding frame_NN images but no camera.json is a broken sample: with ``strict``
+    (the default) it is a SampleError naming it, otherwise it is skipped with a warning naming it
+    (never silently: a dataset that loses samples changes every number computed from it)."""
+    import warnings
+
     root = Path(root)
     if not root.exists():
         raise SampleError(f"{root}: no such folder")
@@ -91,7 +101,16 @@ def list_samples(root: str | Path) -> list[Path]:
         raise SampleError(f"{root}: not a folder")
     if is_sample_dir(root):
         return [root]
-    samples = sorted(p for p in root.iterdir() if p.is_dir() and is_sample_dir(p))
+    dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    samples = [p for p in dirs if is_sample_dir(p)]
+    broken = [p for p in dirs if not is_sample_dir(p) and _has_frames(p)]
+    if broken:
+        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        if strict:
+            raise SampleError(f"{broken[0]}: has frames but no camera.json{more}; add it, or pass --no-strict "
+                              "to skip such folders")
+        for p in broken:
+            warnings.warn(f"{p}: has frames but no camera.json; skipped", stacklevel=2)
     if not samples:
         raise SampleError(f"{root}: no sample folders (folders holding camera.json) found")
     return samples
@@ -123,11 +142,12 @@ def _camera_and_frame_paths(d: Path, min_frames: int) -> tuple[FocalStackCamera,
     return camera, paths
 
 
-def check_sample(sample_dir: str | Path, min_frames: int = 1) -> None:
+def check_sample(sample_dir: str | Path, min_frames: int = 1) -> tuple[int, tuple[int, int]]:
     """Cheap structural check of a sample folder without decoding the images: camera.json valid,
     frame count = focus list length ≥ ``min_frames``, every frame's header readable and all the same
     size. Raises SampleError naming the file (a dataset is checked up front this way, so that a bad
-    sample stops a long job at once with one line instead of mid-run inside a loader worker)."""
+    sample stops a long job at once with one line instead of mid-run inside a loader worker).
+    Returns (number of frames, (H, W) in pixels)."""
     from PIL import Image, UnidentifiedImageError
 
     _, paths = _camera_and_frame_paths(Path(sample_dir), min_frames)
@@ -141,6 +161,7 @@ def check_sample(sample_dir: str | Path, min_frames: int = 1) -> None:
         if size0 is not None and size != size0:
             raise SampleError(f"{fp}: frame size {size[::-1]} differs from {paths[0].name}'s {size0[::-1]}")
         size0 = size
+    return len(paths), (size0[1], size0[0])
 
 
 def load_sample(sample_dir: str | Path, load_depth: bool = True, load_aif: bool = True,
@@ -170,12 +191,14 @@ def load_sample(sample_dir: str | Path, load_depth: bool = True, load_aif: bool 
     return FocalStackSample(stack, camera, depth, aif, name=d.name)
 
 
-def save_sample(sample: FocalStackSample, sample_dir: str | Path, bit_depth: int = 8) -> Path:
-    """Write a sample folder atomically (temporary folder, then rename)."""
+def save_sample(sample: FocalStackSample, sample_dir: str | Path, bit_depth: int = 8, inputs=()) -> Path:
+    """Write a sample folder atomically (temporary folder, then rename). An existing ``sample_dir``
+    is replaced only if focalstack wrote it as a sample (see :func:`focalstack.data.io.check_replaceable`);
+    ``inputs``: paths the output must not be, contain or sit inside."""
     sample.validate(str(sample_dir))
     out = Path(sample_dir)
     width = max(2, len(str(sample.num_frames - 1)))
-    with atomic_write_dir(out) as tmp:
+    with atomic_write_dir(out, "sample", inputs) as tmp:
         sample.camera.save(tmp / "camera.json")
         for i in range(sample.num_frames):
             write_image(tmp / f"frame_{i:0{width}d}.png", sample.frames[i], bit_depth)

@@ -47,7 +47,7 @@ import numpy as np
 
 from ..optics.camera import CameraError, FocalStackCamera
 from ..optics.thin_lens import ThinLens
-from .io import atomic_write_dir, to_uint, write_image
+from .io import atomic_write_dir, check_replaceable, to_uint, write_image
 
 __all__ = ["PhotoImportError", "PhotoMeta", "list_photos", "read_photo", "read_exif", "read_focus_sidecar",
            "estimate_warp", "align_frames", "AlignResult", "largest_valid_rect", "import_photos", "ImportReport",
@@ -74,6 +74,7 @@ class PhotoMeta:
     pixel_size_m: float | None = None
     focal_35mm_mm: float | None = None
     pixel_size_source: str = ""
+    has_exif: bool = False
 
 
 def _natural_key(p: Path):
@@ -125,14 +126,22 @@ _FP_UNITS_MM = {2: 25.4, 3: 10.0, 4: 1.0, 5: 1e-3}
 
 def read_exif(path: str | Path, size_wh: tuple[int, int] | None = None) -> PhotoMeta:
     """Optical EXIF of one photo (values None where absent). ``size_wh`` = decoded size (W,H)."""
+    import logging
+
     import exifread
     path = Path(path)
     meta = PhotoMeta(path)
+    log = logging.getLogger("exifread")   # it warns once per file without EXIF; the import summarises instead
+    level = log.level
+    log.setLevel(logging.ERROR)
     try:
         with open(path, "rb") as fh:
             tags = exifread.process_file(fh, details=True)
     except Exception:  # noqa: BLE001  (exifread raises many things on odd files; EXIF is optional)
         tags = {}
+    finally:
+        log.setLevel(level)
+    meta.has_exif = bool(tags)
     if size_wh:
         meta.width, meta.height = size_wh
     f = _ratio(tags.get("EXIF FocalLength"))
@@ -402,9 +411,14 @@ def import_photos(photos_dir: str | Path, out_dir: str | Path, focus: Sequence[f
     out_dir = Path(out_dir)
     if order not in ("auto", "name", "reverse"):
         raise PhotoImportError(f"order must be auto, name or reverse, got {order!r}")
+    for opt, v in (("--focal-length-mm", focal_length_mm), ("--f-number", f_number),
+                   ("--pixel-size-um", pixel_size_um), ("--sensor-width-mm", sensor_width_mm)):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise PhotoImportError(f"{opt} must be a positive number, got {v:g}")
     if motion not in MOTIONS:
         raise PhotoImportError(f"unknown motion model {motion!r}; choose from {', '.join(MOTIONS)}")
     paths = list_photos(photos_dir)
+    check_replaceable(out_dir, "sample", inputs=[photos_dir])   # refuse before any work
     if len(paths) < min_frames:
         raise PhotoImportError(f"{paths[0]}: only {len(paths)} image in {photos_dir}; a focal stack needs at "
                                f"least {min_frames} frames")
@@ -424,6 +438,10 @@ def import_photos(photos_dir: str | Path, out_dir: str | Path, focus: Sequence[f
 
     # metadata
     metas = [read_exif(p, (w0, h0)) for p in paths]
+    no_exif = sum(not m.has_exif for m in metas)
+    if no_exif:
+        notes.append(f"no EXIF data in {no_exif} of {len(metas)} photos" if no_exif < len(metas)
+                     else "no EXIF data in any photo")
 
     def common(attr, label):
         vals = [getattr(m, attr) for m in metas if getattr(m, attr) is not None]
@@ -548,7 +566,7 @@ def import_photos(photos_dir: str | Path, out_dir: str | Path, focus: Sequence[f
     report = ImportReport(out_dir, nf, (hh, ww), known, fsrc, lens_source, [names[i] for i in idx],
                           [float(s) for s in scales], tuple(int(v) for v in res.crop),
                           [names[idx[k]] for k in res.failed], notes)
-    with atomic_write_dir(out_dir) as tmp:
+    with atomic_write_dir(out_dir, "sample", inputs=[photos_dir]) as tmp:
         (tmp / "camera.json").write_text(json.dumps(cam_dict, indent=2) + "\n")
         for k, im in enumerate(res.aligned):
             write_image(tmp / f"frame_{k:0{width}d}.png", to_uint(_as_chw(im), bits))

@@ -20,12 +20,13 @@ import io
 import json
 import os
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..data.io import atomic_write_file
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "save_weights", "save_state", "load_state",
            "resolve_checkpoint", "load_model", "git_commit", "weights_digest", "FORMAT"]
@@ -34,21 +35,7 @@ FORMAT = "focalstack-checkpoint-v1"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_file(path, data)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

@@ -73,6 +73,7 @@ class TrainConfig:
     device: str = "auto"
     progress: bool = True
     tensorboard: bool = True
+    strict: bool = True         # a sample folder with frames but no camera.json is an error (False: skipped, warned)
 
     def __post_init__(self):
         if isinstance(self.loss, dict):

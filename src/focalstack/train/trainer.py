@@ -30,6 +30,7 @@ import random
 import signal
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -40,7 +41,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 
-from ..data import FocalStackDataset, StackAugment, load_camera
+from ..data import FocalStackDataset, StackAugment, load_camera, read_depth
+from ..data.io import claim_output_dir
 from ..losses import LossConfig, compute_losses
 from ..models import MODELS, build_model, count_parameters, model_kwargs
 from ..optics.camera import CameraBatch, FocalStackCamera
@@ -105,6 +107,19 @@ def _check_required_files(paths: Sequence[Path], supervision: str) -> None:
     if missing:
         raise ValueError(f"--supervision {supervision} needs {need[0]} in every training sample, but "
                          f"{len(missing)} of {len(paths)} lack it (first: {missing[0]})")
+    if supervision == "depth":  # depth with no valid pixel would train on nothing, silently
+        empty = [p / "depth.npy" for p in paths if not _has_valid_depth(p / "depth.npy")]
+        if len(empty) == len(paths):
+            raise ValueError(f"--supervision depth: no valid depth (finite, > 0) in any training sample's depth.npy "
+                             f"({empty[0]}{f' and {len(empty) - 1} more' if len(empty) > 1 else ''})")
+        if empty:
+            warnings.warn(f"--supervision depth: {len(empty)} of {len(paths)} depth.npy files have no valid depth "
+                          f"and supervise nothing (first: {empty[0]})", stacklevel=2)
+
+
+def _has_valid_depth(path: Path) -> bool:
+    d = read_depth(path).numpy()
+    return bool(((d > 0) & np.isfinite(d)).any())
 
 
 def scale_factors(lo: float, hi: float, step: float, n: int, seed: int, step_index: int) -> torch.Tensor:
@@ -160,6 +175,7 @@ class Trainer:
             dev = f"cuda:{self.dist.local_rank}"
         self.device = torch.device(dev)
         self.out_dir = Path(cfg.out_dir)
+        self.run_inputs = [cfg.data_dir, cfg.val_dir]
         self.is_main = self.dist.is_main
         self.loss_cfg = replace(cfg.loss, supervision=cfg.supervision)
         self.step = 0
@@ -169,6 +185,8 @@ class Trainer:
         self.last_metrics: dict = {}
         self._writer = None
         try:
+            # refuse a run folder that is a file, overlaps the data or is a folder focalstack did not write
+            claim_output_dir(self.out_dir, "run", self.run_inputs, create=False)
             self._setup_data()
             self._setup_model()
         except BaseException:
@@ -192,11 +210,14 @@ class Trainer:
         # and render from it: self/aif supervision needs aif.png in every training sample
         self.aif_input = bool(getattr(MODELS.get(cfg.model), "takes_aif_input", False))
         need_aif = cfg.supervision == "aif" or (self.aif_input and cfg.supervision == "self")
-        self.train_ds = FocalStackDataset(cfg.data_dir, aug, seed=cfg.seed,
+        # self-supervision compares re-rendered frames with the frames: one frame has nothing to compare
+        min_frames = 2 if cfg.supervision == "self" else 1
+        self.train_ds = FocalStackDataset(cfg.data_dir, aug, seed=cfg.seed, min_frames=min_frames,
                                           require_depth=cfg.supervision == "depth",
-                                          require_aif=need_aif)
+                                          require_aif=need_aif, strict=cfg.strict)
         _check_required_files(self.train_ds.paths, cfg.supervision)
-        self.train_ds.check()   # a malformed sample stops here with one line, not in a loader worker
+        # a malformed sample stops here with one line, not in a loader worker, before the run folder exists
+        shapes = self.train_ds.check()
         if need_aif and cfg.supervision == "self":
             missing = [p for p in self.train_ds.paths if not (p / "aif.png").is_file()]
             if missing:
@@ -204,14 +225,18 @@ class Trainer:
                                  f"it needs aif.png in every training sample, but {len(missing)} of "
                                  f"{len(self.train_ds.paths)} lack it (first: {missing[0]})")
         self.train_cams, self.train_ranges = self._ranges_for(self.train_ds.paths)
-        if cfg.num_frames is None and len({c.num_frames for c in self.train_cams}) > 1 and cfg.batch_size > 1:
-            raise ValueError("training samples have different stack sizes; set --frames K (a random subset "
-                             "of K frames per stack) or --batch-size 1")
+        sizes = {}
+        for p, (nf, _) in zip(self.train_ds.paths, shapes):
+            sizes.setdefault(nf, p)
+        if cfg.num_frames is None and len(sizes) > 1 and cfg.batch_size > 1:
+            a, b = sorted(sizes)[:2]
+            raise ValueError(f"training samples have different stack sizes ({sizes[a]}: {a} frames, {sizes[b]}: "
+                             f"{b} frames); set --frames K (a random subset of K frames per stack) or --batch-size 1")
         self.kernel_size = cfg.kernel_size or choose_kernel_size(
             self.train_cams, self.train_ranges.tolist(), cfg.max_kernel_size)
         self.loss_cfg = replace(self.loss_cfg, kernel_size=self.kernel_size)
         val_root = cfg.val_dir or cfg.data_dir
-        self.val_ds_full = FocalStackDataset(val_root, StackAugment(), seed=cfg.seed)
+        self.val_ds_full = FocalStackDataset(val_root, StackAugment(), seed=cfg.seed, strict=cfg.strict)
         n_val = min(len(self.val_ds_full), cfg.val_max_samples)
         self.val_ds = Subset(self.val_ds_full, list(range(n_val)))
         if cfg.val_dir:
@@ -433,7 +458,7 @@ class Trainer:
     def fit(self) -> dict:
         cfg = self.cfg
         if self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            claim_output_dir(self.out_dir, "run", self.run_inputs)
         D.barrier(self.dist)
         st = None if self.resume is False else load_state(self.out_dir)
         if self.resume is True and st is None:
