@@ -44,6 +44,7 @@ import kornia
 
 from .optics.camera import CameraBatch
 from .render import render_stack
+from .ssim import ssim_loss
 
 __all__ = ["LossConfig", "compute_losses", "photometric_loss", "reconstruction_loss", "coarse_aif",
            "aif_guidance_loss", "log_blur", "sharpness_loss", "coarse_aif_blur", "smoothness_loss",
@@ -104,7 +105,7 @@ def photometric_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.
     l1 = (pred - target).abs().mean()
     if alpha <= 0:
         return l1
-    ssim = kornia.losses.ssim_loss(pred, target, window_size=window, max_val=1.0, reduction="mean")
+    ssim = ssim_loss(pred, target, window, max_val=1.0)   # kornia's ssim_loss, fused on CPU
     return alpha * ssim + (1.0 - alpha) * l1
 
 

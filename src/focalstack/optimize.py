@@ -124,14 +124,14 @@ def focus_known(sample_dir) -> bool:
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.85,
                         ssim_window: int = 7) -> torch.Tensor:
     """α·(1−SSIM)/2 + (1−α)·L1, on [N,3,H,W] (or [F,3,H,W]) images in [0,1]."""
-    import kornia
+    from .ssim import ssim_loss
     l1 = (pred - target).abs().mean()
     if alpha <= 0:
         return l1
     win = min(ssim_window, 2 * (min(pred.shape[-2:]) // 2) - 1)
     if win < 3:
         return l1
-    return alpha * kornia.losses.ssim_loss(pred, target, win) + (1 - alpha) * l1
+    return alpha * ssim_loss(pred, target, win) + (1 - alpha) * l1
 
 
 @torch.no_grad()
