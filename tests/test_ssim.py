@@ -67,3 +67,18 @@ def test_falls_back_to_kornia_where_fused_does_not_apply():
     h = x.to(torch.bfloat16)
     assert not _fused_ok(h, h, 7)
     assert float(ssim_loss(h, h * 0.5, 7)) == pytest.approx(float(ssim_loss_reference(h, h * 0.5, 7)))
+
+
+def test_recomputed_moments_give_the_same_gradient(monkeypatch):
+    """Large inputs do not keep the moment maps for the backward: both paths agree exactly."""
+    import focalstack.ssim as fs
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.rand(2, 3, 20, 24, generator=g, dtype=torch.float64)
+    y0 = torch.rand(2, 3, 20, 24, generator=g, dtype=torch.float64)
+    grads = []
+    for limit in (fs.KEEP_MOMENTS_MAX_BYTES, 0):
+        monkeypatch.setattr(fs, "KEEP_MOMENTS_MAX_BYTES", limit)
+        x, y = x0.clone().requires_grad_(True), y0.clone().requires_grad_(True)
+        fs.ssim_loss(x, y, 7).backward()
+        grads.append((x.grad, y.grad))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])

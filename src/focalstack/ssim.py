@@ -31,6 +31,9 @@ from numba import njit
 __all__ = ["ssim_loss", "ssim_loss_reference", "gaussian_window"]
 
 SSIM_SIGMA_PX = 1.5
+# The forward keeps the five moment maps (5 × the input) for the backward up to this size, else the
+# backward recomputes them (memory stays bounded on photo-sized stacks).
+KEEP_MOMENTS_MAX_BYTES = 512 * 2 ** 20
 
 
 def gaussian_window(window: int, dtype=np.float64) -> np.ndarray:
@@ -112,11 +115,14 @@ def _ssim_terms(mu1, mu2, e11, e22, e12, c1, c2, eps):
 
 
 @njit(cache=True, nogil=True)
-def _forward_kernel(x, y, g, c1, c2, eps, sums, first, step):
-    """sums[p] = Σ over plane p of clamp((1 − S)/2, 0, 1); planes first, first + step, …"""
+def _forward_kernel(x, y, g, c1, c2, eps, keep, kept, sums, first, step):
+    """sums[p] = Σ over plane p of clamp((1 − S)/2, 0, 1); planes first, first + step, …
+    With ``keep`` the moments of plane p are left in kept[p] [5, H, W] for the backward."""
     n, h, w = x.shape
     mom = np.empty((5, h, w), dtype=x.dtype)
     for p in range(first, n, step):
+        if keep:
+            mom = kept[p]
         _moments(x[p], y[p], g, mom)
         acc = 0.0
         for i in range(h):
@@ -157,14 +163,18 @@ def _adjoint_blur(m, g, out):
 
 
 @njit(cache=True, nogil=True)
-def _backward_kernel(x, y, g, c1, c2, eps, scale, want_x, want_y, gx, gy, first, step):
-    """gx, gy [N, H, W] = scale · ∂(Σ clamp((1 − S)/2, 0, 1))/∂x, ∂y (planes first, first + step, …)."""
+def _backward_kernel(x, y, g, c1, c2, eps, kept_ok, kept, scale, want_x, want_y, gx, gy, first, step):
+    """gx, gy [N, H, W] = scale · ∂(Σ clamp((1 − S)/2, 0, 1))/∂x, ∂y (planes first, first + step, …);
+    the moments come from kept[p] when the forward kept them (``kept_ok``), else are recomputed."""
     n, h, w = x.shape
     mom = np.empty((5, h, w), dtype=x.dtype)
     dm = np.empty((5, h, w), dtype=x.dtype)       # ∂L/∂(μx, μy, E[x²], E[y²], E[xy])
     adj = np.empty((h, w), dtype=x.dtype)
     for p in range(first, n, step):
-        _moments(x[p], y[p], g, mom)
+        if kept_ok:
+            mom = kept[p]
+        else:
+            _moments(x[p], y[p], g, mom)
         for i in range(h):
             for j in range(w):
                 mu1 = mom[0, i, j]
@@ -229,9 +239,14 @@ class _FusedSSIMLoss(torch.autograd.Function):
         g, c1, c2, eps = _consts(window, max_val, pred.dtype)
         sums = np.zeros(x.shape[0], dtype=np.float64)
         threads = min(num_threads(), x.shape[0])
-        _run_parallel(_forward_kernel, (x, y, g, c1, c2, eps, sums), threads)
+        # keep the five moment maps for the backward when a gradient is wanted and they are not too large
+        keep = torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad) \
+            and 5 * x.size * x.itemsize <= KEEP_MOMENTS_MAX_BYTES
+        kept = np.empty((x.shape[0], 5, *x.shape[1:]) if keep else (1, 5, 1, 1), dtype=x.dtype)
+        _run_parallel(_forward_kernel, (x, y, g, c1, c2, eps, keep, kept, sums), threads)
         ctx.save_for_backward(pred, target)
         ctx.window, ctx.max_val = window, max_val
+        ctx.kept = kept if keep else None
         return pred.new_tensor(sums.sum() / pred.numel())
 
     @staticmethod
@@ -246,7 +261,13 @@ class _FusedSSIMLoss(torch.autograd.Function):
         gy = np.zeros_like(y) if want_y else np.zeros((1, 1, 1), dtype=x.dtype)
         scale = float(grad) / pred.numel()
         threads = min(num_threads(), x.shape[0])
-        _run_parallel(_backward_kernel, (x, y, g, c1, c2, eps, scale, want_x, want_y, gx, gy), threads)
+        kept = ctx.kept
+        ctx.kept = None
+        kept_ok = kept is not None
+        if kept is None:
+            kept = np.empty((1, 5, 1, 1), dtype=x.dtype)
+        _run_parallel(_backward_kernel, (x, y, g, c1, c2, eps, kept_ok, kept, scale, want_x, want_y, gx, gy),
+                      threads)
         dx = torch.from_numpy(gx).view_as(pred) if want_x else None
         dy = torch.from_numpy(gy).view_as(target) if want_y else None
         return dx, dy, None, None
