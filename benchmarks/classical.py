@@ -74,8 +74,8 @@ def eval_stacks(samples, label, cfg, measures):
 def eval_net(samples, refine_steps=0):
     """The shipped self-supervised DAIF-Net (procedural camera) on the same stacks, optionally with
     test-time refinement (the self-supervised loss optimised from the network's prediction)."""
-    from focalstack.models.inference import predict_net
-    from focalstack.predict import PredictOptions
+    from focalstack.inference import predict_net
+    from focalstack.inference import PredictOptions
     rows = []
     for s in samples:
         t0 = time.perf_counter()
@@ -221,7 +221,7 @@ def section_phone_figure(out_dir, max_size):
     import tempfile
     from focalstack.data import load_sample
     from focalstack.data.importer import import_photos
-    from focalstack.predict import PredictOptions, predict_dff
+    from focalstack.inference import PredictOptions, predict_dff
     src = DATA / "mobile_depth_subset" / "balls"
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -278,7 +278,7 @@ def main() -> None:
                         rows[f"{name}, test camera B ({cam_b}) / {LABEL[model]} {mode}, trained on camera A"] = m
             # a converged DAIF-Net as well: the shipped checkpoint (self-supervised on camera A, the
             # "procedural" preset, 1943 steps; src/focalstack/weights/README.md) on both test cameras
-            from focalstack.models.inference import default_checkpoint
+            from focalstack.inference import default_checkpoint
             shipped_params_M = json.loads(default_checkpoint().with_suffix(".json").read_text())["n_params"] / 1e6
             for cam_tag, tdir in (("A", te), ("B", test_b)):
                 tag = f"shipped_daifnet_on_camera_{cam_tag.lower()}"

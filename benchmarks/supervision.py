@@ -70,7 +70,7 @@ def speed(checkpoint: Path, train_dir: Path, crop: int) -> dict:
     from focalstack.models import predict_batch
     from focalstack.optics import CameraBatch, get_preset
     from focalstack.render import render_stack
-    from focalstack.train.checkpoint import load_model
+    from focalstack.checkpoint import load_model
 
     model, _ = load_model(checkpoint)
     cam = get_preset("procedural")
@@ -162,7 +162,7 @@ def main() -> None:
     rows: dict[str, dict] = {}
     if args.speed_only:
         # speed does not depend on the weights: the shipped checkpoint has the benchmark's architecture
-        from focalstack.models.inference import default_checkpoint
+        from focalstack.inference import default_checkpoint
         prev = json.loads((out / "supervision.json").read_text())
         rows, args.steps = prev["rows"], prev["steps"]
         synth_procedural(work / "data", "speed", 8, 0, 192)

@@ -58,7 +58,7 @@ def test_shipped_checkpoint_predicts_held_out_stacks(tmp_path):
     """The shipped default checkpoint loads, is small, records how it was made, and beats a
     constant-depth guess by a wide margin on held-out procedural stacks (measured here: AbsRel
     0.15, δ1 0.78; the oracle constant depth — each stack's true median — gives AbsRel 0.66)."""
-    from focalstack.models.inference import default_checkpoint
+    from focalstack.inference import default_checkpoint
 
     ck = default_checkpoint()
     assert ck.is_file() and ck.stat().st_size < 20 * 2**20

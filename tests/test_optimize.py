@@ -90,7 +90,7 @@ def _region_medians(rel, near_box, far_box):
 def test_mobile_depth_stack_has_sensible_depth_order(shared_data, tmp_path, scene, near_box, far_box):
     from focalstack.data import load_sample
     from focalstack.data.importer import import_photos
-    from focalstack.predict import PredictOptions, predict_dff
+    from focalstack.inference import PredictOptions, predict_dff
 
     import_photos(shared_data / "mobile_depth_subset" / scene, tmp_path / scene, max_size=200)
     s = load_sample(tmp_path / scene)

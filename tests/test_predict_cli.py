@@ -9,7 +9,7 @@ import torch
 
 from focalstack.cli import main
 from focalstack.data import save_sample
-from focalstack.predict import PREDICTORS, Prediction, get_predictor, write_prediction
+from focalstack.inference import METHODS, Prediction, get_method, write_prediction
 
 from .conftest import tiny_sample
 
@@ -95,7 +95,7 @@ def test_write_prediction_rejects_wrong_size(tmp_path):
     with pytest.raises(ValueError, match="frames are"):
         write_prediction(tmp_path / "w", s, Prediction(torch.ones(5, 5), s.aif))
     assert not (tmp_path / "w").exists()
-    assert get_predictor("dff") is PREDICTORS["dff"]
+    assert get_method("dff") is METHODS["dff"]
 
 
 def test_predict_real_two_aperture_pair_dff_refuses(tmp_path, capsys):

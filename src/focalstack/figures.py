@@ -159,7 +159,7 @@ def plot_predictions(data_root: str | Path, predictions: dict[str, str | Path], 
 
     One row per sample: the middle input frame, the ground-truth AIF and depth, then for every
     method (``{label: prediction root}``, each holding ``<sample name>/depth.npy`` and ``aif.png``
-    as written by :func:`focalstack.predict.write_prediction`) its depth — on the ground truth's
+    as written by :func:`focalstack.inference.write_prediction`) its depth — on the ground truth's
     colour scale, titled with its AbsRel —, its error map |d̂ − d|/d (relative depth error, colour
     scale 0 … ``max_rel_error``, black where the ground truth is invalid) and its AIF. Relative
     (non-metric) depth predictions use their own scale and get no error map. Missing predictions

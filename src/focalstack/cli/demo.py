@@ -52,9 +52,9 @@ def _predict_all(data: Path, out: Path, method: str, checkpoint=None, refine_ste
 
     from ..data.format import list_samples, load_sample
     from ..data.io import claim_output_dir
-    from ..predict import PredictOptions, get_predictor, write_prediction
+    from ..inference import PredictOptions, get_method, write_prediction
 
-    fn = get_predictor(method)
+    fn = get_method(method)
     claim_output_dir(out, "predictions")
     total = 0.0
     for sd in tqdm(list_samples(data), desc=f"predict {method}", unit="stack"):

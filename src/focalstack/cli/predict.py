@@ -21,7 +21,7 @@ def register(sub) -> None:
                    help="skip (with a warning) dataset sub-folders that hold frames but no camera.json "
                         "instead of stopping")
     p.add_argument("--method", default=None,
-                   help="dff | optimize | net (default: net when --checkpoint is given, else dff)")
+                   help="dff | optimize | net (default: net when --checkpoint or --refine is given, else dff)")
     g = p.add_argument_group("classical (dff, optimize init)")
     g.add_argument("--measure", default="lapm", help="focus measure (see focalstack.classical.FOCUS_MEASURES)")
     g.add_argument("--window", type=int, default=9, help="focus-measure window, odd px (default 9)")
@@ -44,16 +44,16 @@ def run(args) -> int:
 
     from ..data.format import is_sample_dir, list_samples, load_sample
     from ..data.io import check_replaceable, claim_output_dir
-    from ..predict import PredictOptions, get_predictor, write_prediction
+    from ..inference import PredictOptions, get_method, write_prediction
     from ..optimize import focus_known
 
-    if args.method is None:
-        args.method = "net" if args.checkpoint else "dff"
+    if args.method is None:  # a checkpoint or refinement steps imply the network
+        args.method = "net" if args.checkpoint or args.refine_steps else "dff"
     if args.method != "net" and (args.checkpoint or args.refine_steps):
         raise UserError(f"--checkpoint and --refine belong to --method net, not --method {args.method}")
     if args.checkpoint and not Path(args.checkpoint).exists():
         raise UserError(f"{args.checkpoint}: checkpoint not found")
-    fn = get_predictor(args.method)
+    fn = get_method(args.method)
     if args.window < 1 or args.window % 2 == 0:
         raise UserError(f"--window must be a positive odd integer, got {args.window}")
     if args.iters_scale <= 0:

@@ -112,8 +112,3 @@ def predict_batch(model: torch.nn.Module, frames: torch.Tensor,
         model.train(was_training)
     return {"depth_m": out["depth_m"], "aif": out["aif"]}
 
-
-try:  # registers the trained-model method ("net") of focalstack.predict, when that module is present
-    from . import inference as _inference  # noqa: F401
-except ImportError:
-    pass

@@ -7,8 +7,9 @@ import torch
 from . import psf as _psf
 from .reference import defocus_reference
 
-# name → callable(image, sigma, radius, psf) on validated, contiguous inputs. Fused backends
-# register themselves here (see focalstack.render.backends); "reference" is the oracle.
+# name → callable(image, sigma, radius, psf) on validated, contiguous inputs. The fused backends
+# listed in focalstack.render.backends.FUSED_BACKENDS are registered on first use; "reference" is
+# the oracle.
 _BACKENDS: dict[str, callable] = {"reference": defocus_reference}
 # Order in which "auto" tries backends; the first whose availability check passes is used.
 _AUTO_ORDER: list[tuple] = []  # (name, available(image) -> bool, priority)
@@ -35,9 +36,11 @@ def _load_fused() -> None:
     if not _fused_loaded:
         _fused_loaded = True
         try:  # fused backends are optional: the reference always works
-            from . import backends  # noqa: F401
+            from .backends import FUSED_BACKENDS
         except ImportError:
-            pass
+            return
+        for name, fn, available, priority in FUSED_BACKENDS:
+            register_backend(name, fn, available=available, auto_priority=priority)
 
 
 def pick_backend(image: torch.Tensor, backend: str = "auto") -> str:

@@ -13,7 +13,7 @@ range); pass it as ``depth_range=`` when the camera does not carry one.
 """
 
 from ..models import build_model, predict_batch
-from .checkpoint import load_model, resolve_checkpoint, weights_digest
+from ..checkpoint import load_model, resolve_checkpoint, weights_digest
 from .config import TrainConfig
 
 __all__ = ["TrainConfig", "Trainer", "train", "load_model", "predict_batch", "build_model",

@@ -1,5 +1,5 @@
 """The training loop: self-supervised (or supervised comparison) DAIF-Net training with exact
-resume, DDP, AMP, TensorBoard and atomic checkpoints (layout: see ``focalstack.train.checkpoint``).
+resume, DDP, AMP, TensorBoard and atomic checkpoints (layout: see ``focalstack.checkpoint``).
 
 Exact resume: ``state.pt`` holds the model, optimiser, scheduler, grad-scaler, the python / numpy /
 torch (/CUDA) RNG streams, the step, the epoch and how many batches of that epoch were consumed.
@@ -47,7 +47,7 @@ from ..losses import LossConfig, compute_losses
 from ..models import MODELS, build_model, count_parameters, model_kwargs
 from ..optics.camera import CameraBatch, FocalStackCamera
 from . import distributed as D
-from .checkpoint import atomic_write_json, load_state, save_state, save_weights, weights_digest
+from ..checkpoint import atomic_write_json, load_state, save_state, save_weights, weights_digest
 from .config import TrainConfig
 
 Callback = Callable[["Trainer", int, dict], None]

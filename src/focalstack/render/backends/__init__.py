@@ -1,4 +1,5 @@
-"""Fused render backends, registered with :func:`focalstack.render.defocus.register_backend`.
+"""Fused render backends. ``FUSED_BACKENDS`` lists them; :mod:`focalstack.render.defocus`
+registers that list on first use (this package does not import ``defocus``: no import cycle).
 
 * ``"triton"``: Triton kernels (:mod:`.triton_gpu`) for CUDA tensors; registered when the
   ``triton`` package is installed (extra ``gpu``), imported on first use.
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import importlib.util
 
-from ..defocus import register_backend
+__all__ = ["HAVE_NUMBA", "HAVE_TRITON", "FUSED_BACKENDS"]
 
-__all__ = ["HAVE_NUMBA", "HAVE_TRITON"]
+# (name, fn(image, sigma, radius, psf), available(image) -> bool, "auto" priority: lower first)
+FUSED_BACKENDS: list[tuple] = []
 
 # --------------------------------------------------------------------------- triton (CUDA)
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
@@ -43,7 +45,7 @@ def _defocus_triton(image, sigma, radius, psf):
 
 
 if HAVE_TRITON:
-    register_backend("triton", _defocus_triton, available=_triton_available, auto_priority=10)
+    FUSED_BACKENDS.append(("triton", _defocus_triton, _triton_available, 10))
 
 # --------------------------------------------------------------------------- numba (CPU)
 try:
@@ -56,4 +58,4 @@ except ImportError:  # numba missing or broken: the reference serves CPU tensors
 HAVE_NUMBA = _cpu is not None
 
 if HAVE_NUMBA:
-    register_backend("cpu", _cpu.defocus_cpu, available=_cpu.available, auto_priority=20)
+    FUSED_BACKENDS.append(("cpu", _cpu.defocus_cpu, _cpu.available, 20))

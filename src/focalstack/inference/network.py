@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.format import FocalStackSample
-from ..predict import Prediction, register_predictor
+from .prediction import Prediction
 
 # Stacks whose long side exceeds this are processed in tiles by default (memory stays bounded).
 AUTO_TILE_ABOVE_PX = 1024
@@ -23,11 +23,11 @@ _CACHE: dict[tuple[str, str], tuple] = {}
 
 def default_checkpoint() -> Path:
     """The checkpoint shipped inside the package (see src/focalstack/weights/README.md)."""
-    return Path(__file__).resolve().parents[1] / "weights" / "daifnet_procedural.safetensors"
+    return Path(__file__).resolve().parents[1] / "weights" / "daifnet_procedural.safetensors"  # focalstack/weights
 
 
 def load_cached(checkpoint: str | Path | None, device: str = "cpu"):
-    from ..train.checkpoint import load_model
+    from ..checkpoint import load_model
 
     ck = str(checkpoint or default_checkpoint())
     key = (ck, str(device))
@@ -64,7 +64,7 @@ def run_network(model, frames: torch.Tensor, focus_m, depth_range, tile: int | N
     """frames [F,3,H,W] → (depth [H,W] metres, aif [3,H,W]); ``focus_m``: focus distances [F] or the
     FocalStackCamera (required by models that ``needs_camera``); tiles of ``tile`` px with 1/4 overlap,
     blended with linear ramps (inverse depth is blended, as defocus is linear in it)."""
-    from . import predict_batch
+    from ..models import predict_batch
 
     _, _, h, w = frames.shape
     if tile is None or (h <= tile and w <= tile):
@@ -130,5 +130,3 @@ def predict_net(sample: FocalStackSample, opts=None) -> Prediction:
     extras["seconds"] = time.perf_counter() - t0
     return Prediction(depth.float(), aif.float().clamp(0, 1), extras)
 
-
-register_predictor("net", predict_net)

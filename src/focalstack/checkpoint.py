@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ..data.io import atomic_write_file
+from .data.io import atomic_write_file
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "save_weights", "save_state", "load_state",
            "resolve_checkpoint", "load_model", "git_commit", "weights_digest", "FORMAT"]
@@ -89,7 +89,7 @@ def weights_digest(model: torch.nn.Module) -> str:
 def save_weights(run_dir: str | Path, tag: str, model: torch.nn.Module, meta: dict) -> Path:
     """``{tag}.safetensors`` + ``{tag}.json`` in ``run_dir``; the sidecar is written last."""
     from safetensors.torch import save as st_save
-    from .. import __version__
+    from . import __version__
     run_dir = Path(run_dir)
     sd = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
     meta = dict(meta)
@@ -144,7 +144,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", tag: str | 
     (the fixed training range or None = per camera), "cameras" (camera dicts seen in training),
     "step", "metrics", "config", "focalstack_version", "git_commit")."""
     from safetensors.torch import load_file
-    from ..models import build_model
+    from .models import build_model
     weights, side = resolve_checkpoint(path, tag)
     meta = json.loads(side.read_text())
     spec = meta.get("model") or {}

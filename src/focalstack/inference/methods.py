@@ -1,0 +1,72 @@
+"""The training-free prediction methods: ``dff`` (depth from focus, :mod:`focalstack.classical`)
+and ``optimize`` (zero-shot per-stack optimisation, :mod:`focalstack.optimize`)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..data.format import FocalStackSample
+from .prediction import Prediction, _opt, sample_focus_known
+
+__all__ = ["predict_dff", "predict_optimize"]
+
+
+def predict_dff(sample: FocalStackSample, opts=None) -> Prediction:
+    from ..classical import depth_from_focus
+    cam = sample.camera
+    if len(set(cam.focus_distances_m)) < 2:
+        raise ValueError(f"{sample.name or 'sample'}: depth from focus needs frames at ≥ 2 focus distances "
+                         "(two-aperture stacks: use --method optimize)")
+    t0 = time.perf_counter()
+    r = depth_from_focus(sample.frames, cam, measure=_opt(opts, "measure", "lapm"), window=_opt(opts, "window", 9),
+                         interp=_opt(opts, "interp", "parabolic"), refine=_opt(opts, "refine", "guided"),
+                         fusion=_opt(opts, "fusion", "pyramid"))
+    extras: dict = {"measure": _opt(opts, "measure", "lapm"), "window": _opt(opts, "window", 9),
+                    "mean_confidence": float(r.confidence.mean())}
+    if sample_focus_known(opts):
+        depth = r.depth_m[0, 0]
+        extras["depth_kind"] = "metric"
+    else:
+        rho = torch.tensor([1.0 / d for d in cam.focus_distances_m])
+        lo, hi = float(rho.min()), float(rho.max())
+        depth = ((r.inv_depth[0, 0] - lo) / (hi - lo)).clamp(0, 1)
+        extras["depth_kind"] = "relative_inverse"
+    extras["seconds_method"] = time.perf_counter() - t0
+    return Prediction(depth, r.aif[0], extras)
+
+
+def predict_optimize(sample: FocalStackSample, opts=None) -> Prediction:
+    from ..optimize import OptimizeConfig, optimize_stack
+    cfg = OptimizeConfig(measure=_opt(opts, "measure", "lapm"), window=_opt(opts, "window", 9),
+                         refine=_opt(opts, "refine", "guided"), threads=_opt(opts, "threads", None))
+    scale = float(_opt(opts, "iters_scale", 1.0))
+    if scale != 1.0:
+        cfg = cfg.scaled(scale)
+    known = sample_focus_known(opts)
+    bar = None
+    if _opt(opts, "progress", False):
+        from tqdm import tqdm
+        bar = tqdm(total=sum(cfg.iters), desc="optimize", leave=False, unit="step", disable=None)
+    try:
+        r = optimize_stack(sample.frames, sample.camera, cfg, known_focus=known,
+                           progress=(lambda i, n, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.4f}")))
+                           if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    extras = {"depth_kind": r.depth_kind, "recon_before": _strip(r.recon_before), "recon_after": _strip(r.recon_after),
+              "levels": list(cfg.levels), "iters": list(cfg.iters), "seconds_method": r.seconds,
+              "rendered": r.rendered}
+    if r.depth_kind == "relative_inverse":
+        extras.update(focus_positions_relative=r.focus_positions, blur_scale_px=r.blur_scale_px,
+                      blur_offset_px=r.blur_offset_px)
+        depth = r.inv_depth
+    else:
+        depth = r.depth_m
+    return Prediction(depth, r.aif, extras)
+
+
+def _strip(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k != "l1_per_frame"}
