@@ -1,6 +1,6 @@
 """Zero-shot per-stack optimisation: known camera, two apertures, unknown focus, real phone stacks."""
 
-import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -8,7 +8,8 @@ from scipy.stats import spearmanr
 
 from focalstack.classical import depth_from_focus
 from focalstack.optics import FocalStackCamera, ThinLens, get_preset
-from focalstack.optimize import OptimizeConfig, focus_known, optimize_stack, recon_metrics
+from focalstack.optics.camera import CameraError
+from focalstack.optimize import OptimizeConfig, optimize_stack, recon_metrics
 from focalstack.render import render_stack
 
 from .test_dff import planar_scene
@@ -68,11 +69,17 @@ def test_unknown_focus_gives_relative_inverse_depth():
     assert r.recon_after["loss"] < r.recon_before["loss"]
 
 
-def test_focus_known_flag(tmp_path):
-    (tmp_path / "camera.json").write_text(json.dumps({"focus_known": False}))
-    assert not focus_known(tmp_path)
-    (tmp_path / "camera.json").write_text(json.dumps({"focal_length_m": 0.01}))
-    assert focus_known(tmp_path)
+def test_focus_known_flag_round_trips(tmp_path):
+    cam = replace(get_preset("procedural"), focus_known=False, lens_known=False)
+    cam.save(tmp_path / "camera.json")
+    back = FocalStackCamera.load(tmp_path / "camera.json")
+    assert back == cam and not back.focus_known and not back.lens_known
+    assert not back.subset([0, 2]).focus_known and not back.resized(0.5).lens_known
+    d = get_preset("procedural").to_dict()
+    del d["focus_known"], d["lens_known"]      # older camera.json files: known by default
+    assert FocalStackCamera.from_dict(d).focus_known
+    with pytest.raises(CameraError, match="focus_known must be true or false"):
+        FocalStackCamera.from_dict({**d, "focus_known": "no"})
 
 
 def _region_medians(rel, near_box, far_box):
@@ -94,7 +101,7 @@ def test_mobile_depth_stack_has_sensible_depth_order(shared_data, tmp_path, scen
 
     import_photos(shared_data / "mobile_depth_subset" / scene, tmp_path / scene, max_size=200)
     s = load_sample(tmp_path / scene)
-    assert not focus_known(tmp_path / scene)
+    assert not s.camera.focus_known
     dff = predict_dff(s, PredictOptions(focus_known=False)).depth_m
     near, far = _region_medians(dff, near_box, far_box)
     assert near > far + 0.1, (near, far)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.format import is_sample_dir, list_samples
+from .data.format import list_samples
 from .data.io import SampleError, read_depth, read_image
 from .metrics import aif_metrics, depth_metrics
 

@@ -7,7 +7,6 @@ run never leaves a truncated image.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -115,23 +114,6 @@ def _cmap(name: str):
     return matplotlib.colormaps[name].with_extremes(bad="0.6")
 
 
-def plot_sigma_curves(camera, path: str | Path, depths_m: Sequence[float] | None = None) -> Path:
-    """Gaussian σ (px) against depth for every frame of ``camera`` (log depth axis)."""
-    near, far = camera.effective_depth_range_m()
-    d = np.geomspace(near, far, 200) if depths_m is None else np.asarray(depths_m, dtype=float)
-    s = camera.sigma_px(torch.from_numpy(d).view(1, 1, 1, -1))[0, :, 0, 0].numpy()  # [F,D]
-    fig = _figure((5.5, 3.5))
-    ax = fig.add_subplot(1, 1, 1)
-    fns = camera.frame_f_numbers()
-    for k in range(camera.num_frames):
-        ax.plot(d, s[k], label=f"{camera.focus_distances_m[k]:g} m, f/{fns[k]:g}")
-    ax.set_xscale("log")
-    ax.set_xlabel("depth [m]")
-    ax.set_ylabel("PSF σ [px]")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    return save_figure(fig, path)
-
 
 def _read_prediction(pred_dir: Path):
     """(depth [H,W] or None, aif HxWx3 or None, depth_kind) of one prediction folder."""
@@ -229,4 +211,4 @@ def plot_predictions(data_root: str | Path, predictions: dict[str, str | Path], 
     return save_figure(fig, path)
 
 
-__all__ = ["plot_sample", "plot_predictions", "plot_sigma_curves", "save_figure"]
+__all__ = ["plot_sample", "plot_predictions", "save_figure"]

@@ -15,7 +15,7 @@ Fully self-supervised terms (Si et al. 2023; facts about the authors' code in
 * :func:`sharpness_loss` — the authors' LoG-energy blur measure ``−log(mean((LoG∗gray)²) + ε)``
   on the predicted AIF (lower = sharper). The authors also applied it to the coarse AIF (their λ6);
   that term has **no gradient** (argmin + gather on data tensors), so it only shifted their logged /
-  validation loss; it is not a training term here (:func:`coarse_aif_blur` exists for logging).
+  validation loss; it is not a term here.
 * :func:`smoothness_loss` — edge-aware smoothness of the inverse depth divided by its per-image
   mean (scale-invariant, so its weight does not depend on the scene's depth units), weighted by
   ``exp(−β·|∇AIF|)`` (β inside the exponent, the usual Monodepth form; the authors multiplied by β
@@ -47,7 +47,7 @@ from .render import render_stack
 from .ssim import ssim_loss
 
 __all__ = ["LossConfig", "compute_losses", "photometric_loss", "reconstruction_loss", "coarse_aif",
-           "aif_guidance_loss", "log_blur", "sharpness_loss", "coarse_aif_blur", "smoothness_loss",
+           "aif_guidance_loss", "log_blur", "sharpness_loss", "smoothness_loss",
            "depth_l1_loss", "aif_l1_loss", "valid_depth_mask", "focus_sharpness_map", "render_sharpness_loss",
            "SUPERVISION_MODES"]
 
@@ -170,10 +170,6 @@ def sharpness_loss(aif: torch.Tensor) -> torch.Tensor:
     """AIF sharpness prior: :func:`log_blur` of the predicted AIF [B,3,H,W]."""
     return log_blur(aif)
 
-
-def coarse_aif_blur(coarse: torch.Tensor) -> torch.Tensor:
-    """The authors' λ6 term, :func:`log_blur` of the coarse AIF — constant w.r.t. the net (logging only)."""
-    return log_blur(coarse.detach())
 
 
 def smoothness_loss(depth_m: torch.Tensor, image: torch.Tensor, beta: float = 2.5) -> torch.Tensor:

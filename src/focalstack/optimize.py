@@ -25,7 +25,7 @@ Known camera (``depth_kind = "metric"``)
       (I = grey AIF, detached). Adam.
 
 Unknown focus distances (``depth_kind = "relative_inverse"``; camera.json has
-``"focus_known": false``, written by ``focalstack import``)
+``"focus_known": false`` = ``FocalStackCamera.focus_known``, written by ``focalstack import``)
     Defocus is ∝ |1/d − 1/d_k| up to a per-camera scale, so the stack is modelled as
     σ_k(x) = a·|ρ(x) − ρ_k| + b with ρ(x) ∈ (0,1) the *relative inverse depth*, ρ_k ∈ (0,1)
     learned per frame, a > 0 (px per unit ρ, at full resolution) and b ≥ 0 (residual blur)
@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from .optics.camera import FocalStackCamera
 
 __all__ = ["OptimizeConfig", "OptimizeResult", "optimize_stack", "reconstruction_loss", "recon_metrics",
-           "focus_known", "relative_render"]
+           "relative_render"]
 
 
 @dataclass
@@ -106,17 +106,6 @@ class OptimizeResult:
     blur_offset_px: float | None = None
     init_depth_m: torch.Tensor | None = None
     init_inv_depth: torch.Tensor | None = None
-
-
-def focus_known(sample_dir) -> bool:
-    """False when the sample's camera.json says ``"focus_known": false`` (placeholder focus)."""
-    import json
-    from pathlib import Path
-    p = Path(sample_dir) / "camera.json"
-    try:
-        return bool(json.loads(p.read_text()).get("focus_known", True))
-    except (OSError, ValueError, AttributeError):
-        return True
 
 
 # ---- losses ----------------------------------------------------------------------------------
@@ -218,7 +207,8 @@ def _max_blur_px(camera: FocalStackCamera, known_focus: bool, extra) -> float:
     return float((torch.exp(log_a) + F.softplus(b_raw)).detach())
 
 
-def _frame_f_numbers_vary(camera: FocalStackCamera) -> bool:
+def _is_two_aperture(camera: FocalStackCamera) -> bool:
+    """Every frame focused at the same distance: the frames differ in f-number only."""
     return len(set(camera.focus_distances_m)) == 1
 
 
@@ -255,7 +245,7 @@ def _optimize(frames, camera, cfg, known_focus, init, progress, depth_from_focus
     t0 = time.perf_counter()
     nf, _, h, w = frames.shape
     target = frames.unsqueeze(0)                                         # [1,F,3,H,W]
-    two_aperture = _frame_f_numbers_vary(camera) and nf > 1
+    two_aperture = _is_two_aperture(camera) and nf > 1
 
     # ---- initialisation -----------------------------------------------------------------------
     if two_aperture and known_focus:

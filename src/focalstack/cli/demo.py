@@ -60,7 +60,7 @@ def _predict_all(data: Path, out: Path, method: str, checkpoint=None, refine_ste
     for sd in tqdm(list_samples(data), desc=f"predict {method}", unit="stack"):
         sample = load_sample(sd, load_depth=False, load_aif=False)
         t0 = time.perf_counter()
-        pred = fn(sample, PredictOptions(checkpoint=checkpoint, sample_dir=str(sd), refine_steps=refine_steps))
+        pred = fn(sample, PredictOptions(checkpoint=checkpoint, refine_steps=refine_steps))
         dt = time.perf_counter() - t0
         total += dt
         write_prediction(out / sample.name, sample, pred, meta={"method": method, "seconds": dt})

@@ -25,7 +25,8 @@ def register(sub) -> None:
     g = p.add_argument_group("classical (dff, optimize init)")
     g.add_argument("--measure", default="lapm", help="focus measure (see focalstack.classical.FOCUS_MEASURES)")
     g.add_argument("--window", type=int, default=9, help="focus-measure window, odd px (default 9)")
-    g.add_argument("--no-refine", action="store_true", help="skip the guided-filter refinement of DFF depth")
+    g.add_argument("--no-guided-filter", action="store_true",
+                   help="skip the guided-filter smoothing of the DFF depth (not to be confused with --refine)")
     g.add_argument("--iters-scale", type=float, default=1.0, help="optimize: × the default iteration counts")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     n = p.add_argument_group("net (trained model)")
@@ -45,7 +46,6 @@ def run(args) -> int:
     from ..data.format import is_sample_dir, list_samples, load_sample
     from ..data.io import check_replaceable, claim_output_dir
     from ..inference import PredictOptions, get_method, write_prediction
-    from ..optimize import focus_known
 
     if args.method is None:  # a checkpoint or refinement steps imply the network
         args.method = "net" if args.checkpoint or args.refine_steps else "dff"
@@ -73,9 +73,9 @@ def run(args) -> int:
     bar = tqdm(samples, desc=f"predict ({args.method})", unit="sample", disable=True if len(samples) < 2 else None)
     for sd in bar:
         sample = load_sample(sd, load_depth=False, load_aif=False, min_frames=2)
-        opts = PredictOptions(measure=args.measure, window=args.window, refine=None if args.no_refine else "guided",
-                              iters_scale=args.iters_scale, threads=args.threads, focus_known=focus_known(sd),
-                              sample_dir=str(sd), checkpoint=args.checkpoint, refine_steps=args.refine_steps,
+        opts = PredictOptions(measure=args.measure, window=args.window, refine=None if args.no_guided_filter else "guided",
+                              iters_scale=args.iters_scale, threads=args.threads,
+                              checkpoint=args.checkpoint, refine_steps=args.refine_steps,
                               tile=args.tile, scale=args.scale, device=args.device, progress=len(samples) == 1)
         t0 = time.perf_counter()
         pred = fn(sample, opts)

@@ -550,24 +550,21 @@ def import_photos(photos_dir: str | Path, out_dir: str | Path, focus: Sequence[f
     if known and all(fns) and max(fns) > min(fns) * 1.01:
         per_frame_fn = tuple(float(x) for x in fns)
     try:
-        cam = FocalStackCamera(ThinLens(fl, fn, px), tuple(focus_m), per_frame_fn, depth_range_m)
+        cam = FocalStackCamera(ThinLens(fl, fn, px), tuple(focus_m), per_frame_fn, depth_range_m,
+                               focus_known=known, lens_known=lens_known)
     except (CameraError, ValueError) as e:
         raise PhotoImportError(f"{photos_dir}: inconsistent camera: {e}") from None
     if factor != 1.0:
         cam = cam.resized(factor)
 
     # write
-    cam_dict = cam.to_dict()
-    cam_dict["focus_known"] = known
-    if not lens_known:
-        cam_dict["lens_known"] = False
     hh, ww = res.aligned[0].shape[:2]
     width = max(2, len(str(nf - 1)))
     report = ImportReport(out_dir, nf, (hh, ww), known, fsrc, lens_source, [names[i] for i in idx],
                           [float(s) for s in scales], tuple(int(v) for v in res.crop),
                           [names[idx[k]] for k in res.failed], notes)
     with atomic_write_dir(out_dir, "sample", inputs=[photos_dir]) as tmp:
-        (tmp / "camera.json").write_text(json.dumps(cam_dict, indent=2) + "\n")
+        cam.save(tmp / "camera.json")
         for k, im in enumerate(res.aligned):
             write_image(tmp / f"frame_{k:0{width}d}.png", to_uint(_as_chw(im), bits))
         (tmp / "import.json").write_text(json.dumps({

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from ..optics.camera import FocalStackCamera
-from ..render import defocus, render_stack
+from ..render import render_stack
 from ..render import psf as _psf
 from .format import FocalStackSample
 
@@ -231,12 +231,6 @@ def synthesize_stack(aif, depth_m, camera: FocalStackCamera, occlusion_aware: bo
             kernel_size = auto_kernel_size(camera.sigma_px(d), psf)
         out = render_stack(aif.unsqueeze(0), d, camera, kernel_size=kernel_size, psf=psf)[0]
     return out.clamp(0.0, 1.0)
-
-
-def defocus_constant(image: torch.Tensor, sigma_px: float, psf: str = "gaussian") -> torch.Tensor:
-    """[C,H,W] blurred with one σ by the plain renderer (renormalised at the border)."""
-    s = torch.full((1, 1, *image.shape[1:]), float(sigma_px), dtype=image.dtype)
-    return defocus(image.unsqueeze(0), s, psf=psf)[0]
 
 
 # ---- sensor model ------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ def predict_dff(sample: FocalStackSample, opts=None) -> Prediction:
                          fusion=_opt(opts, "fusion", "pyramid"))
     extras: dict = {"measure": _opt(opts, "measure", "lapm"), "window": _opt(opts, "window", 9),
                     "mean_confidence": float(r.confidence.mean())}
-    if sample_focus_known(opts):
+    if sample_focus_known(sample, opts):
         depth = r.depth_m[0, 0]
         extras["depth_kind"] = "metric"
     else:
@@ -44,7 +44,7 @@ def predict_optimize(sample: FocalStackSample, opts=None) -> Prediction:
     scale = float(_opt(opts, "iters_scale", 1.0))
     if scale != 1.0:
         cfg = cfg.scaled(scale)
-    known = sample_focus_known(opts)
+    known = sample_focus_known(sample, opts)
     bar = None
     if _opt(opts, "progress", False):
         from tqdm import tqdm

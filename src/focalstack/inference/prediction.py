@@ -36,8 +36,7 @@ class PredictOptions:
     fusion: str = "pyramid"
     iters_scale: float = 1.0            # optimize: × the default iterations
     threads: int | None = None
-    focus_known: bool | None = None     # None: read "focus_known" from the sample's camera.json
-    sample_dir: str | None = None       # set by the CLI per sample
+    focus_known: bool | None = None     # None: the sample camera's focus_known
     checkpoint: str | None = None       # net
     refine_steps: int = 0               # net: test-time optimisation steps
     tile: int | None = None             # net
@@ -46,15 +45,11 @@ class PredictOptions:
     progress: bool = False
 
 
-def sample_focus_known(opts) -> bool:
+def sample_focus_known(sample, opts) -> bool:
+    """Whether the stack's focus distances are real: ``opts.focus_known`` when set, else the
+    camera's ``focus_known``."""
     known = getattr(opts, "focus_known", None)
-    if known is not None:
-        return bool(known)
-    sd = getattr(opts, "sample_dir", None)
-    if sd:
-        from ..optimize import focus_known
-        return focus_known(sd)
-    return True
+    return bool(known) if known is not None else sample.camera.focus_known
 
 
 def _opt(opts, name, default):

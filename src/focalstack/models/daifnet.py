@@ -42,7 +42,6 @@ D=4 net has ≈ 1.96 M).
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 import torch.nn as nn

@@ -7,7 +7,9 @@ On disk it is ``camera.json`` inside every sample folder::
      "focus_distances_m": [0.8, 1.2, 1.8, 2.7, 4.0],
      "f_numbers": [...],            # optional, one per frame (two-aperture stacks)
      "depth_range_m": [0.5, 10.0],  # optional
-     "psf_scale": 0.25}             # optional, default 0.25 (see focalstack.optics.thin_lens)
+     "psf_scale": 0.25,             # optional, default 0.25 (see focalstack.optics.thin_lens)
+     "focus_known": true,           # false: focus distances are placeholders (import without focus)
+     "lens_known": true}            # false: focal length / f-number / pixel size are placeholders
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class FocalStackCamera:
 
     ``depth_range_m`` (near, far) bounds the depth a model predicts; when absent,
     :meth:`default_depth_range_m` derives one from the focus distances.
+    ``focus_known`` / ``lens_known``: False when the focus distances / the lens values are
+    placeholders (``focalstack import`` without metadata): depth is then relative, not metric.
     """
 
     lens: ThinLens
@@ -40,6 +44,8 @@ class FocalStackCamera:
     f_numbers: tuple[float, ...] | None = None
     depth_range_m: tuple[float, float] | None = None
     source: str = field(default="", compare=False)
+    focus_known: bool = True
+    lens_known: bool = True
 
     def __post_init__(self) -> None:
         fd = tuple(float(x) for x in self.focus_distances_m)
@@ -141,6 +147,8 @@ class FocalStackCamera:
             d["depth_range_m"] = list(self.depth_range_m)
         if self.lens.psf_scale != DEFAULT_PSF_SCALE:
             d["psf_scale"] = self.lens.psf_scale
+        d["focus_known"] = self.focus_known
+        d["lens_known"] = self.lens_known
         return d
 
     @classmethod
@@ -156,9 +164,16 @@ class FocalStackCamera:
             fd = d["focus_distances_m"]
             if not isinstance(fd, (list, tuple)):
                 raise CameraError("focus_distances_m must be a list of numbers")
+            flags = {}
+            for key in ("focus_known", "lens_known"):
+                v = d.get(key, True)
+                if not isinstance(v, bool):
+                    raise CameraError(f"{key} must be true or false, got {v!r}")
+                flags[key] = v
             return cls(lens, tuple(float(x) for x in fd),
                        None if d.get("f_numbers") is None else tuple(float(x) for x in d["f_numbers"]),
-                       None if d.get("depth_range_m") is None else tuple(float(x) for x in d["depth_range_m"]))
+                       None if d.get("depth_range_m") is None else tuple(float(x) for x in d["depth_range_m"]),
+                       **flags)
         except CameraError as e:
             raise CameraError(f"{where}: {e}") from None
         except (TypeError, ValueError) as e:

@@ -15,8 +15,7 @@ and ``image=`` (the batch's AIF, when every sample has one) for ``takes_aif_inpu
 Wolf, which then also needs aif.png for ``--supervision self``). ``TrainConfig.scale_aug`` applies
 DDFS's scale augmentation per training batch (:func:`scale_batch`).
 
-Test hooks (environment): ``FOCALSTACK_STOP_AT_STEP=k`` raises KeyboardInterrupt after step k
-(state saved, like Ctrl-C); ``FOCALSTACK_KILL_AT_STEP=k`` exits the process at once after step k
+Test hooks (environment): ``FOCALSTACK_KILL_AT_STEP=k`` exits the process at once after step k
 without saving (like SIGKILL); ``FOCALSTACK_DUMP_WEIGHTS=DIR`` makes every rank write
 ``DIR/rank{r}.sha256`` with the SHA-256 of its weights at the end.
 """
@@ -482,7 +481,7 @@ class Trainer:
                 self._writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step or None)
             except ImportError:  # tensorboard not installed: scalars still go to metrics.jsonl
                 self._writer = None
-        stop_at, kill_at = _env_int("FOCALSTACK_STOP_AT_STEP"), _env_int("FOCALSTACK_KILL_AT_STEP")
+        kill_at = _env_int("FOCALSTACK_KILL_AT_STEP")
         t0 = time.monotonic()
         reason = "max_steps"
         old_handler = None
@@ -518,8 +517,6 @@ class Trainer:
                         cb(self, self.step, terms)
                     if kill_at is not None and self.step == kill_at:
                         os._exit(137)
-                    if stop_at is not None and self.step == stop_at:
-                        raise KeyboardInterrupt
                     done = self.step >= cfg.max_steps
                     over = cfg.max_minutes is not None and (time.monotonic() - t0) / 60 >= cfg.max_minutes
                     over = D.any_flag(self.dist, over, self.device) if cfg.max_minutes is not None else False
