@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from focalstack.models import DAIFNet, MODELS, build_model, count_parameters, predict_batch
-from focalstack.models.daifnet import depth_from_logit, normalised_focus
+from focalstack.models.common import depth_from_logit, normalised_focus
 from focalstack.optics import get_preset
 
 FOCUS = [0.6, 0.85, 1.2, 1.8, 3.0, 0.7, 1.0, 1.5, 2.4]

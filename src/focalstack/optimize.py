@@ -161,8 +161,8 @@ def _up(x: torch.Tensor, size) -> torch.Tensor:
 
 
 def _odd_kernel(sigma_max: float, cap: int) -> int:
-    k = 2 * int(math.ceil(3.0 * max(sigma_max, 1e-3))) + 1
-    return max(1, min(k, cap if cap % 2 else cap - 1))
+    from .render import window_size_px
+    return window_size_px(sigma_max, "gaussian", cap)
 
 
 # ---- renderers --------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import torch
 
 from ..optics.camera import CameraBatch, FocalStackCamera
 from .aifdepthnet import AiFDepthNet
-from .daifnet import DAIFNet, count_parameters, depth_range_tensor
+from .common import count_parameters, depth_range_tensor
+from .daifnet import DAIFNet
 from .ddfs import DDFSNet
 from .gurwolf import GurWolfNet
 

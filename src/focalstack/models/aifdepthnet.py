@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .daifnet import depth_range_tensor, stack_inputs
+from .common import depth_range_tensor, stack_inputs
 
 
 def _conv3d(cin: int, cout: int) -> nn.Conv3d:

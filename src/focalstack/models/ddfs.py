@@ -61,7 +61,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..optics.camera import CameraBatch
-from .daifnet import _pad_to_multiple, depth_range_tensor, stack_inputs
+from ..optics.thin_lens import coc_diameter_m
+from ..render.psf import support_radius_px, window_size_px
+from .common import depth_range_tensor, pad_to_multiple, stack_inputs
 
 __all__ = ["DDFSNet", "depth_hypotheses", "hypothesis_coc_px", "psf_kernels", "wiener_deconvolve",
            "ddfs_cost_volume", "outlier_bound", "soft_argmin_depth"]
@@ -88,7 +90,7 @@ def hypothesis_coc_px(camera: CameraBatch, focus_distances_m: torch.Tensor, dept
     n = camera.f_numbers.view(b, -1, 1).float()
     fd = focus_distances_m.view(b, -1, 1).float()
     d = depth_m.view(b, 1, -1).float()
-    return (f / n) * (d - fd).abs() / d * f / (fd - f) / px
+    return coc_diameter_m(d, fd, f, n) / px
 
 
 def psf_kernels(sigma_px: torch.Tensor, psf: str = "gaussian", radius: int | None = None) -> torch.Tensor:
@@ -98,7 +100,7 @@ def psf_kernels(sigma_px: torch.Tensor, psf: str = "gaussian", radius: int | Non
     sub-pixel disk is the identity). radius None: from the largest σ (3σ, resp. 2σ + 1)."""
     smax = float(sigma_px.max()) if sigma_px.numel() else 0.0
     if radius is None:
-        radius = int(math.ceil(3.0 * smax)) if psf == "gaussian" else int(math.ceil(2.0 * smax + 0.5))
+        radius = support_radius_px(smax, psf)
     radius = max(radius, 1)
     r = torch.arange(-radius, radius + 1, device=sigma_px.device, dtype=torch.float32)
     r2 = (r.view(-1, 1) ** 2 + r.view(1, -1) ** 2)
@@ -182,7 +184,7 @@ def ddfs_cost_volume(frames: torch.Tensor, focus_distances_m: torch.Tensor, came
     kern = psf_kernels(sigma, psf)
     deb = wiener_deconvolve(frames, kern, balance)                                            # [B,F,D,3,H,W]
     d = deb.shape[2]
-    ks = 2 * int(math.ceil(3.0 * cost_sigma)) + 1
+    ks = window_size_px(cost_sigma)
 
     def blur(x):  # Gaussian-weighted neighbourhood over the image axes
         return kornia.filters.gaussian_blur2d(x.reshape(-1, 1, h, w), (ks, ks), (cost_sigma, cost_sigma),
@@ -321,7 +323,7 @@ class DDFSNet(nn.Module):
             cost, cand = ddfs_cost_volume(frames.float(), fd, cam, hyp, self.psf, **self.cv)
         ref = torch.gather(frames, 1, fd.argmax(dim=1).view(b, 1, 1, 1, 1).expand(b, 1, *frames.shape[2:]))[:, 0]
         x = torch.cat([ref * 2.0 - 1.0, cost.to(frames.dtype)], dim=1)
-        x, h0, w0 = _pad_to_multiple(x, 2 ** self.levels)
+        x, h0, w0 = pad_to_multiple(x, 2 ** self.levels)
         skips = []
         for stage in self.enc:
             x = stage(x)

@@ -46,7 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .daifnet import _pad_to_multiple, depth_from_logit, depth_range_tensor
+from .common import depth_from_logit, depth_range_tensor, pad_to_multiple
 
 __all__ = ["GurWolfNet", "FOCUS_SEQUENCE", "focus_sequence", "FOCUS_SETUPS"]
 
@@ -182,7 +182,7 @@ class GurWolfNet(nn.Module):
         if self.input_scale < 1:
             size = (max(4, round(h * self.input_scale)), max(4, round(w * self.input_scale)))
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        x0, h0, w0 = _pad_to_multiple(x * 2.0 - 1.0, 2 ** self.levels)
+        x0, h0, w0 = pad_to_multiple(x * 2.0 - 1.0, 2 ** self.levels)
         feats = []
         y = x0
         for st in self.stages:

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .thin_lens import DEFAULT_PSF_SCALE, ThinLens
+from .thin_lens import DEFAULT_PSF_SCALE, ThinLens, coc_diameter_m
 
 
 class CameraError(ValueError):
@@ -263,9 +263,8 @@ class CameraBatch:
             depth_m = depth_m.unsqueeze(1)
         d = depth_m.unsqueeze(1)                                  # [B,1,1,H,W]
         v = lambda t: t.view(t.shape[0], -1, 1, 1, 1)             # noqa: E731
-        f = v(self.focal_length_m)
-        fd, n = v(self.focus_distances_m), v(self.f_numbers)
-        return (f / n) * (d - fd).abs() / d * f / (fd - f) / v(self.pixel_size_m)
+        return coc_diameter_m(d, v(self.focus_distances_m), v(self.focal_length_m), v(self.f_numbers)) \
+            / v(self.pixel_size_m)
 
     def sigma_px(self, depth_m: torch.Tensor) -> torch.Tensor:
         """Gaussian σ in pixels: depth [B,1,H,W] → [B,F,1,H,W]."""

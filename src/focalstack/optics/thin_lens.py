@@ -31,6 +31,14 @@ Number = Union[float, torch.Tensor]
 DEFAULT_PSF_SCALE = 0.25
 
 
+def coc_diameter_m(depth_m, focus_m, focal_length_m, f_number):
+    """The thin-lens circle of confusion on the sensor, metres — the one definition every camera
+    type and model uses: C = (f/N) · |d − d_f| / d · f / (d_f − f). Arguments broadcast (floats
+    or tensors; depth and focus in metres, f in metres)."""
+    f = focal_length_m
+    return (f / f_number) * (depth_m - focus_m).abs() / depth_m * f / (focus_m - f)
+
+
 def _as_tensor(x: Number, like: torch.Tensor | None = None) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x
@@ -78,8 +86,7 @@ class ThinLens:
         d = _as_tensor(depth_m)
         df = _as_tensor(focus_m, d)
         n = _as_tensor(self.f_number if f_number is None else f_number, d)
-        f = self.focal_length_m
-        return (f / n) * (d - df).abs() / d * f / (df - f)
+        return coc_diameter_m(d, df, self.focal_length_m, n)
 
     def coc_px(self, depth_m: Number, focus_m: Number, f_number: Number | None = None) -> torch.Tensor:
         """CoC diameter in pixels (``coc_m / pixel_size_m``)."""

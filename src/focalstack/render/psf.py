@@ -30,6 +30,15 @@ def support_radius_px(max_sigma_px: float, psf: str) -> int:
     return int(math.ceil(2.0 * max_sigma_px + 0.5 - 1e-9))
 
 
+def window_size_px(max_sigma_px: float, psf: str = "gaussian", cap: int | None = None) -> int:
+    """The render window k = 2R + 1 (odd, px) holding the PSF of the largest σ — 2⌈3σ⌉ + 1 for the
+    Gaussian — capped at the largest odd k ≤ ``cap`` (wider blur is then truncated)."""
+    k = 2 * support_radius_px(max_sigma_px, psf) + 1
+    if cap is not None:
+        k = min(k, cap if cap % 2 == 1 else cap - 1)
+    return max(1, k)
+
+
 def weight(r2: float, sigma: torch.Tensor, psf: str) -> torch.Tensor:
     """Weight of a tap at squared distance ``r2`` (px²) from a source with std ``sigma`` (px)."""
     s = sigma.clamp_min(SIGMA_MIN_PX)

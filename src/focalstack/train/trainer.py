@@ -42,6 +42,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..data import FocalStackDataset, StackAugment, load_camera, read_depth
 from ..data.io import claim_output_dir
+from ..render.psf import window_size_px
 from ..losses import LossConfig, compute_losses
 from ..models import MODELS, build_model, count_parameters, model_kwargs
 from ..optics.camera import CameraBatch, FocalStackCamera
@@ -61,9 +62,7 @@ def choose_kernel_size(cameras: Sequence[FocalStackCamera], ranges: Sequence[tup
     for cam, (near, far) in zip(cameras, ranges):
         d = torch.tensor([near, far], dtype=torch.float64).view(2, 1, 1, 1)
         smax = max(smax, float(cam.sigma_px(d).max()))
-    k = 2 * int(math.ceil(3.0 * smax - 1e-9)) + 1
-    cap = cap if cap % 2 == 1 else cap - 1
-    return max(1, min(k, cap))
+    return window_size_px(smax, "gaussian", cap)
 
 
 def _lr_lambda(warmup: int, total: int, min_ratio: float):
