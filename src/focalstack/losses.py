@@ -101,9 +101,14 @@ class LossConfig:
 # ---- building blocks ----------------------------------------------------------------------
 def photometric_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.85,
                      window: int = 11) -> torch.Tensor:
-    """α·(1−SSIM)/2 + (1−α)·L1, images [N,C,H,W] in [0,1] (Gaussian window, σ 1.5, same padding)."""
+    """α·(1−SSIM)/2 + (1−α)·L1, images [N,C,H,W] in [0,1] (Gaussian window, σ 1.5, same padding).
+    The one photometric loss of training, the optimiser and ``--refine``. Images smaller than the
+    window use the largest odd window that fits (L1 alone below 3 px)."""
     l1 = (pred - target).abs().mean()
     if alpha <= 0:
+        return l1
+    window = min(window, 2 * (min(pred.shape[-2:]) // 2) - 1)
+    if window < 3:
         return l1
     ssim = ssim_loss(pred, target, window, max_val=1.0)   # kornia's ssim_loss, fused on CPU
     return alpha * ssim + (1.0 - alpha) * l1

@@ -20,7 +20,8 @@ Known camera (``depth_kind = "metric"``)
       optimises a residual on area-downsampled frames with the camera resized accordingly; the
       depth residual is upsampled (bilinear) into the full-resolution logits (AIF corrections are
       carried up only with ``transfer_aif``: the full-resolution fused AIF keeps its detail).
-    * loss: α·(1 − SSIM)/2 + (1 − α)·L1 over all frames (kornia SSIM, α = 0.85) +
+    * loss: α·(1 − SSIM)/2 + (1 − α)·L1 over all frames (:func:`focalstack.losses.photometric_loss`,
+      the training loss's photometric term, here with a 7-px SSIM window, α = 0.85) +
       λ·edge-aware smoothness |∇n|·exp(−γ|∇I|) of the normalised inverse depth n ∈ [0,1]
       (I = grey AIF, detached). Adam.
 
@@ -46,9 +47,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .losses import photometric_loss
 from .optics.camera import FocalStackCamera
 
-__all__ = ["OptimizeConfig", "OptimizeResult", "optimize_stack", "reconstruction_loss", "recon_metrics",
+__all__ = ["OptimizeConfig", "OptimizeResult", "optimize_stack", "recon_metrics",
            "relative_render"]
 
 
@@ -110,25 +112,12 @@ class OptimizeResult:
 
 # ---- losses ----------------------------------------------------------------------------------
 
-def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.85,
-                        ssim_window: int = 7) -> torch.Tensor:
-    """α·(1−SSIM)/2 + (1−α)·L1, on [N,3,H,W] (or [F,3,H,W]) images in [0,1]."""
-    from .ssim import ssim_loss
-    l1 = (pred - target).abs().mean()
-    if alpha <= 0:
-        return l1
-    win = min(ssim_window, 2 * (min(pred.shape[-2:]) // 2) - 1)
-    if win < 3:
-        return l1
-    return alpha * ssim_loss(pred, target, win) + (1 - alpha) * l1
-
-
 @torch.no_grad()
 def recon_metrics(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.85, ssim_window: int = 7) -> dict:
     """Reconstruction error of a re-rendered stack [F,3,H,W]: loss, L1, PSNR (dB), per-frame L1."""
     l1f = (pred - target).abs().mean(dim=(1, 2, 3))
     mse = ((pred - target) ** 2).mean().clamp_min(1e-12)
-    return {"loss": float(reconstruction_loss(pred, target, alpha, ssim_window)), "l1": float(l1f.mean()),
+    return {"loss": float(photometric_loss(pred, target, alpha, ssim_window)), "l1": float(l1f.mean()),
             "psnr_db": float(10 * torch.log10(1.0 / mse)), "l1_per_frame": [float(v) for v in l1f]}
 
 
@@ -297,7 +286,7 @@ def _optimize(frames, camera, cfg, known_focus, init, progress, depth_from_focus
             with torch.no_grad():
                 r = relative_render(aif_c, n_c, q0, torch.tensor(a_try / s0), torch.tensor(0.5 / s0),
                                     cfg.max_kernel, cfg.psf, frames=sub)
-                loss = float(reconstruction_loss(r, tgt0, cfg.alpha, cfg.ssim_window))
+                loss = float(photometric_loss(r, tgt0, cfg.alpha, cfg.ssim_window))
             if best is None or loss < best[0]:
                 best = (loss, a_try)
         log_a = torch.tensor(math.log(best[1])).requires_grad_(True)
@@ -338,7 +327,7 @@ def _optimize(frames, camera, cfg, known_focus, init, progress, depth_from_focus
             n, aif = params_to_maps(zb + dz, ub + du)
             sub = _frame_subset(nf, cfg.frames_per_step, gen)
             rec = render(n, aif, cam_s, s, sub)
-            loss = reconstruction_loss(rec, tgt if sub is None else tgt[sub], cfg.alpha, cfg.ssim_window)
+            loss = photometric_loss(rec, tgt if sub is None else tgt[sub], cfg.alpha, cfg.ssim_window)
             if cfg.smooth_weight > 0:
                 loss = loss + cfg.smooth_weight * _smoothness(n, aif.detach(), cfg.edge_gamma)
             loss.backward()
