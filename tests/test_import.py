@@ -10,7 +10,9 @@ from PIL import Image, TiffImagePlugin
 
 from focalstack.cli import main
 from focalstack.data import load_sample
-from focalstack.data.importer import align_frames, estimate_warp, import_photos, read_exif, warp_image
+from focalstack.data.align import align_frames, estimate_warp, warp_image
+from focalstack.data.importer import import_photos
+from focalstack.data.photo_meta import read_exif
 
 
 def _texture(h, w, seed=0):
