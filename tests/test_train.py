@@ -190,3 +190,39 @@ def test_malformed_sample_stops_training_up_front_with_one_line(tiny_dataset, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "s002/frame_03.png" in err[0] and "not a readable image" in err[0]
     assert not out.exists()
+
+
+def test_plan_total_steps():
+    from focalstack.train.trainer import plan_total_steps
+    # 0.5 s/step, 100 s left, 85 % headroom → 170 more steps after step 11
+    assert plan_total_steps(11, 0.5, 100.0, 20000, headroom=0.85) == 181
+    assert plan_total_steps(11, 0.5, 100.0, 50) == 50          # never past --max-steps
+    assert plan_total_steps(11, 0.5, -5.0, 20000) == 12        # budget already spent: end now
+
+
+def test_max_minutes_fits_the_schedule_to_the_budget(data, tmp_path, capsys):
+    """A 20 000-step schedule under a small time budget is re-planned from the measured speed, so
+    the LR has decayed (not stopped at its peak) when the time is up; the plan survives a resume."""
+    from focalstack.train.trainer import PLAN_AFTER_STEPS, Trainer
+    lrs = []
+    cfg = tiny_cfg(data, tmp_path / "run", max_steps=20000, max_minutes=0.15, warmup_steps=100,
+                   val_interval=0, ckpt_interval=0)
+    tr = Trainer(cfg, callbacks=[lambda t, step, terms: lrs.append(t.scheduler.get_last_lr()[0])])
+    res = tr.fit()
+    tr.close()
+    planned = tr.schedule.total
+    assert "cosine schedule planned to end at step" in capsys.readouterr().err
+    assert PLAN_AFTER_STEPS < planned < 20000 and res["reason"] == "max_minutes"
+    assert tr.schedule.warmup <= max(1, planned // 10)
+    peak = max(lrs)
+    # the LR rose to its peak and then decayed (without the fit it would still be warming up
+    # towards a 20 000-step cosine); the margin allows a machine that slows down after planning
+    assert lrs.index(peak) < len(lrs) - 1 and lrs[-1] < 0.8 * peak, (lrs[-1], peak, res["step"], planned)
+    st = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
+    assert st["schedule_planned"] and st["scheduler"]["lr_lambdas"][0]["total"] == planned
+    assert st["train_seconds"] > 0
+    # resumed: the saved plan is used (no re-planning), and the spent budget counts
+    tr2 = Trainer(cfg)
+    tr2.load_state_dict(st)
+    assert tr2.schedule.total == planned and tr2.schedule_planned
+    tr2.close()

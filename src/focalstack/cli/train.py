@@ -37,7 +37,10 @@ def register(sub) -> None:
                    help="skip (with a warning) sub-folders that hold frames but no camera.json instead of stopping")
     p.add_argument("--val", dest="val_dir", help="validation folder (default: the first training samples)")
     p.add_argument("--max-steps", type=int)
-    p.add_argument("--max-minutes", type=float, help="stop after this wall time with a usable checkpoint")
+    p.add_argument("--max-minutes", type=float,
+                   help="time budget (training wall time, summed over resumes): the cosine schedule is fitted "
+                        "to it from the speed of the first steps, and the run stops with a checkpoint when it is "
+                        "spent")
     p.add_argument("--supervision", choices=["self", "depth", "aif"],
                    help="self (default, no ground truth), depth (needs depth.npy), aif (needs aif.png)")
     p.add_argument("--model", help="model name: daifnet (default), aifdepthnet, ddfs, gurwolf")

@@ -19,6 +19,13 @@ class TrainConfig:
     plus a short linear warm-up (``warmup_steps``), which stabilises the first steps of the
     normalisation-free net.
 
+    ``max_minutes``: a time budget (training wall time, summed over resumes). After the first
+    ``PLAN_AFTER_STEPS`` + 1 steps the trainer measures its speed and ends the cosine schedule at
+    the step the budget allows (85 % of the remaining time, at most ``max_steps``; warm-up
+    shortened to ≤ 1/10 of that), so the learning rate has decayed when the time is up — instead
+    of stopping a schedule planned for ``max_steps`` at its peak. The plan is saved with the
+    scheduler (exact resume); the run also stops when the budget is spent.
+
     ``kernel_size`` (renderer window): None = the smallest odd window holding ±3σ of the largest
     Gaussian σ any training camera produces over its depth range (σ is largest at near or far),
     capped at ``max_kernel_size`` (21: the reference renderer costs O(k²); wider blur is truncated,

@@ -65,13 +65,35 @@ def choose_kernel_size(cameras: Sequence[FocalStackCamera], ranges: Sequence[tup
     return window_size_px(smax, "gaussian", cap)
 
 
-def _lr_lambda(warmup: int, total: int, min_ratio: float):
-    def f(step: int) -> float:
-        if warmup > 0 and step < warmup:
-            return (step + 1) / warmup
-        t = min(1.0, (step - warmup) / max(1, total - warmup))
-        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
-    return f
+class CosineSchedule:
+    """LR factor per step: linear warm-up over ``warmup`` steps, then cosine decay to ``min_ratio``
+    at step ``total``. A callable object (not a closure) so that ``LambdaLR.state_dict`` saves its
+    fields — a ``total`` re-planned for ``--max-minutes`` resumes exactly."""
+
+    def __init__(self, warmup: int, total: int, min_ratio: float):
+        self.warmup, self.total, self.min_ratio = int(warmup), int(total), float(min_ratio)
+
+    def __call__(self, step: int) -> float:
+        if self.warmup > 0 and step < self.warmup:
+            return (step + 1) / self.warmup
+        t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+# --max-minutes: steps timed (after the first, which compiles kernels and fills caches) before
+# the schedule is planned, and the share of the remaining time planned for steps (the rest is
+# left to validation, checkpoints and speed changes; the time limit still stops the run).
+PLAN_AFTER_STEPS = 10
+PLAN_HEADROOM = 0.85
+
+
+def plan_total_steps(step: int, seconds_per_step: float, remaining_s: float, max_steps: int,
+                     headroom: float = PLAN_HEADROOM) -> int:
+    """The step at which a cosine schedule should end so that it finishes inside a time budget:
+    ``step`` + the steps that ``headroom`` × ``remaining_s`` allow at ``seconds_per_step``, at
+    most ``max_steps`` and at least ``step`` + 1."""
+    more = int(headroom * max(0.0, remaining_s) / max(seconds_per_step, 1e-9))
+    return max(step + 1, min(int(max_steps), step + more))
 
 
 def _rng_state() -> dict:
@@ -180,6 +202,7 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.best_val = math.inf
+        self.train_seconds = 0.0          # wall time spent training in this run, over all resumes
         self.last_metrics: dict = {}
         self._writer = None
         try:
@@ -264,8 +287,9 @@ class Trainer:
         self.model = build_model(cfg.model, **cfg.model_cfg).to(self.device)
         self.n_params = count_parameters(self.model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _lr_lambda(cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio))
+        self.schedule = CosineSchedule(cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+        self.schedule_planned = cfg.max_minutes is None   # --max-minutes: planned after timing a few steps
         amp = cfg.amp
         if self.device.type != "cuda":
             amp = "off" if amp == "auto" else amp
@@ -290,12 +314,36 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "rng": _rng_state(), "step": self.step, "epoch": self.epoch,
                 "batch_in_epoch": self.batch_in_epoch, "best_val": self.best_val,
+                "schedule_planned": self.schedule_planned, "train_seconds": self._elapsed_s(),
                 "last_metrics": self.last_metrics, "config": self.cfg.to_dict()}
+
+    def _elapsed_s(self) -> float:
+        """Training wall time of this run so far, summed over resumed sessions (seconds)."""
+        t = getattr(self, "_session_start", None)
+        return self.train_seconds + (time.monotonic() - t if t is not None else 0.0)
+
+    def _plan_schedule(self, session_steps: int, t_first_step: float) -> None:
+        """--max-minutes: end the cosine schedule where the time budget runs out (measured speed)."""
+        cfg = self.cfg
+        sps = (time.monotonic() - t_first_step) / max(1, session_steps - 1)
+        total = plan_total_steps(self.step, sps, cfg.max_minutes * 60.0 - self._elapsed_s(), cfg.max_steps)
+        if self.dist.enabled:  # every rank must stop at the same step
+            sps = float(D.mean_scalar(self.dist, sps, self.device))
+            total = int(round(D.mean_scalar(self.dist, float(total), self.device)))
+        self.schedule.total = total
+        self.schedule.warmup = min(self.schedule.warmup, max(1, total // 10))
+        self.schedule_planned = True
+        if self.is_main:
+            print(f"focalstack train: --max-minutes {cfg.max_minutes:g}: {1 / sps:.2f} steps/s over steps "
+                  f"{self.step - session_steps + 2}–{self.step}; cosine schedule planned to end at step {total}"
+                  f"{' (= --max-steps)' if total == cfg.max_steps else ''}", file=sys.stderr)
 
     def load_state_dict(self, st: dict) -> None:
         self.model.load_state_dict(st["model"])
         self.optimizer.load_state_dict(st["optimizer"])
-        self.scheduler.load_state_dict(st["scheduler"])
+        self.scheduler.load_state_dict(st["scheduler"])   # restores the schedule object's total too
+        self.schedule_planned = st.get("schedule_planned", True)
+        self.train_seconds = st.get("train_seconds", 0.0)
         self.scaler.load_state_dict(st["scaler"])
         _set_rng_state(st["rng"])
         self.step, self.epoch, self.batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
@@ -481,7 +529,8 @@ class Trainer:
             except ImportError:  # tensorboard not installed: scalars still go to metrics.jsonl
                 self._writer = None
         kill_at = _env_int("FOCALSTACK_KILL_AT_STEP")
-        t0 = time.monotonic()
+        self._session_start = time.monotonic()
+        session_steps, t_first_step = 0, None
         reason = "max_steps"
         old_handler = None
         if self.is_main and threading_is_main():
@@ -497,11 +546,19 @@ class Trainer:
                   f"{f' ×{self.dist.world_size}' if self.dist.enabled else ''}, amp {self.amp}", file=sys.stderr)
         last_saved = self.step
         try:
-            while self.step < cfg.max_steps:
+            while self.step < (self.schedule.total if cfg.max_minutes is not None else cfg.max_steps):
                 loader = self._loader(self.epoch, self.batch_in_epoch)
                 for batch in loader:
                     terms = self.train_step(batch)
                     self.step += 1
+                    session_steps += 1
+                    if session_steps == 1:
+                        t_first_step = time.monotonic()
+                    if not self.schedule_planned and session_steps > PLAN_AFTER_STEPS:
+                        self._plan_schedule(session_steps, t_first_step)
+                        if bar is not None:
+                            bar.total = self.schedule.total
+                            bar.refresh()
                     self.batch_in_epoch += 1
                     if self.batch_in_epoch >= self.steps_per_epoch:
                         self.epoch += 1
@@ -517,7 +574,9 @@ class Trainer:
                     if kill_at is not None and self.step == kill_at:
                         os._exit(137)
                     done = self.step >= cfg.max_steps
-                    over = cfg.max_minutes is not None and (time.monotonic() - t0) / 60 >= cfg.max_minutes
+                    if cfg.max_minutes is not None and self.schedule_planned and self.step >= self.schedule.total:
+                        done, reason = True, "max_minutes"   # the schedule fitted to the budget is complete
+                    over = cfg.max_minutes is not None and self._elapsed_s() / 60 >= cfg.max_minutes
                     over = D.any_flag(self.dist, over, self.device) if cfg.max_minutes is not None else False
                     if cfg.val_interval and self.step % cfg.val_interval == 0 and not done and not over:
                         self._validate_and_maybe_best()
@@ -541,6 +600,8 @@ class Trainer:
                 self.save()
             raise
         finally:
+            self.train_seconds = self._elapsed_s()
+            self._session_start = None
             if bar is not None:
                 bar.close()
             if old_handler is not None:
