@@ -226,3 +226,30 @@ def test_max_minutes_fits_the_schedule_to_the_budget(data, tmp_path, capsys):
     tr2.load_state_dict(st)
     assert tr2.schedule.total == planned and tr2.schedule_planned
     tr2.close()
+
+
+def test_init_starts_from_a_checkpoint_and_adopts_its_model(data, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert cli_main(["train", str(data), "--out", str(a), "--max-steps", "2", *TINY]) == 0
+    # --max-steps 0: nothing trained, so the new run's weights are exactly the init's
+    assert cli_main(["train", str(data), "--out", str(b), "--max-steps", "0", "--init",
+                     str(a / "last.safetensors"), *TINY]) == 0
+    assert_same_weights(weights(b), weights(a))
+    assert json.loads((b / "config.json").read_text())["init"] == str(a / "last.safetensors")
+    # without model options the checkpoint's model and settings are adopted (shipped: DAIF-Net width 8)
+    c = tmp_path / "c"
+    tiny_no_model = TINY[4:]
+    assert TINY[:4] == ["--width", "8", "--levels", "3"]
+    assert cli_main(["train", str(data), "--out", str(c), "--max-steps", "0", "--init", "shipped",
+                     *tiny_no_model]) == 0
+    from focalstack.checkpoint import shipped_checkpoint
+    shipped = json.loads(shipped_checkpoint().with_suffix(".json").read_text())["model"]
+    assert json.loads((c / "last.json").read_text())["model"] == shipped
+    capsys.readouterr()
+    # a conflicting model option is one line naming both settings
+    assert cli_main(["train", str(data), "--out", str(tmp_path / "d"), "--max-steps", "1", "--init", str(a),
+                     "--width", "4", *TINY[2:]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--init" in err[0] and "'width': 8" in err[0] and "'width': 4" in err[0]
+    assert cli_main(["train", str(data), "--out", str(tmp_path / "e"), "--init", str(tmp_path / "nope")]) == 2
+    assert "--init checkpoint not found" in capsys.readouterr().err

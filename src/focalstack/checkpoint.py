@@ -28,6 +28,7 @@ import torch
 from .data.io import atomic_write_file
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "save_weights", "save_state", "load_state",
+           "shipped_checkpoint", "resolve_init",
            "resolve_checkpoint", "load_model", "git_commit", "weights_digest", "FORMAT"]
 
 FORMAT = "focalstack-checkpoint-v1"
@@ -114,6 +115,24 @@ def load_state(run_dir: str | Path, map_location="cpu") -> dict | None:
     if not p.is_file():
         return None
     return torch.load(p, map_location=map_location, weights_only=False)
+
+
+def shipped_checkpoint() -> Path:
+    """The checkpoint shipped inside the package (see src/focalstack/weights/README.md)."""
+    return Path(__file__).resolve().parent / "weights" / "daifnet_procedural.safetensors"
+
+
+def resolve_init(init: str | None) -> Path | None:
+    """``--init``: None / "none" → None (random weights), "shipped" → :func:`shipped_checkpoint`,
+    else a run folder / .safetensors / .json (must exist)."""
+    if init in (None, "", "none"):
+        return None
+    if init == "shipped":
+        return shipped_checkpoint()
+    p = Path(init)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: --init checkpoint not found (give none, shipped, a run folder or a .safetensors)")
+    return p
 
 
 def resolve_checkpoint(path: str | Path, tag: str | None = None) -> tuple[Path, Path]:

@@ -44,6 +44,9 @@ def register(sub) -> None:
     p.add_argument("--supervision", choices=["self", "depth", "aif"],
                    help="self (default, no ground truth), depth (needs depth.npy), aif (needs aif.png)")
     p.add_argument("--model", help="model name: daifnet (default), aifdepthnet, ddfs, gurwolf")
+    p.add_argument("--init", help="initial weights of a fresh run: none (default, random), shipped (the package's "
+                                  "checkpoint), or a run folder / .safetensors; the model and its settings are "
+                                  "taken from that checkpoint unless given")
     p.add_argument("--width", type=int, help="model width W (default 16)")
     p.add_argument("--levels", type=int, help="model levels D (default 4)")
     p.add_argument("--aif-mode", choices=["select", "direct"], help="AIF head (default select)")
@@ -94,6 +97,19 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _adopt_init_model(base: dict, args) -> None:
+    """--init on a fresh run: the checkpoint's model and settings unless the command names them."""
+    from ..checkpoint import resolve_checkpoint, resolve_init
+    path = resolve_init(args.init)
+    if path is None:
+        return
+    _, side = resolve_checkpoint(path)
+    spec = json.loads(side.read_text()).get("model") or {}
+    if not (args.model or args.width or args.levels or args.aif_mode or args.model_opt):
+        base["model"] = spec.get("name", base["model"])
+        base["model_cfg"] = dict(spec.get("cfg", {}))
+
+
 def build_config(args):
     from ..data.io import claim_output_dir
     from ..train.config import TrainConfig
@@ -106,6 +122,9 @@ def build_config(args):
     else:
         base = TrainConfig().to_dict()
     fresh = not (saved.is_file() and not args.restart)
+    if fresh and args.init:
+        base["init"] = args.init
+        _adopt_init_model(base, args)
     if fresh and args.model and args.model != base.get("model"):
         from ..models import MODELS
         base["model_cfg"] = {}  # the model's own defaults (the daifnet defaults need not apply)

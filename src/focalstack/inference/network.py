@@ -23,7 +23,8 @@ _CACHE: dict[tuple[str, str], tuple] = {}
 
 def default_checkpoint() -> Path:
     """The checkpoint shipped inside the package (see src/focalstack/weights/README.md)."""
-    return Path(__file__).resolve().parents[1] / "weights" / "daifnet_procedural.safetensors"  # focalstack/weights
+    from ..checkpoint import shipped_checkpoint
+    return shipped_checkpoint()
 
 
 def load_cached(checkpoint: str | Path | None, device: str = "cpu"):

@@ -81,6 +81,7 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     strict: bool = True         # a sample folder with frames but no camera.json is an error (False: skipped, warned)
+    init: str | None = None     # initial weights of a fresh run: None/"none" (random), "shipped", or a checkpoint path
 
     def __post_init__(self):
         if isinstance(self.loss, dict):

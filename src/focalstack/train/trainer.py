@@ -47,7 +47,8 @@ from ..losses import LossConfig, compute_losses
 from ..models import MODELS, build_model, count_parameters, model_kwargs
 from ..optics.camera import CameraBatch, FocalStackCamera
 from . import distributed as D
-from ..checkpoint import atomic_write_json, load_state, save_state, save_weights, weights_digest
+from ..checkpoint import (atomic_write_json, load_model, load_state, resolve_init, save_state, save_weights,
+                          weights_digest)
 from .config import TrainConfig
 
 Callback = Callable[["Trainer", int, dict], None]
@@ -285,6 +286,7 @@ class Trainer:
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, **cfg.model_cfg).to(self.device)
+        self._load_init()   # a resumed run's state.pt overrides these weights in fit()
         self.n_params = count_parameters(self.model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.schedule = CosineSchedule(cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
@@ -302,6 +304,19 @@ class Trainer:
         if self.dist.enabled:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _load_init(self) -> None:
+        """``TrainConfig.init``: start from a trained checkpoint of the same model and settings."""
+        path = resolve_init(self.cfg.init)
+        if path is None:
+            return
+        init, meta = load_model(path)
+        spec = meta.get("model", {})
+        if spec.get("name") != self.cfg.model or dict(spec.get("cfg", {})) != dict(self.cfg.model_cfg):
+            raise ValueError(f"--init {self.cfg.init}: that checkpoint is {spec.get('name')} {spec.get('cfg')}, "
+                             f"this run trains {self.cfg.model} {dict(self.cfg.model_cfg)}; leave out the model "
+                             "options to adopt the checkpoint's")
+        self.model.load_state_dict(init.state_dict())
 
     def _autocast(self):
         if self.amp_dtype is None:
