@@ -236,23 +236,16 @@ def _train_argv(data, run):
             "--no-progress", "--no-tensorboard", "--width", "4", "--levels", "2"]
 
 
-def test_train_one_frame_stacks_named_and_no_run_folder(tmp_path, capsys):
+@pytest.mark.parametrize("stacks,named", [({"s0": [0], "s1": [0]}, "s0"),              # only 1-frame stacks
+                                           ({"five": None, "one": [0]}, "one")])    # 1 and 5 frames mixed
+def test_train_one_frame_stacks_are_named_and_leave_no_run_folder(tmp_path, capsys, stacks, named):
     root = tmp_path / "ds"
-    for i in range(2):
-        save_sample(tiny_sample(i).subset([0]), root / f"s{i}")
+    for i, (name, frames) in enumerate(stacks.items()):
+        s = tiny_sample(i)
+        save_sample(s if frames is None else s.subset(frames), root / name)
     run = tmp_path / "run"
     assert main(_train_argv(root, run)) == 2
-    _one_line_error(capsys, "s0", "1 frame")
-    assert not run.exists()
-
-
-def test_train_mixed_one_and_five_frames_names_the_sample(tmp_path, capsys):
-    root = tmp_path / "ds"
-    save_sample(tiny_sample(0), root / "five")
-    save_sample(tiny_sample(1).subset([0]), root / "one")
-    run = tmp_path / "run"
-    assert main(_train_argv(root, run)) == 2
-    _one_line_error(capsys, "one", "1 frame")
+    _one_line_error(capsys, f"{named}: 1 frame")
     assert not run.exists()
 
 

@@ -39,21 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import depth_range_tensor, stack_inputs
-
-
-def _conv3d(cin: int, cout: int) -> nn.Conv3d:
-    conv = nn.Conv3d(cin, cout, 3, padding=1)
-    nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-    nn.init.zeros_(conv.bias)
-    return conv
-
-
-class _Block3d(nn.Sequential):
-    """conv3×3×3 → ReLU → conv3×3×3 → ReLU."""
-
-    def __init__(self, cin: int, cout: int):
-        super().__init__(_conv3d(cin, cout), nn.ReLU(inplace=True), _conv3d(cout, cout), nn.ReLU(inplace=True))
+from .common import ConvBlock, conv, depth_range_tensor, stack_inputs
 
 
 def _pad_spatial(x: torch.Tensor, m: int) -> torch.Tensor:
@@ -102,15 +88,15 @@ class AiFDepthNet(nn.Module):
         self.enc = nn.ModuleList()
         cin = 3
         for c in ch:
-            self.enc.append(_Block3d(cin, c))
+            self.enc.append(ConvBlock(cin, c, dims=3))
             cin = c
-        self.bottleneck = _Block3d(cin, 2 * cin)
+        self.bottleneck = ConvBlock(cin, 2 * cin, dims=3)
         cin = 2 * cin
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
         for c in reversed(ch):
-            self.up.append(nn.Sequential(_conv3d(cin, c), nn.ReLU(inplace=True)))
-            self.dec.append(_Block3d(2 * c, c))
+            self.up.append(nn.Sequential(conv(cin, c, dims=3), nn.ReLU(inplace=True)))
+            self.dec.append(ConvBlock(2 * c, c, dims=3))
             cin = c
         self.head = nn.Conv3d(width, 1, 3, padding=1)
         nn.init.normal_(self.head.weight, std=1e-3)         # near-uniform attention at initialisation

@@ -9,20 +9,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["stack_inputs", "depth_range_tensor", "normalised_focus", "depth_from_logit", "pad_to_multiple",
-           "ConvBlock", "count_parameters"]
+           "conv", "ConvBlock", "count_parameters"]
 
-def _conv(cin: int, cout: int, k: int = 3) -> nn.Conv2d:
-    conv = nn.Conv2d(cin, cout, k, padding=k // 2)
-    nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-    nn.init.zeros_(conv.bias)
-    return conv
+def conv(cin: int, cout: int, k: int = 3, dims: int = 2) -> nn.Module:
+    """A k×k (×k for ``dims`` = 3) 'same' convolution, Kaiming-initialised for ReLU, zero bias."""
+    layer = (nn.Conv2d if dims == 2 else nn.Conv3d)(cin, cout, k, padding=k // 2)
+    nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+    nn.init.zeros_(layer.bias)
+    return layer
 
 
 class ConvBlock(nn.Sequential):
-    """conv3×3 → ReLU → conv3×3 → ReLU."""
+    """conv3×3 → ReLU → conv3×3 → ReLU (3×3×3 with ``dims`` = 3)."""
 
-    def __init__(self, cin: int, cout: int):
-        super().__init__(_conv(cin, cout), nn.ReLU(inplace=True), _conv(cout, cout), nn.ReLU(inplace=True))
+    def __init__(self, cin: int, cout: int, dims: int = 2):
+        super().__init__(conv(cin, cout, dims=dims), nn.ReLU(inplace=True), conv(cout, cout, dims=dims),
+                         nn.ReLU(inplace=True))
 
 
 def stack_inputs(model: str, frames: torch.Tensor, focus_distances_m, dtype=torch.float32) -> torch.Tensor:

@@ -47,7 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import ConvBlock, _conv, depth_from_logit, depth_range_tensor, normalised_focus, pad_to_multiple, stack_inputs
+from .common import ConvBlock, conv, depth_from_logit, depth_range_tensor, normalised_focus, pad_to_multiple, stack_inputs
 
 class DAIFNet(nn.Module):
     """Depth + AIF from a focal stack.
@@ -71,21 +71,21 @@ class DAIFNet(nn.Module):
         for c in ch:
             self.enc.append(ConvBlock(cin, c))
             cin = 2 * c                                   # features ⊕ stack maximum
-        self.bottleneck = nn.Sequential(_conv(cin, cin), nn.ReLU(inplace=True))
+        self.bottleneck = nn.Sequential(conv(cin, cin), nn.ReLU(inplace=True))
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
         c_in = cin
         for c in reversed(ch):
-            self.up.append(nn.Sequential(_conv(c_in, c), nn.ReLU(inplace=True)))
+            self.up.append(nn.Sequential(conv(c_in, c), nn.ReLU(inplace=True)))
             self.dec.append(ConvBlock(2 * c, c))
             c_in = c
-        self.trunk = nn.Sequential(_conv(width, width), nn.ReLU(inplace=True))
-        self.depth_head = _conv(width, 1)
+        self.trunk = nn.Sequential(conv(width, width), nn.ReLU(inplace=True))
+        self.depth_head = conv(width, 1)
         nn.init.normal_(self.depth_head.weight, std=1e-3)   # start near the middle of the inverse-depth range
-        self.aif_head = _conv(width, 3)
+        self.aif_head = conv(width, 3)
         if aif_mode == "select":
             nn.init.zeros_(self.aif_head.weight)            # residual starts at 0: aif = soft selection
-            self.select = nn.Sequential(_conv(2 * width, width), nn.ReLU(inplace=True), _conv(width, 1, 1))
+            self.select = nn.Sequential(conv(2 * width, width), nn.ReLU(inplace=True), conv(width, 1, 1))
             nn.init.normal_(self.select[2].weight, std=1e-3)
 
     @staticmethod
