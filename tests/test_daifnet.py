@@ -9,7 +9,9 @@ FOCUS = [0.6, 0.85, 1.2, 1.8, 3.0, 0.7, 1.0, 1.5, 2.4]
 
 
 def _tiny(**kw):
+    """The paper variant (focus-position input only); the camera variant is tested below."""
     torch.manual_seed(0)
+    kw.setdefault("variant", "paper")
     return build_model("daifnet", width=8, levels=3, **kw)
 
 
@@ -85,3 +87,78 @@ def test_predict_batch():
     assert out2["depth_m"].shape == (2, 1, 20, 22)
     with pytest.raises(ValueError):
         predict_batch(m, torch.rand(2, 4, 3, 20, 22), cam)
+
+
+# ---- the camera-aware variant ------------------------------------------------------------------
+from focalstack.optics import CameraBatch, FocalStackCamera, ThinLens   # noqa: E402
+from focalstack.render import render_stack                              # noqa: E402
+
+
+def _camera(fd, f=0.05, n=2.0, px=6e-5, rng=(0.5, 10.0)):
+    return FocalStackCamera(ThinLens(f, n, px), tuple(fd), depth_range_m=rng)
+
+
+def _run(m, frames, cams):
+    cb = CameraBatch.from_cameras(cams)
+    rng = torch.tensor([c.effective_depth_range_m() for c in cams])
+    return m(frames, cb.focus_distances_m, rng, camera=cb)
+
+
+def test_camera_variant_is_the_default_and_needs_the_camera():
+    m = build_model("daifnet", width=4, levels=2)
+    assert m.variant == "camera" and m.needs_camera
+    with pytest.raises(ValueError, match="needs the camera"):
+        m(torch.rand(1, 3, 3, 16, 16), torch.tensor([[1.0, 2.0, 3.0]]), (0.5, 10.0))
+    with pytest.raises(ValueError, match="variant"):
+        build_model("daifnet", variant="nope")
+
+
+@pytest.mark.parametrize("f", range(1, 11))
+def test_camera_variant_shapes_for_1_to_10_frames(f):
+    torch.manual_seed(0)
+    m = build_model("daifnet", width=4, levels=2, hypotheses=8)
+    cam = _camera([0.6 + 0.4 * i for i in range(f)], rng=(0.5, 5.0))
+    out = _run(m, torch.rand(2, f, 3, 19, 23), [cam, cam])
+    d = out["depth_m"]
+    assert d.shape == (2, 1, 19, 23) and out["aif"].shape == (2, 3, 19, 23)
+    assert out["hypothesis_logits"].shape == (2, 8, 19, 23)
+    assert torch.isfinite(d).all() and (d >= 0.5 - 1e-4).all() and (d <= 5.0 + 1e-3).all()
+    (d.mean() + out["aif"].mean()).backward()
+    assert all(p.grad is not None for p in m.parameters())
+
+
+def test_camera_variant_permutation_invariance():
+    torch.manual_seed(0)
+    m = build_model("daifnet", width=4, levels=2, hypotheses=8)
+    cam = _camera([0.8, 1.2, 2.0, 3.5])
+    x = torch.rand(1, 4, 3, 24, 20)
+    perm = [2, 0, 3, 1]
+    a = _run(m, x, [cam])
+    b = _run(m, x[:, perm], [cam.subset(perm)])
+    for k in ("depth_m", "aif"):
+        assert torch.allclose(a[k], b[k], atol=1e-4), k
+
+
+def _textured_plane(depth_m, cam, hw=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    aif = torch.nn.functional.avg_pool2d(torch.rand(1, 3, hw, hw, generator=g), 3, 1, 1)
+    return render_stack(aif, torch.full((1, 1, hw, hw), depth_m), cam)
+
+
+@pytest.mark.parametrize("depth_m", [0.8, 1.6, 3.0])
+def test_same_scene_under_two_cameras_gives_consistent_depth(depth_m):
+    """One set of weights, two very different cameras (a 50 mm f/2 DSLR-like lens and a 9 mm f/1.4 lens
+    with other pixels and focus distances): the untrained camera-aware net starts as the soft-argmin of
+    the relative-blur cost volume, so it reads metric depth through each camera's optics alone."""
+    torch.manual_seed(0)
+    m = build_model("daifnet", width=4, levels=2).eval()
+    cam_a = _camera([0.7, 1.0, 1.5, 2.3, 4.0], f=0.05, n=2.0, px=6e-5, rng=(0.5, 8.0))
+    cam_b = _camera([0.6, 1.1, 2.2, 5.0], f=0.009, n=1.4, px=6e-6, rng=(0.4, 10.0))
+    preds = []
+    with torch.no_grad():
+        for cam in (cam_a, cam_b):
+            out = _run(m, _textured_plane(depth_m, cam), [cam])
+            preds.append(float(out["depth_m"][0, 0, 16:48, 16:48].median()))
+    for p in preds:
+        assert abs(p - depth_m) / depth_m < 0.12, preds
+    assert abs(preds[0] - preds[1]) / depth_m < 0.15, preds

@@ -253,3 +253,60 @@ def test_init_starts_from_a_checkpoint_and_adopts_its_model(data, tmp_path, caps
     assert len(err) == 1 and "--init" in err[0] and "'width': 8" in err[0] and "'width': 4" in err[0]
     assert cli_main(["train", str(data), "--out", str(tmp_path / "e"), "--init", str(tmp_path / "nope")]) == 2
     assert "--init checkpoint not found" in capsys.readouterr().err
+
+
+# ---- optimiser distillation (--teacher optimize) --------------------------------------------------
+def test_teacher_labels_are_cached_resumable_and_trusted_where_texture_is(tmp_path):
+    from focalstack.data import list_samples, load_sample
+    from focalstack.train.teacher import TeacherConfig, label_dataset, label_stack, load_label
+
+    cam = get_preset("procedural")
+    h, w = 40, 48
+    tex = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    tex[..., :, : w // 2] = 0.5                                  # left half flat: no defocus evidence
+    d = torch.full((1, 1, h, w), 1.5)
+    frames = render_stack(tex, d, cam, kernel_size=13)[0]
+    lab = label_stack(frames, cam, TeacherConfig(iters_scale=0.25))
+    assert set(lab) == {"inv_depth", "weight"} and lab["weight"].shape == (h, w)
+    wt = lab["weight"]
+    assert float(wt.min()) >= 0 and float(wt.max()) <= 1
+    assert float(wt[:, w // 2 + 8:].mean()) > 3 * float(wt[:, : w // 2 - 8].mean()) + 1e-3
+    # where trusted, the label is near the true depth
+    inv = lab["inv_depth"][:, w // 2 + 8:]
+    assert abs(float(inv.median()) - 1 / 1.5) < 0.1
+
+    root = make_dataset(tmp_path / "ds", n=2, hw=(24, 24))
+    out = tmp_path / "run" / "teacher"
+    cfg = TeacherConfig(iters_scale=0.1)
+    label_dataset(list_samples(root), out, cfg, progress=False)
+    files = sorted(out.glob("*.safetensors"))
+    assert [f.stem for f in files] == ["s00", "s01"]
+    first = load_label(files[0])
+    assert first["inv_depth"].shape == load_sample(root / "s00").size_hw
+    # resumable: a deleted label is recomputed, an existing one is kept as it is
+    stamp = files[1].stat().st_mtime_ns
+    files[0].unlink()
+    label_dataset(list_samples(root), out, cfg, progress=False)
+    assert files[0].is_file() and files[1].stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="other teacher settings"):
+        label_dataset(list_samples(root), out, TeacherConfig(iters_scale=0.2), progress=False)
+
+
+def test_train_with_teacher_distils_the_cached_labels(data, tmp_path):
+    seen = []
+    cfg = tiny_cfg(data, tmp_path / "run", teacher="optimize", teacher_iters_scale=0.1, max_steps=2)
+    train(cfg, callbacks=[lambda t, s, terms: seen.append(terms)])
+    assert len(list((tmp_path / "run" / "teacher").glob("*.safetensors"))) == 5
+    assert all("teacher" in t and t["teacher"] > 0 for t in seen)
+    with pytest.raises(ValueError, match="supervision self"):
+        tiny_cfg(data, tmp_path / "x", teacher="optimize", supervision="depth")
+
+
+def test_mixed_stack_sizes_train_in_one_batch(tmp_path):
+    root = make_dataset(tmp_path / "ds", n=2, hw=(24, 24))
+    from focalstack.data import load_sample
+    s = load_sample(root / "s01")
+    save_sample(s.subset([0, 2, 4]), tmp_path / "ds3" / "three")   # a 3-frame stack beside 5-frame ones
+    save_sample(load_sample(root / "s00"), tmp_path / "ds3" / "five")
+    res = train(tiny_cfg(tmp_path / "ds3", tmp_path / "run", num_frames=None, batch_size=2, max_steps=2))
+    assert res["step"] == 2

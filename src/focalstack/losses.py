@@ -22,6 +22,9 @@ Fully self-supervised terms (Si et al. 2023; facts about the authors' code in
   instead) with the AIF detached (otherwise the net can lower this term by adding edges to the AIF),
   and forward differences without padding (the authors' zero padding adds the raw border values).
 
+* :func:`teacher_loss` — distillation from the zero-shot optimiser's pseudo-labels (no ground
+  truth; ``train --teacher optimize``), weighted per pixel by their trust, in log depth.
+
 * :func:`render_sharpness_loss` — Gur & Wolf's sharpness term (their eq. 12), ``‖S(J̄) − S(J)‖₁``
   between the re-rendered and the input frames, ``S = −ΔI − C(I) − V(I)``
   (:func:`focus_sharpness_map`); weight ``render_sharp`` (0 by default; the ``gurwolf`` model's
@@ -48,7 +51,7 @@ from .ssim import ssim_loss
 
 __all__ = ["LossConfig", "compute_losses", "photometric_loss", "reconstruction_loss", "coarse_aif",
            "aif_guidance_loss", "log_blur", "sharpness_loss", "smoothness_loss",
-           "depth_l1_loss", "aif_l1_loss", "valid_depth_mask", "focus_sharpness_map", "render_sharpness_loss",
+           "depth_l1_loss", "aif_l1_loss", "teacher_loss", "valid_depth_mask", "focus_sharpness_map", "render_sharpness_loss",
            "SUPERVISION_MODES"]
 
 SUPERVISION_MODES = ("self", "depth", "aif")
@@ -81,6 +84,7 @@ class LossConfig:
     depth_l1: float = 1.0
     aif_l1: float = 1.0
     render_sharp: float = 0.0      # Gur & Wolf sharpness of the re-rendered frames (self / aif modes)
+    teacher: float = 0.1           # optimiser pseudo-labels (train --teacher optimize; used only when present)
     kernel_size: int | None = None  # renderer window; None = from the largest σ (set by the trainer)
     psf: str = "gaussian"
     render_backend: str = "auto"
@@ -222,6 +226,17 @@ def valid_depth_mask(gt: torch.Tensor, has_depth: torch.Tensor | None = None) ->
     return m
 
 
+def teacher_loss(depth_m: torch.Tensor, teacher_inv_depth: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Distillation from pseudo-labels (:mod:`focalstack.train.teacher`): the weighted mean of
+    |log d − log d_t| (unit-free, so one weight serves every depth range), depth [B,1,H,W] metres,
+    teacher_inv_depth [B,1,H,W] 1/m (≤ 0 = no label), weight [B,1,H,W] in [0,1]."""
+    w = weight.float() * (teacher_inv_depth > 0)
+    if not bool((w > 0).any()):
+        return depth_m.sum() * 0.0
+    err = (torch.log(depth_m.float()) + torch.log(teacher_inv_depth.float().clamp_min(1e-6))).abs()
+    return (w * err).sum() / w.sum().clamp_min(1e-6)
+
+
 def depth_l1_loss(pred_m: torch.Tensor, gt_m: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean |pred − gt| in metres over valid pixels ([B,1,H,W]); 0 (with gradient path) if none."""
     if mask is None:
@@ -289,6 +304,9 @@ def compute_losses(out: dict, batch: dict, cfg: LossConfig, extras: dict | None 
         add("aif_guide", cfg.aif_guide, aif_guidance_loss(aif, target, **kw))
         if extras is not None:
             extras["coarse_aif"] = target
+    if mode == "self" and cfg.teacher > 0 and "teacher_inv_depth" in batch:
+        add("teacher", cfg.teacher, teacher_loss(depth, batch["teacher_inv_depth"].to(depth.device),
+                                                 batch["teacher_weight"].to(depth.device)))
     if mode == "self" and cfg.aif_sharp > 0:
         add("aif_sharp", cfg.aif_sharp, sharpness_loss(aif))
     if mode in ("self", "aif") and cfg.smooth > 0:

@@ -1,4 +1,4 @@
-"""``focalstack predict INPUT --method dff|optimize|net -o OUT_DIR``: depth + AIF for one sample
+"""``focalstack predict INPUT --method dff|dfd|optimize|net -o OUT_DIR``: depth + AIF for one sample
 folder (outputs straight into OUT_DIR) or a dataset folder (OUT_DIR/<sample name>/)."""
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ def register(sub) -> None:
                    help="skip (with a warning) dataset sub-folders that hold frames but no camera.json "
                         "instead of stopping")
     p.add_argument("--method", default=None,
-                   help="dff | optimize | net (default: net when --checkpoint or --refine is given, else dff)")
+                   help="dff | dfd | optimize | net (default: net when --checkpoint or --refine is given, else dff); "
+                        "dfd: camera-aware depth from defocus (relative blur over depth hypotheses)")
     g = p.add_argument_group("classical (dff, optimize init)")
     g.add_argument("--measure", default="lapm", help="focus measure (see focalstack.classical.FOCUS_MEASURES)")
     g.add_argument("--window", type=int, default=9, help="focus-measure window, odd px (default 9)")

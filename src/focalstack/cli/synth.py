@@ -38,6 +38,9 @@ def register(sub) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--camera", help="camera.json (or a sample folder holding one), used as given: its pixel "
                                     "size must match the output resolution")
+    g.add_argument("--camera-distribution", metavar="NAME",
+                   help="a new random camera per stack from a named distribution (focalstack.optics.distribution; "
+                        "'general': phones to DSLRs, 2-10 frames), for pretraining a camera-general model")
     g.add_argument("--preset", help="named camera, used as given (default: the source's own camera, resized "
                                     "with --resize; see `focalstack info`)")
     fg = p.add_mutually_exclusive_group()
@@ -104,12 +107,15 @@ def split_of(n: int, val_fraction: float | None, seed: int) -> list[str]:
     return ["val" if i in val else "train" for i in range(n)]
 
 
-def _is_complete(sample_dir: Path, num_frames: int) -> bool:
-    from ..data.format import frame_paths, is_sample_dir
+def _is_complete(sample_dir: Path, num_frames: int | None) -> bool:
+    """A finished sample: its frames (``num_frames``, default: as many as its camera.json lists) and depth.npy."""
+    from ..data.format import frame_paths, is_sample_dir, load_camera
 
     if not is_sample_dir(sample_dir):
         return False
     try:
+        if num_frames is None:
+            num_frames = load_camera(sample_dir).num_frames
         return len(frame_paths(sample_dir)) == num_frames and (sample_dir / "depth.npy").is_file()
     except Exception:
         return False
@@ -146,6 +152,16 @@ def _warn_slow(camera, depth, psf: str) -> None:
               "--occlusion-aware (separable) or --resize < 1 is much faster", file=sys.stderr)
 
 
+def _scene_depth_range(depth) -> tuple[float, float]:
+    """(near, far) metres around an RGB-D depth map's valid depths (1st / 99th percentile, 10 % margin)."""
+    import torch
+    v = depth[torch.isfinite(depth) & (depth > 0)]
+    if v.numel() == 0:
+        raise UserError("a depth map has no valid depth (finite, > 0): cannot choose a camera for it")
+    q = torch.quantile(v.double()[:: max(1, v.numel() // 100000)], torch.tensor([0.01, 0.99], dtype=torch.float64))
+    return 0.9 * float(q[0]), 1.1 * float(q[1])
+
+
 # ---- the command ---------------------------------------------------------------------------------
 def run(args) -> int:
     from tqdm import tqdm
@@ -175,7 +191,7 @@ def run(args) -> int:
         size = tuple(args.size or (256, 256))
         if min(size) < 8:
             raise UserError(f"--size must be at least 8 8, got {size[0]} {size[1]}")
-        camera = _camera(args, get_preset("procedural"))
+        camera = None if args.camera_distribution else _camera(args, get_preset("procedural"))
         num = args.num or 100
         names = [f"procedural_{args.seed:04d}_{i:06d}" for i in range(num)]
         source = None
@@ -187,13 +203,25 @@ def run(args) -> int:
             raise UserError(f"{args.input}: no such folder (--input for --source {args.source})")
         source = get_source(args.source, args.input, depth_scale=args.depth_scale)
         base = source.default_camera.resized(args.resize) if args.resize != 1.0 else source.default_camera
-        camera = _camera(args, base)
+        camera = None if args.camera_distribution else _camera(args, base)
         num = min(args.num or len(source), len(source))
         names = [r.name for r in source.records[:num]]
         size = None
 
+    dist = None
+    if args.camera_distribution:
+        from ..optics.distribution import get_camera_distribution
+        try:
+            dist = get_camera_distribution(args.camera_distribution)
+        except KeyError as e:
+            raise UserError(str(e.args[0])) from None
+        for opt, val in (("--focus", args.focus), ("--focus-setup", args.focus_setup), ("--f-number", args.f_number)):
+            if val is not None:
+                raise UserError(f"{opt} does not apply with --camera-distribution (every stack draws its own camera)")
     settings = {"source": args.source, "input": None if procedural else str(source.root.resolve()),
-                "num": num, "size": list(size) if size else None, "camera": camera.to_dict(), "seed": args.seed,
+                "num": num, "size": list(size) if size else None,
+                "camera": camera.to_dict() if camera is not None else {"distribution": dist.to_dict()},
+                "seed": args.seed,
                 "noise": args.noise, "bits": args.bits, "occlusion_aware": args.occlusion_aware,
                 "layers": args.layers if args.occlusion_aware else None, "psf": args.psf, "split": args.split,
                 "resize": args.resize, "depth_scale": args.depth_scale}
@@ -205,10 +233,18 @@ def run(args) -> int:
         for sp in sorted(set(splits)):
             claim_output_dir(out / sp, "dataset", inputs)
 
+    def camera_of(i: int, depth=None, width_px: int = 0):
+        """The stack's camera: the fixed one, or the distribution's draw for (seed, i) (deterministic)."""
+        if dist is None:
+            return camera
+        if procedural:
+            return dist.sample([args.seed, i, 2], size[1])
+        return dist.sample([args.seed, i, 2], width_px, depth_range_m=_scene_depth_range(depth))
+
     todo, skipped = [], []
     for i, (name, sp) in enumerate(zip(names, splits)):
         d = out / sp / name if sp else out / name
-        if not args.overwrite and _is_complete(d, camera.num_frames):
+        if not args.overwrite and _is_complete(d, None if dist is not None else camera.num_frames):
             skipped.append(name)
         else:
             todo.append((i, name, d))
@@ -219,24 +255,29 @@ def run(args) -> int:
     warned = False
     for i, name, d in tqdm(todo, desc=f"synth {args.source}", unit="sample", disable=args.quiet or not todo):
         if procedural:
-            sample = make_procedural_sample([args.seed, i], camera, size, noise_std=args.noise, quantize_bits=bits,
+            cam_i = camera_of(i)
+            sample = make_procedural_sample([args.seed, i], cam_i, size, noise_std=args.noise, quantize_bits=bits,
                                             occlusion_aware=args.occlusion_aware, name=name, psf=args.psf,
                                             num_layers=args.layers)
         else:
             _, aif, depth = source.load(source.records[i])
             if args.resize != 1.0:
                 aif, depth = resize_rgbd(aif, depth, args.resize)
+            cam_i = camera_of(i, depth, aif.shape[-1])
             if not warned and not args.occlusion_aware:
                 warned = True
-                _warn_slow(camera, depth, args.psf)
-            sample = make_sample(aif, depth, camera, name, occlusion_aware=args.occlusion_aware,
+                _warn_slow(cam_i, depth, args.psf)
+            sample = make_sample(aif, depth, cam_i, name, occlusion_aware=args.occlusion_aware,
                                  noise_std=args.noise, quantize_bits=bits, seed=[args.seed, i, 1],
                                  psf=args.psf, num_layers=args.layers, source=str(source.records[i].rgb))
         save_sample(sample, d, bit_depth=16 if args.bits == 16 else 8, inputs=inputs)
     counts = ""
     if args.split is not None:
         counts = f" (train {splits.count('train')}, val {splits.count('val')})"
-    print(f"{out}: {num} sample(s){counts}: wrote {len(todo)}, skipped {len(skipped)}; "
-          f"camera {camera.num_frames} frames, focus {', '.join(f'{x:g}' for x in camera.focus_distances_m)} m, "
-          f"f/{camera.lens.f_number:g}")
+    if camera is None:
+        desc = f"a camera per stack from the distribution {dist.name!r}"
+    else:
+        desc = (f"camera {camera.num_frames} frames, focus {', '.join(f'{x:g}' for x in camera.focus_distances_m)} m, "
+                f"f/{camera.lens.f_number:g}")
+    print(f"{out}: {num} sample(s){counts}: wrote {len(todo)}, skipped {len(skipped)}; {desc}")
     return 0

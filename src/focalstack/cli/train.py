@@ -18,13 +18,13 @@ import sys
 from pathlib import Path
 
 # option dest → TrainConfig field (None = not a direct field)
-_DIRECT = ["val_dir", "max_steps", "max_minutes", "supervision", "model", "batch_size", "num_frames", "lr",
+_DIRECT = ["teacher", "teacher_iters_scale", "val_dir", "max_steps", "max_minutes", "supervision", "model", "batch_size", "num_frames", "lr",
            "weight_decay", "warmup_steps", "seed", "kernel_size", "max_kernel_size", "val_interval",
            "ckpt_interval", "log_interval", "val_max_samples", "num_workers", "amp", "device", "grad_clip"]
 _LOSS = {"w_recon": "recon", "w_aif_guide": "aif_guide", "w_aif_sharp": "aif_sharp", "w_smooth": "smooth",
          "smooth_beta": "smooth_beta", "w_depth": "depth_l1", "w_aif": "aif_l1", "psf": "psf",
-         "render_backend": "render_backend", "w_render_sharp": "render_sharp"}
-_MODEL = {"width": "width", "levels": "levels", "aif_mode": "aif_mode"}
+         "render_backend": "render_backend", "w_render_sharp": "render_sharp", "w_teacher": "teacher"}
+_MODEL = {"width": "width", "levels": "levels", "aif_mode": "aif_mode", "variant": "variant"}
 
 
 def register(sub) -> None:
@@ -43,6 +43,11 @@ def register(sub) -> None:
                         "spent")
     p.add_argument("--supervision", choices=["self", "depth", "aif"],
                    help="self (default, no ground truth), depth (needs depth.npy), aif (needs aif.png)")
+    p.add_argument("--teacher", choices=["optimize", "none"],
+                   help="optimize: label every training stack once with the zero-shot optimiser (cached in "
+                        "RUN/teacher, resumable) and distil those pseudo-labels, weighted by their per-pixel trust, "
+                        "with the re-rendering loss; no ground truth is used")
+    p.add_argument("--teacher-iters-scale", type=float, help="× the optimiser's iterations for the labels (default 1)")
     p.add_argument("--model", help="model name: daifnet (default), aifdepthnet, ddfs, gurwolf")
     p.add_argument("--init", help="initial weights of a fresh run: none (default, random), shipped (the package's "
                                   "checkpoint), or a run folder / .safetensors; the model and its settings are "
@@ -50,6 +55,9 @@ def register(sub) -> None:
     p.add_argument("--width", type=int, help="model width W (default 16)")
     p.add_argument("--levels", type=int, help="model levels D (default 4)")
     p.add_argument("--aif-mode", choices=["select", "direct"], help="AIF head (default select)")
+    p.add_argument("--variant", choices=["camera", "paper"],
+                   help="DAIF-Net variant: camera (camera-aware, one set of weights for any camera; default) or "
+                        "paper (the core paper's focus-position input, tied to the training camera)")
     p.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="any model constructor option, value as JSON or a plain string "
                         "(e.g. num_hypotheses=32, psf=disk, space=metric); repeatable")
@@ -87,6 +95,7 @@ def register(sub) -> None:
     g.add_argument("--w-depth", type=float)
     g.add_argument("--w-aif", type=float)
     g.add_argument("--w-render-sharp", type=float, help="Gur & Wolf sharpness of the re-rendered frames")
+    g.add_argument("--w-teacher", type=float, help="optimiser pseudo-labels (with --teacher optimize; default 0.1)")
     g.add_argument("--psf", choices=["gaussian", "disk"])
     g.add_argument("--render-backend")
     r = p.add_mutually_exclusive_group()
@@ -105,7 +114,7 @@ def _adopt_init_model(base: dict, args) -> None:
         return
     _, side = resolve_checkpoint(path)
     spec = json.loads(side.read_text()).get("model") or {}
-    if not (args.model or args.width or args.levels or args.aif_mode or args.model_opt):
+    if not (args.model or args.width or args.levels or args.aif_mode or args.variant or args.model_opt):
         base["model"] = spec.get("name", base["model"])
         base["model_cfg"] = dict(spec.get("cfg", {}))
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from ..optics.camera import camera_tensors
 from .format import FocalStackSample, check_sample, list_samples, load_sample
@@ -38,12 +38,17 @@ class FocalStackDataset(Dataset):
     frames [F,3,h,w] in [0,1]; camera: dict of CameraBatch fields (focus_distances_m [F], ...);
     depth [1,h,w] metres (zeros if absent) and has_depth (bool); aif [3,h,w] (zeros if absent)
     and has_aif; index (int). ``name(i)`` gives the sample folder name.
+
+    ``labels_dir``: a folder of pseudo-labels ``<sample name>.safetensors`` (``inv_depth`` [H,W] 1/m,
+    ``weight`` [H,W]; :mod:`focalstack.train.teacher`): items then also hold teacher_inv_depth
+    [1,h,w] and teacher_weight [1,h,w], cropped and flipped with the frames (weight 0 if absent).
     """
 
     def __init__(self, root: str | Path, augment: StackAugment | None = None, *, min_frames: int = 1,
                  require_depth: bool = False, require_aif: bool = False, cache: bool = False,
-                 seed: int = 0, strict: bool = True):
+                 seed: int = 0, strict: bool = True, labels_dir: str | Path | None = None):
         self.paths = list_samples(root, strict=strict)
+        self.labels_dir = Path(labels_dir) if labels_dir is not None else None
         self.augment = augment or StackAugment()
         self.min_frames = min_frames
         self.require_depth = require_depth
@@ -106,6 +111,17 @@ class FocalStackDataset(Dataset):
         h, w = s.size_hw
         depth = s.depth_m if s.depth_m is not None else torch.zeros(h, w)
         aif = s.aif if s.aif is not None else torch.zeros(3, h, w)
+        # pseudo-labels ride along with the depth map through every crop and flip: [2,H,W] (inv depth, weight)
+        label = None
+        if self.labels_dir is not None:
+            label = torch.zeros(2, h, w)
+            lp = self.labels_dir / f"{self.paths[i].name}.safetensors"
+            if lp.is_file():
+                from safetensors.torch import load_file
+                lab = load_file(str(lp))
+                if tuple(lab["inv_depth"].shape) != (h, w):
+                    raise SampleError(f"{lp}: label size {tuple(lab['inv_depth'].shape)} ≠ frames {h}×{w}")
+                label = torch.stack([lab["inv_depth"], lab["weight"]])
         if a.crop_size is not None:
             ch, cw = a.crop_size
             if ch > h or cw > w:
@@ -115,11 +131,16 @@ class FocalStackDataset(Dataset):
             frames = frames[..., y0:y0 + ch, x0:x0 + cw]
             depth = depth[y0:y0 + ch, x0:x0 + cw]
             aif = aif[:, y0:y0 + ch, x0:x0 + cw]
+            label = None if label is None else label[:, y0:y0 + ch, x0:x0 + cw]
         if a.hflip and bool(torch.rand((), generator=g) < 0.5):
             frames, depth, aif = frames.flip(-1), depth.flip(-1), aif.flip(-1)
+            label = None if label is None else label.flip(-1)
         if a.vflip and bool(torch.rand((), generator=g) < 0.5):
             frames, depth, aif = frames.flip(-2), depth.flip(-2), aif.flip(-2)
-        return {
+            label = None if label is None else label.flip(-2)
+        extra = {} if label is None else {"teacher_inv_depth": label[0:1].contiguous(),
+                                          "teacher_weight": label[1:2].contiguous()}
+        return {**extra,
             "frames": frames.contiguous(),
             "camera": camera_tensors(s.camera, order),
             "depth": depth.unsqueeze(0).contiguous(),
@@ -128,3 +149,30 @@ class FocalStackDataset(Dataset):
             "has_aif": torch.tensor(s.aif is not None),
             "index": i,
         }
+
+
+def collate_stacks(items: list[dict]) -> dict:
+    """Batch items whose stacks have different frame counts: every stack is padded to the batch's
+    largest F by repeating its own frames cyclically (frame k, then k mod F_i), with the camera's
+    focus distances and f-numbers repeated alongside.
+
+    Why repetition is exact, not an approximation: a frame taken twice at the same focus is a
+    valid focal stack of the same scene — the thin-lens model re-renders both copies identically,
+    the stack max-pooling of the networks ignores duplicates, and a relative-blur cost volume
+    compares the copy with itself at zero extra blur. The only effect is that the repeated frames
+    weigh more in the mean re-rendering loss. Equal-size stacks are collated unchanged."""
+    fmax = max(int(it["frames"].shape[0]) for it in items)
+    if all(int(it["frames"].shape[0]) == fmax for it in items):
+        return default_collate(items)
+    padded = []
+    for it in items:
+        f = int(it["frames"].shape[0])
+        if f == fmax:
+            padded.append(it)
+            continue
+        idx = torch.arange(fmax) % f
+        cam = dict(it["camera"])
+        for k in ("focus_distances_m", "f_numbers"):
+            cam[k] = cam[k][idx]
+        padded.append({**it, "frames": it["frames"][idx], "camera": cam})
+    return default_collate(padded)

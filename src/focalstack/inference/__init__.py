@@ -1,7 +1,7 @@
 """Inference: a trained or training-free method turns one focal stack into depth + AIF.
 
 ``METHODS`` is the explicit registry ``name → fn(sample: FocalStackSample, opts) -> Prediction``:
-``dff`` and ``optimize`` (training-free, :mod:`.methods`) and ``net`` (a trained model from a
+``dff``, ``dfd`` and ``optimize`` (training-free, :mod:`.methods`) and ``net`` (a trained model from a
 checkpoint, with tiling and optional refinement, :mod:`.network`). :func:`write_prediction`
 (:mod:`.writer`) writes the outputs of any method in one layout.
 """
@@ -11,17 +11,18 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..data.format import FocalStackSample
-from .methods import predict_dff, predict_optimize
+from .methods import predict_dfd, predict_dff, predict_optimize
 from .network import default_checkpoint, predict_net, run_network
 from .prediction import Prediction, PredictOptions, sample_focus_known
 from .writer import render_prediction, write_prediction
 
-__all__ = ["METHODS", "get_method", "Prediction", "PredictOptions", "predict_dff", "predict_optimize",
+__all__ = ["METHODS", "get_method", "Prediction", "PredictOptions", "predict_dff", "predict_dfd", "predict_optimize",
            "predict_net", "run_network", "default_checkpoint", "write_prediction", "render_prediction",
            "sample_focus_known"]
 
 METHODS: dict[str, Callable[[FocalStackSample, Any], Prediction]] = {
     "dff": predict_dff,
+    "dfd": predict_dfd,
     "optimize": predict_optimize,
     "net": predict_net,
 }

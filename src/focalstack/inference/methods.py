@@ -1,4 +1,5 @@
-"""The training-free prediction methods: ``dff`` (depth from focus, :mod:`focalstack.classical`)
+"""The training-free prediction methods: ``dff`` (depth from focus, :mod:`focalstack.classical`),
+``dfd`` (depth from defocus by relative blur over depth hypotheses, :mod:`focalstack.classical.dfd`)
 and ``optimize`` (zero-shot per-stack optimisation, :mod:`focalstack.optimize`)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import torch
 from ..data.format import FocalStackSample
 from .prediction import Prediction, _opt, sample_focus_known
 
-__all__ = ["predict_dff", "predict_optimize"]
+__all__ = ["predict_dff", "predict_dfd", "predict_optimize"]
 
 
 def predict_dff(sample: FocalStackSample, opts=None) -> Prediction:
@@ -35,6 +36,29 @@ def predict_dff(sample: FocalStackSample, opts=None) -> Prediction:
         extras["depth_kind"] = "relative_inverse"
     extras["seconds_method"] = time.perf_counter() - t0
     return Prediction(depth, r.aif[0], extras)
+
+
+def predict_dfd(sample: FocalStackSample, opts=None) -> Prediction:
+    """Camera-aware depth from defocus (metric; needs the lens and the focus distances): the argmin of
+    the relative-blur cost volume after image-guided cost aggregation; AIF = per pixel the frame with
+    the smallest blur at that depth."""
+    from ..classical.dfd import depth_from_defocus, normalised_cost
+    from ..losses import coarse_aif
+    from ..optics.camera import CameraBatch
+    cam = sample.camera
+    if not (cam.focus_known and cam.lens_known):
+        raise ValueError(f"{sample.name or 'sample'}: --method dfd needs the lens and the focus distances "
+                         "(camera.json has placeholders); use --method optimize")
+    if len(set(zip(cam.focus_distances_m, cam.frame_f_numbers()))) < 2:
+        raise ValueError(f"{sample.name or 'sample'}: --method dfd needs ≥ 2 frames that differ in focus or aperture")
+    t0 = time.perf_counter()
+    frames = sample.frames.float().unsqueeze(0)
+    depth, vol = depth_from_defocus(frames, cam, num_hypotheses=int(_opt(opts, "hypotheses", 32)))
+    _, conf = normalised_cost(vol)
+    aif, _ = coarse_aif(frames, depth, CameraBatch.from_cameras([cam]))
+    extras = {"depth_kind": "metric", "mean_confidence": float(conf.mean()),
+              "seconds_method": time.perf_counter() - t0}
+    return Prediction(depth[0, 0], aif[0], extras)
 
 
 def predict_optimize(sample: FocalStackSample, opts=None) -> Prediction:

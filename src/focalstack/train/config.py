@@ -41,6 +41,11 @@ class TrainConfig:
     *not* scale, so the scene moves through the model's fixed range: it requires ``depth_range``.
     s is drawn from (seed, step): resumable. Validation is not augmented.
 
+    ``teacher``: "optimize" labels every training stack once with the zero-shot optimiser before the
+    first step (cached in ``out_dir/teacher``, resumable; :mod:`focalstack.train.teacher`) and adds
+    the confidence-weighted pseudo-label term (``loss.teacher``) to the self-supervised loss; no
+    ground truth is used. ``teacher_iters_scale`` scales the optimiser's iterations (speed).
+
     ``amp``: "auto" (bf16 autocast on CUDA when supported, else fp16 with a GradScaler; off on CPU),
     "off", "bf16" or "fp16". Rendering and losses always run in float32.
     """
@@ -82,6 +87,8 @@ class TrainConfig:
     tensorboard: bool = True
     strict: bool = True         # a sample folder with frames but no camera.json is an error (False: skipped, warned)
     init: str | None = None     # initial weights of a fresh run: None/"none" (random), "shipped", or a checkpoint path
+    teacher: str | None = None  # "optimize": distil the zero-shot optimiser's pseudo-labels (cached in RUN/teacher)
+    teacher_iters_scale: float = 1.0
 
     def __post_init__(self):
         if isinstance(self.loss, dict):
@@ -108,6 +115,17 @@ class TrainConfig:
             raise ValueError(f"amp must be auto|off|bf16|fp16, got {self.amp!r}")
         if self.batch_size < 1 or self.max_steps < 0:
             raise ValueError("batch_size must be ≥ 1 and max_steps ≥ 0")
+        if self.teacher in ("none", ""):
+            self.teacher = None
+        if self.teacher is not None:
+            if self.teacher != "optimize":
+                raise ValueError(f"teacher must be 'optimize' or none, got {self.teacher!r}")
+            if self.supervision != "self":
+                raise ValueError("--teacher distils into the self-supervised loss: it needs --supervision self")
+            if self.scale_aug is not None:
+                raise ValueError("--teacher and --scale-aug cannot be combined (the pseudo-labels do not scale)")
+            if not self.teacher_iters_scale > 0:
+                raise ValueError(f"teacher_iters_scale must be positive, got {self.teacher_iters_scale}")
         if self.kernel_size is not None and (self.kernel_size < 1 or self.kernel_size % 2 == 0):
             raise ValueError(f"kernel_size must be a positive odd integer, got {self.kernel_size}")
 

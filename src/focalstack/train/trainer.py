@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 
-from ..data import FocalStackDataset, StackAugment, load_camera, read_depth
+from ..data import FocalStackDataset, StackAugment, collate_stacks, load_camera, read_depth
 from ..data.io import claim_output_dir
 from ..render.psf import window_size_px
 from ..losses import LossConfig, compute_losses
@@ -234,9 +234,10 @@ class Trainer:
         need_aif = cfg.supervision == "aif" or (self.aif_input and cfg.supervision == "self")
         # self-supervision compares re-rendered frames with the frames: one frame has nothing to compare
         min_frames = 2 if cfg.supervision == "self" else 1
+        self.labels_dir = self.out_dir / "teacher" if cfg.teacher else None
         self.train_ds = FocalStackDataset(cfg.data_dir, aug, seed=cfg.seed, min_frames=min_frames,
                                           require_depth=cfg.supervision == "depth",
-                                          require_aif=need_aif, strict=cfg.strict)
+                                          require_aif=need_aif, strict=cfg.strict, labels_dir=self.labels_dir)
         _check_required_files(self.train_ds.paths, cfg.supervision)
         # a malformed sample stops here with one line, not in a loader worker, before the run folder exists
         shapes = self.train_ds.check()
@@ -247,13 +248,7 @@ class Trainer:
                                  f"it needs aif.png in every training sample, but {len(missing)} of "
                                  f"{len(self.train_ds.paths)} lack it (first: {missing[0]})")
         self.train_cams, self.train_ranges = self._ranges_for(self.train_ds.paths)
-        sizes = {}
-        for p, (nf, _) in zip(self.train_ds.paths, shapes):
-            sizes.setdefault(nf, p)
-        if cfg.num_frames is None and len(sizes) > 1 and cfg.batch_size > 1:
-            a, b = sorted(sizes)[:2]
-            raise ValueError(f"training samples have different stack sizes ({sizes[a]}: {a} frames, {sizes[b]}: "
-                             f"{b} frames); set --frames K (a random subset of K frames per stack) or --batch-size 1")
+        # stacks of different sizes share a batch: collate_stacks pads each by repeating its own frames
         self.kernel_size = cfg.kernel_size or choose_kernel_size(
             self.train_cams, self.train_ranges.tolist(), cfg.max_kernel_size)
         self.loss_cfg = replace(self.loss_cfg, kernel_size=self.kernel_size)
@@ -275,6 +270,7 @@ class Trainer:
         self.train_ds.set_epoch(epoch)
         idx = list(iter(self.sampler))[skip_batches * self.batch_size: self.steps_per_epoch * self.batch_size]
         return DataLoader(self.train_ds, batch_size=self.batch_size, sampler=idx, drop_last=False,
+                          collate_fn=collate_stacks,
                           num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda",
                           generator=torch.Generator().manual_seed(self.cfg.seed + epoch),
                           persistent_workers=False)
@@ -535,6 +531,11 @@ class Trainer:
                 (self.out_dir / name).unlink(missing_ok=True)
         if self.is_main:
             atomic_write_json(self.out_dir / "config.json", cfg.to_dict())
+        if cfg.teacher and self.is_main:   # label once (resumable); the other ranks wait at the barrier
+            from .teacher import TeacherConfig, label_dataset
+            label_dataset(self.train_ds.paths, self.labels_dir, TeacherConfig(iters_scale=cfg.teacher_iters_scale),
+                          progress=cfg.progress)
+        D.barrier(self.dist)
         self._bad_steps = 0
         self._last_val_step = -1
         if self.is_main and cfg.tensorboard:

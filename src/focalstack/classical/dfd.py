@@ -1,0 +1,232 @@
+"""Depth from defocus by relative blur: a camera-aware cost volume over inverse-depth hypotheses.
+
+For a hypothesis ``d_j`` the thin lens predicts the Gaussian σ (pixels) of every frame,
+``σ_kj = camera.sigma_px(d_j)``. Under the Gaussian PSF model two frames of the same scene
+point obey ``I_k = G(√(σ_kj² − σ_rj²)) ∗ I_r`` whenever frame r is sharper (Gaussians compose
+by adding variances). So per hypothesis the sharpest frame ``r_j = argmin_k σ_kj`` is re-blurred
+into every other frame and the mismatch, averaged over a local window, is the cost::
+
+    cost_j(x) = Σ_k box_w(|G(√(σ_kj² − σ_rj²)) ∗ I_r − I_k|)(x) / (F · (texture(x) + ε))
+
+with ``texture`` the local mean absolute gradient of the stack (so the cost is contrast-invariant,
+and flat, textureless pixels show a flat cost curve instead of a confident wrong minimum).
+The true depth minimises the cost up to noise, for any camera: the camera enters only through
+σ_kj — focal length, f-number(s), pixel pitch, per-frame focus distances, PSF scale. This is
+what makes the camera-aware DAIF-Net (:mod:`focalstack.models.daifnet`) camera-general: it reads
+this volume, not the camera's raw numbers.
+
+Hypotheses are uniform in inverse depth over the depth range (blur is linear in 1/d). With two
+frames at one focus distance (two apertures) the cost cannot tell near from far of the focus
+plane: the volume then has two minima, and so does any method.
+
+:func:`depth_from_defocus` is the training-free method (``predict --method dfd``): the normalised
+cost, aggregated over image-guided neighbourhoods at two radii (confidence-weighted cost-volume
+filtering: flat regions take the evidence of the textured pixels of their surface), per-pixel
+argmin with a parabolic sub-hypothesis fit (the same fit as DFF's sub-frame peak). Grey frames; shapes and units in
+each docstring.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..optics.camera import CameraBatch, FocalStackCamera
+
+__all__ = ["DefocusCostVolume", "inverse_depth_hypotheses", "hypothesis_sigmas", "gaussian_blur_per_plane",
+           "relative_blur_cost", "normalised_cost", "aggregate_cost", "aggregation_radii", "aggregated_costs",
+           "depth_from_defocus", "DEFAULT_HYPOTHESES", "MAX_BLUR_RADIUS_PX"]
+
+DEFAULT_HYPOTHESES = 32
+# Extra blur beyond this radius (σ > 5 px) is truncated: wider blur carries little depth signal at the
+# working resolution, and the cost of the separable filter grows with the radius.
+MAX_BLUR_RADIUS_PX = 15
+
+
+@dataclass
+class DefocusCostVolume:
+    """cost [B,J,H,W] (≥ 0, lower = hypothesis fits better); inv_depth [B,J] 1/m ascending
+    (far → near); texture [B,1,H,W] local mean |∇I| of the stack (grey levels per pixel)."""
+
+    cost: torch.Tensor
+    inv_depth: torch.Tensor
+    texture: torch.Tensor
+
+
+def inverse_depth_hypotheses(depth_range_m: torch.Tensor, n: int = DEFAULT_HYPOTHESES) -> torch.Tensor:
+    """[B,2] (near, far) metres → [B,n] inverse depths (1/m), uniform from 1/far to 1/near."""
+    if n < 2:
+        raise ValueError(f"need at least 2 depth hypotheses, got {n}")
+    t = torch.linspace(0.0, 1.0, n, dtype=depth_range_m.dtype, device=depth_range_m.device).view(1, n)
+    inv_near, inv_far = 1.0 / depth_range_m[:, 0:1], 1.0 / depth_range_m[:, 1:2]
+    return inv_far + t * (inv_near - inv_far)
+
+
+def hypothesis_sigmas(camera: CameraBatch, inv_depth: torch.Tensor) -> torch.Tensor:
+    """σ (px) of every frame at every hypothesis: camera [B] with F frames, inv_depth [B,J] → [B,F,J]."""
+    b, j = inv_depth.shape
+    s = camera.sigma_px((1.0 / inv_depth).view(b, 1, 1, j))     # [B,F,1,1,J]
+    return s.view(b, -1, j)
+
+
+def _gaussian_taps(sigma: torch.Tensor, radius: int) -> torch.Tensor:
+    """Normalised 1-D Gaussian taps [N, 2R+1] for σ [N] px (σ ≈ 0 → the identity tap)."""
+    x = torch.arange(-radius, radius + 1, dtype=sigma.dtype, device=sigma.device).view(1, -1)
+    s = sigma.clamp_min(1e-3).view(-1, 1)
+    w = torch.exp(-0.5 * (x / s) ** 2)
+    return w / w.sum(dim=1, keepdim=True)
+
+
+def gaussian_blur_per_plane(x: torch.Tensor, sigma_px: torch.Tensor, max_radius: int = MAX_BLUR_RADIUS_PX) -> torch.Tensor:
+    """Blur every plane of x [N,P,H,W] with its own Gaussian σ [N,P] (px), reflect borders, one
+    separable depthwise convolution; σ beyond ``max_radius``/3 is truncated to that window."""
+    n, p, h, w = x.shape
+    smax = float(sigma_px.max()) if sigma_px.numel() else 0.0
+    r = int(min(max_radius, math.ceil(3.0 * smax)))
+    r = min(r, h - 1, w - 1)
+    if r < 1:
+        return x
+    taps = _gaussian_taps(sigma_px.reshape(-1), r)                  # [N·P, 2r+1]
+    y = F.pad(x.reshape(1, n * p, h, w), (r, r, r, r), mode="reflect")
+    y = F.conv2d(y, taps.view(n * p, 1, 1, -1), groups=n * p)
+    y = F.conv2d(y, taps.view(n * p, 1, -1, 1), groups=n * p)
+    return y.view(n, p, h, w)
+
+
+def _box(x: torch.Tensor, window: int) -> torch.Tensor:
+    r = window // 2
+    if r < 1:
+        return x
+    return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="replicate"), window, stride=1)
+
+
+@torch.no_grad()
+def relative_blur_cost(frames: torch.Tensor, camera: CameraBatch, depth_range_m: torch.Tensor,
+                       num_hypotheses: int = DEFAULT_HYPOTHESES, window: int = 7,
+                       max_radius: int = MAX_BLUR_RADIUS_PX, eps: float = 2e-3) -> DefocusCostVolume:
+    """The relative-blur cost volume (module docstring).
+
+    Args:
+        frames: [B,F,3,H,W] (or [B,F,1,H,W]) in [0,1], F ≥ 2.
+        camera: the batch's cameras (F frames each).
+        depth_range_m: [B,2] (near, far) metres; hypotheses are uniform in 1/d inside it.
+        num_hypotheses: J.
+        window: side of the box window (px) that aggregates the per-pixel mismatch.
+        eps: added to the texture (grey levels / px) before normalising.
+
+    Returns: :class:`DefocusCostVolume` (cost [B,J,H,W] float32).
+    """
+    if frames.dim() != 5:
+        raise ValueError(f"relative_blur_cost: frames must be [B,F,C,H,W], got {tuple(frames.shape)}")
+    b, f, _, h, w = frames.shape
+    if f < 2:
+        raise ValueError("relative_blur_cost: defocus needs at least 2 frames")
+    grey = frames.float().mean(dim=2)                                          # [B,F,H,W]
+    cam = camera.to(frames.device, torch.float32)
+    inv = inverse_depth_hypotheses(depth_range_m.to(frames.device, torch.float32), num_hypotheses)  # [B,J]
+    sig = hypothesis_sigmas(cam, inv)                                          # [B,F,J]
+    ref = sig.argmin(dim=1)                                                    # [B,J]
+    sig_ref = sig.gather(1, ref.unsqueeze(1))                                  # [B,1,J]
+    extra = (sig.pow(2) - sig_ref.pow(2)).clamp_min(0).sqrt()                  # [B,F,J]
+    j = num_hypotheses
+    g_ref = grey.gather(1, ref.view(b, j, 1, 1).expand(b, j, h, w))            # [B,J,H,W]
+    pred = gaussian_blur_per_plane(g_ref.unsqueeze(2).expand(b, j, f, h, w).reshape(b, j * f, h, w),
+                                   extra.transpose(1, 2).reshape(b, j * f), max_radius)
+    err = (pred.view(b, j, f, h, w) - grey.unsqueeze(1)).abs().mean(dim=2)     # [B,J,H,W]
+    gx = (grey[..., :, 1:] - grey[..., :, :-1]).abs().mean(dim=1, keepdim=True)
+    gy = (grey[..., 1:, :] - grey[..., :-1, :]).abs().mean(dim=1, keepdim=True)
+    tex = F.pad(gx, (0, 1, 0, 0), mode="replicate") + F.pad(gy, (0, 0, 0, 1), mode="replicate")
+    tex = _box(tex, window)
+    cost = _box(err, window) / (tex + eps)
+    return DefocusCostVolume(cost=cost, inv_depth=inv, texture=tex)
+
+
+def normalised_cost(vol: DefocusCostVolume) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ĉ = cost / mean_j cost [B,J,H,W], confidence [B,1,H,W] ∈ [0,1]): the confidence is how far the
+    best hypothesis stands below the mean, (mean − min)/mean — ~0 on flat, textureless pixels."""
+    mean = vol.cost.mean(dim=1, keepdim=True)
+    conf = ((mean - vol.cost.amin(dim=1, keepdim=True)) / (mean + 1e-6)).clamp(0, 1)
+    return vol.cost / (mean + 1e-6), conf
+
+
+def aggregate_cost(cost: torch.Tensor, confidence: torch.Tensor, guide: torch.Tensor, radius: int,
+                   eps: float = 1e-2) -> torch.Tensor:
+    """Confidence-weighted cost-volume filtering (Hosni et al. 2013, with He et al.'s guided filter):
+    every hypothesis slice of cost [B,J,H,W] is filtered with the grey guide [B,1,H,W] (edges of the
+    image stop the filter), weighted by the confidence [B,1,H,W], so textured pixels lend their
+    evidence to flat neighbours on the same surface: GF(c·ĉ_j) / GF(c)."""
+    from .dff import guided_filter
+    num = guided_filter(guide, confidence * cost, radius, eps)
+    den = guided_filter(guide, confidence, radius, eps)
+    return num / den.clamp_min(1e-4)
+
+
+def aggregation_radii(h: int, w: int) -> tuple[int, int]:
+    """The two guided-filter radii (px) of :func:`aggregated_costs`: min(H,W)/32 (≥ 2) and 3× that."""
+    r = max(2, round(min(h, w) / 32))
+    return r, 3 * r
+
+
+def aggregated_costs(vol: DefocusCostVolume, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(ĉ raw, ĉ aggregated at the small radius, at the large radius, confidence), each [B,·,H,W];
+    frames [B,F,C,H,W] give the guide (their mean, grey)."""
+    cn, conf = normalised_cost(vol)
+    guide = frames.float().mean(dim=(1, 2)).unsqueeze(1)
+    h, w = cn.shape[-2:]
+    r_small, r_large = aggregation_radii(h, w)
+    small = aggregate_cost(cn, conf, guide, r_small)
+    if min(h, w) >= 64:   # the wide filter runs at half resolution (radius halved): 4× cheaper, as smooth
+        half = lambda t: F.avg_pool2d(t, 2, ceil_mode=True)   # noqa: E731
+        large = aggregate_cost(half(cn), half(conf), half(guide), max(1, r_large // 2))
+        large = F.interpolate(large, size=(h, w), mode="bilinear", align_corners=False)
+    else:
+        large = aggregate_cost(cn, conf, guide, r_large)
+    return cn, small, large, conf
+
+
+def _parabolic_min(cost: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
+    """Sub-hypothesis minimum: parabola through the 3 costs around the argmin (uniform spacing in
+    1/d), vertex clamped to ±½ step; cost [B,J,H,W], inv [B,J] → inverse depth [B,1,H,W]."""
+    b, j, h, w = cost.shape
+    k = cost.argmin(dim=1, keepdim=True)                                       # [B,1,H,W]
+    km, kp = (k - 1).clamp(0, j - 1), (k + 1).clamp(0, j - 1)
+    c0, cm, cp = cost.gather(1, k), cost.gather(1, km), cost.gather(1, kp)
+    den = cm - 2 * c0 + cp
+    off = torch.where(den > 1e-12, 0.5 * (cm - cp) / den.clamp_min(1e-12), torch.zeros_like(den))
+    off = torch.where((k == 0) | (k == j - 1), torch.zeros_like(off), off.clamp(-0.5, 0.5))
+    step = (inv[:, 1:2] - inv[:, 0:1]).view(b, 1, 1, 1)
+    return inv[:, 0].view(b, 1, 1, 1) + (k.to(cost.dtype) + off) * step
+
+
+@torch.no_grad()
+def depth_from_defocus(frames: torch.Tensor, camera: FocalStackCamera | CameraBatch,
+                       depth_range_m=None, num_hypotheses: int = DEFAULT_HYPOTHESES,
+                       window: int = 7, aggregate: bool = True) -> tuple[torch.Tensor, DefocusCostVolume]:
+    """Training-free depth: argmin of :func:`relative_blur_cost` with a parabolic sub-step; with
+    ``aggregate`` (default) the argmin of the mean of the raw and the two aggregated normalised
+    costs (:func:`aggregated_costs`), which fills flat regions from their textured surroundings.
+
+    frames [B,F,3,H,W] (or one stack [F,3,H,W]) in [0,1]; camera one FocalStackCamera (shared) or a
+    CameraBatch; depth_range_m (near, far) or [B,2], default the camera's effective range.
+    Returns (depth [B,1,H,W] metres, the cost volume)."""
+    if frames.dim() == 4:
+        frames = frames.unsqueeze(0)
+    b = frames.shape[0]
+    if isinstance(camera, FocalStackCamera):
+        if depth_range_m is None:
+            depth_range_m = camera.effective_depth_range_m()
+        camera = CameraBatch.from_cameras([camera] * b)
+    if depth_range_m is None:
+        raise ValueError("depth_from_defocus: depth_range_m is required with a CameraBatch")
+    rng = torch.as_tensor(depth_range_m, dtype=torch.float32)
+    rng = rng.view(1, 2).expand(b, 2) if rng.dim() == 1 else rng
+    vol = relative_blur_cost(frames, camera, rng, num_hypotheses, window)
+    cost = vol.cost
+    if aggregate:
+        raw, small, large, _ = aggregated_costs(vol, frames)
+        cost = (raw + small + large) / 3.0
+    inv = _parabolic_min(cost, vol.inv_depth)
+    return 1.0 / inv, vol

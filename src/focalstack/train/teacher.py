@@ -1,0 +1,140 @@
+"""Optimiser distillation without ground truth (``focalstack train --teacher optimize``).
+
+Every training stack is labelled once by the zero-shot optimiser (:func:`focalstack.optimize.optimize_stack`,
+the same re-rendering objective the network trains with) and the network then learns from those
+pseudo-labels, weighted per pixel by how much the label can be trusted, together with the
+re-rendering loss. No ground truth is read anywhere.
+
+Per-pixel weight w ∈ [0, 1] = *distinctness* × *fit*:
+
+* distinctness: the relative-blur cost volume (:mod:`focalstack.classical.dfd`) at the teacher's
+  depth versus its mean over all hypotheses, ``clamp((mean_j c_j − c(d_t)) / mean_j c_j, 0, 1)``:
+  high where the defocus evidence singles out the teacher's depth, ~0 on flat, textureless
+  surfaces where every depth re-renders the stack equally well (there the teacher's depth is its
+  smoothness prior, and the network's own context should decide);
+* fit: ``exp(−e / (2·median e))`` with e the teacher's local re-rendering error (mean over frames
+  and channels, 7-px box): low at occlusion edges and wherever the thin-lens model fails.
+
+Cache: ``RUN/teacher/<sample folder name>.safetensors`` holding ``inv_depth`` [H,W] (1/m) and
+``weight`` [H,W], plus ``RUN/teacher/teacher.json`` with the settings. Each file is written
+atomically as soon as its stack is done, so an interrupted labelling resumes where it stopped;
+files of other settings are not reused (a settings change is an error naming the folder).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["TeacherConfig", "label_weight", "label_stack", "label_dataset", "load_label", "TEACHERS"]
+
+TEACHERS = ("optimize",)
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """``iters_scale``: × the optimiser's default iteration counts (1 = ``predict --method optimize``)."""
+
+    kind: str = "optimize"
+    iters_scale: float = 1.0
+    hypotheses: int = 32
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _box(x: torch.Tensor, k: int = 7) -> torch.Tensor:
+    r = k // 2
+    return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="replicate"), k, stride=1)
+
+
+@torch.no_grad()
+def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered: torch.Tensor,
+                 hypotheses: int = 32) -> torch.Tensor:
+    """Per-pixel trust w ∈ [0,1] of a teacher depth (module docstring).
+
+    frames, rendered: [F,3,H,W]; camera: FocalStackCamera; inv_depth: [H,W] 1/m → [H,W]."""
+    from ..classical.dfd import relative_blur_cost
+    from ..optics.camera import CameraBatch
+    h, w = inv_depth.shape
+    rng = torch.tensor([camera.effective_depth_range_m()], dtype=torch.float32)
+    if len(set(zip(camera.focus_distances_m, camera.frame_f_numbers()))) >= 2:
+        vol = relative_blur_cost(frames.unsqueeze(0).float(), CameraBatch.from_cameras([camera]), rng, hypotheses)
+        inv = vol.inv_depth[0]
+        t = ((inv_depth - inv[0]) / (inv[1] - inv[0])).clamp(0, hypotheses - 1)     # fractional hypothesis index
+        i0 = t.floor().long().clamp(max=hypotheses - 2)
+        a = (t - i0).unsqueeze(0)
+        c = vol.cost[0]
+        c_at = c.gather(0, i0.unsqueeze(0)) * (1 - a) + c.gather(0, (i0 + 1).unsqueeze(0)) * a
+        mean = c.mean(dim=0, keepdim=True)
+        distinct = ((mean - c_at) / (mean + 1e-6)).clamp(0, 1)[0]
+    else:   # identical frames: no defocus evidence anywhere
+        distinct = torch.zeros(h, w)
+    err = _box((rendered.float() - frames.float()).abs().mean(dim=(0, 1))[None, None])[0, 0]
+    fit = torch.exp(-err / (2.0 * err.median().clamp_min(1e-6)))
+    return (distinct * fit).clamp(0, 1)
+
+
+def label_stack(frames: torch.Tensor, camera, cfg: TeacherConfig = TeacherConfig()) -> dict[str, torch.Tensor]:
+    """{"inv_depth": [H,W] 1/m, "weight": [H,W]} for one stack [F,3,H,W] with a known camera."""
+    from ..optimize import OptimizeConfig, optimize_stack
+    ocfg = OptimizeConfig()
+    if cfg.iters_scale != 1.0:
+        ocfg = ocfg.scaled(cfg.iters_scale)
+    r = optimize_stack(frames.float(), camera, ocfg)
+    inv = (1.0 / r.depth_m.view(frames.shape[-2:])).float()
+    return {"inv_depth": inv.contiguous(),
+            "weight": label_weight(frames, camera, inv, r.rendered, cfg.hypotheses).float().contiguous()}
+
+
+def load_label(path: str | Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+    return load_file(str(path))
+
+
+def label_dataset(sample_dirs: Sequence[Path], out_dir: str | Path, cfg: TeacherConfig = TeacherConfig(),
+                  progress: bool = True) -> Path:
+    """Label every sample once into ``out_dir`` (resumable; module docstring). Returns ``out_dir``."""
+    from safetensors.torch import save
+
+    from ..data import load_sample
+    from ..data.io import atomic_write_file
+    if cfg.kind not in TEACHERS:
+        raise ValueError(f"unknown teacher {cfg.kind!r}; known: {', '.join(TEACHERS)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / "teacher.json"
+    if meta_path.is_file():
+        old = json.loads(meta_path.read_text())
+        if old != cfg.to_dict():
+            raise ValueError(f"{out}: labelled with other teacher settings {old}; use another --out or the same "
+                             "settings")
+    else:
+        atomic_write_file(meta_path, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    names = [Path(p).name for p in sample_dirs]
+    if len(set(names)) != len(names):
+        raise ValueError("teacher labels are keyed by sample folder name, and two training samples share one")
+    todo = [p for p in sample_dirs if not (out / f"{Path(p).name}.safetensors").is_file()]
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+        bar = tqdm(total=len(sample_dirs), initial=len(sample_dirs) - len(todo), desc="teacher (optimize)",
+                   unit="stack", file=sys.stderr, dynamic_ncols=True)
+    for p in todo:
+        s = load_sample(p, load_depth=False, load_aif=False)
+        if not (s.camera.focus_known and s.camera.lens_known):
+            raise ValueError(f"{p}: the optimiser teacher needs a known lens and focus distances (camera.json has "
+                             "placeholders)")
+        lab = label_stack(s.frames, s.camera, cfg)
+        atomic_write_file(out / f"{Path(p).name}.safetensors", save(lab))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return out

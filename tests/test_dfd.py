@@ -1,0 +1,87 @@
+import math
+
+import pytest
+import torch
+
+from focalstack.classical.dfd import (depth_from_defocus, gaussian_blur_per_plane, hypothesis_sigmas,
+                                      inverse_depth_hypotheses, relative_blur_cost)
+from focalstack.optics import CameraBatch, FocalStackCamera, ThinLens
+from focalstack.render import render_stack
+
+
+def _cam(fd=(1.0, 1.4, 2.0, 3.0, 4.5), f=0.035, n=2.8, px=7.2e-5, rng=(0.5, 10.0), f_numbers=None):
+    return FocalStackCamera(ThinLens(f, n, px), tuple(fd), f_numbers=f_numbers, depth_range_m=rng)
+
+
+def _plane(depth_m, cam, hw=72, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    aif = torch.nn.functional.avg_pool2d(torch.rand(1, 3, hw, hw, generator=g), 3, 1, 1)
+    return render_stack(aif, torch.full((1, 1, hw, hw), float(depth_m)), cam)
+
+
+def test_hypotheses_uniform_in_inverse_depth():
+    inv = inverse_depth_hypotheses(torch.tensor([[0.5, 10.0], [1.0, 2.0]]), 5)
+    assert inv.shape == (2, 5)
+    assert torch.allclose(inv[:, 0], torch.tensor([0.1, 0.5])) and torch.allclose(inv[:, -1], torch.tensor([2.0, 1.0]))
+    d = inv.diff(dim=1)
+    assert torch.allclose(d, d[:, :1].expand_as(d))
+    with pytest.raises(ValueError):
+        inverse_depth_hypotheses(torch.tensor([[0.5, 10.0]]), 1)
+
+
+def test_hypothesis_sigmas_match_the_camera():
+    cam = _cam()
+    inv = inverse_depth_hypotheses(torch.tensor([[0.5, 10.0]]), 7)
+    s = hypothesis_sigmas(CameraBatch.from_cameras([cam], dtype=torch.float64), inv.double())
+    ref = cam.sigma_px((1.0 / inv.double()).view(7, 1, 1, 1))[:, :, 0, 0, 0].T      # [F,J]
+    assert s.shape == (1, 5, 7) and torch.allclose(s[0], ref)
+
+
+def test_gaussian_blur_per_plane_is_a_normalised_gaussian():
+    x = torch.zeros(1, 3, 41, 41)
+    x[..., 20, 20] = 1.0
+    sig = torch.tensor([[0.0, 1.0, 2.5]])
+    y = gaussian_blur_per_plane(x, sig)
+    assert torch.allclose(y[0, 0], x[0, 0])                              # σ = 0: identity
+    for p, s in ((1, 1.0), (2, 2.5)):
+        assert abs(float(y[0, p].sum()) - 1.0) < 1e-5
+        r = torch.arange(41.0) - 20
+        g = torch.exp(-0.5 * (r / s) ** 2) * (r.abs() <= 8)          # window ±⌈3·max σ⌉ = ±8 px
+        g = g / g.sum()
+        assert torch.allclose(y[0, p], torch.outer(g, g), atol=1e-6)
+
+
+@pytest.mark.parametrize("cam", [_cam(), _cam(fd=(0.5, 0.9, 2.0), f=0.012, n=1.8, px=8e-6, rng=(0.3, 6.0))],
+                         ids=["dslr35", "phone12mm"])
+@pytest.mark.parametrize("depth_m", [0.7, 1.2, 2.5])
+def test_cost_minimum_at_the_true_depth_for_any_camera(cam, depth_m):
+    d, vol = depth_from_defocus(_plane(depth_m, cam), cam, num_hypotheses=32)
+    est = float(d[0, 0, 16:-16, 16:-16].median())
+    step = float(vol.inv_depth[0, 1] - vol.inv_depth[0, 0])        # hypothesis spacing, 1/m
+    assert abs(1.0 / est - 1.0 / depth_m) < 0.5 * step, est       # within half a hypothesis step
+    assert vol.cost.shape == (1, 32, 72, 72) and (vol.cost >= 0).all()
+
+
+def test_cost_volume_ignores_frame_order():
+    cam = _cam()
+    frames = _plane(1.7, cam, hw=40)
+    perm = [3, 1, 4, 0, 2]
+    rng = torch.tensor([[0.5, 10.0]])
+    a = relative_blur_cost(frames, CameraBatch.from_cameras([cam]), rng, 12)
+    b = relative_blur_cost(frames[:, perm], CameraBatch.from_cameras([cam.subset(perm)]), rng, 12)
+    assert torch.allclose(a.cost, b.cost, atol=1e-5)
+
+
+def test_cost_is_contrast_invariant():
+    cam = _cam()
+    frames = _plane(2.0, cam, hw=40)
+    rng = torch.tensor([[0.5, 10.0]])
+    a = relative_blur_cost(frames, CameraBatch.from_cameras([cam]), rng, 12, eps=0.0)
+    b = relative_blur_cost(0.25 + 0.5 * frames, CameraBatch.from_cameras([cam]), rng, 12, eps=0.0)
+    assert torch.allclose(a.cost, b.cost, rtol=1e-3, atol=1e-5)
+
+
+def test_one_frame_is_refused():
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        relative_blur_cost(torch.rand(1, 1, 3, 16, 16), CameraBatch.from_cameras([_cam(fd=(1.0,))]),
+                           torch.tensor([[0.5, 10.0]]))

@@ -1,0 +1,77 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from focalstack.cli import main
+from focalstack.data import collate_stacks, list_samples, load_camera
+from focalstack.optics.distribution import CAMERA_DISTRIBUTIONS, CameraDistribution, get_camera_distribution
+
+
+def _max_sigma(cam):
+    near, far = cam.effective_depth_range_m()
+    return max(float(cam.lens.sigma_px(d, fd, n)) for fd, n in zip(cam.focus_distances_m, cam.frame_f_numbers())
+               for d in (near, far))
+
+
+def test_draws_are_deterministic_and_inside_the_documented_ranges():
+    dist = get_camera_distribution("general")
+    cams = [dist.sample([0, i], 192) for i in range(60)]
+    assert cams[7] == dist.sample([0, 7], 192) and cams[7] != cams[8]
+    for c in cams:
+        near, far = c.depth_range_m
+        assert dist.frames[0] <= c.num_frames <= dist.frames[1]
+        assert dist.focal_length_mm[0] <= c.lens.focal_length_m * 1e3 <= dist.focal_length_mm[1]
+        assert dist.f_number[0] - 1e-9 <= c.lens.f_number <= dist.f_number[1] + 1e-9
+        assert all(near - 1e-9 <= fd <= far + 1e-9 for fd in c.focus_distances_m)
+        # the f-number is solved for the drawn largest blur
+        assert dist.sigma_max_px[0] - 1e-6 <= _max_sigma(c) <= dist.sigma_max_px[1] + 1e-6
+        # pixel pitch = sensor width (2 f tan(fov/2)) / image width
+        fov = math.degrees(2 * math.atan(c.lens.pixel_size_m * 192 / (2 * c.lens.focal_length_m)))
+        assert dist.fov_deg[0] - 1e-6 <= fov <= dist.fov_deg[1] + 1e-6
+    # phones to DSLRs: the draws span the range
+    fl = [c.lens.focal_length_m * 1e3 for c in cams]
+    assert min(fl) < 10 and max(fl) > 40
+    assert len({c.num_frames for c in cams}) >= 5
+
+
+def test_given_depth_range_and_two_aperture_pairs():
+    dist = CameraDistribution(name="t", two_aperture=1.0)
+    c = dist.sample(3, 645, depth_range_m=(0.4, 9.0))
+    assert c.depth_range_m == (0.4, 9.0)
+    assert c.num_frames == 2 and c.focus_distances_m[0] == c.focus_distances_m[1]
+    assert c.f_numbers[1] > c.f_numbers[0]
+    with pytest.raises(KeyError, match="unknown camera distribution"):
+        get_camera_distribution("nope")
+    with pytest.raises(ValueError):
+        CameraDistribution(frames=(0, 3))
+    assert set(CAMERA_DISTRIBUTIONS) >= {"general"}
+
+
+def test_collate_pads_stacks_by_repeating_their_own_frames():
+    def item(f, v):
+        return {"frames": torch.full((f, 3, 4, 5), float(v)) + torch.arange(f).view(f, 1, 1, 1) / 10,
+                "camera": {"focal_length_m": torch.tensor(0.05), "pixel_size_m": torch.tensor(1e-5),
+                           "psf_scale": torch.tensor(0.25), "focus_distances_m": torch.arange(1.0, f + 1.0),
+                           "f_numbers": torch.full((f,), 2.0)},
+                "index": v}
+    b = collate_stacks([item(5, 0), item(2, 1), item(3, 2)])
+    assert b["frames"].shape == (3, 5, 3, 4, 5)
+    assert b["camera"]["focus_distances_m"][1].tolist() == [1.0, 2.0, 1.0, 2.0, 1.0]
+    assert b["camera"]["focus_distances_m"][2].tolist() == [1.0, 2.0, 3.0, 1.0, 2.0]
+    # frame k of a padded stack is its own frame k mod F, with that frame's focus distance
+    assert torch.equal(b["frames"][1, 2], b["frames"][1, 0]) and torch.equal(b["frames"][2, 4], b["frames"][2, 1])
+    assert b["index"].tolist() == [0, 1, 2]
+
+
+def test_synth_camera_distribution_writes_a_camera_per_stack_and_resumes(tmp_path, capsys):
+    out = tmp_path / "pre"
+    argv = ["synth", str(out), "--num", "4", "--size", "40", "48", "--camera-distribution", "general", "--quiet"]
+    assert main(argv) == 0
+    cams = [load_camera(p) for p in list_samples(out)]
+    assert len(cams) == 4 and len({c.lens for c in cams}) == 4
+    assert all(len(list(p.glob("frame_*.png"))) == c.num_frames for p, c in zip(list_samples(out), cams))
+    assert main(argv) == 0
+    assert "skipped 4" in capsys.readouterr().out
+    assert main(argv[:-1] + ["--f-number", "2", "--quiet"]) == 2   # a fixed lens value makes no sense per-stack draws
