@@ -74,12 +74,12 @@ def eval_stacks(samples, label, cfg, measures):
 def eval_net(samples, refine_steps=0):
     """The shipped self-supervised DAIF-Net (procedural camera) on the same stacks, optionally with
     test-time refinement (the self-supervised loss optimised from the network's prediction)."""
-    from focalstack.inference import predict_net
-    from focalstack.inference import PredictOptions
+    from focalstack.checkpoint import shipped_checkpoint
+    from focalstack.inference import PredictOptions, predict_net
     rows = []
     for s in samples:
         t0 = time.perf_counter()
-        r = predict_net(s, PredictOptions(refine_steps=refine_steps))
+        r = predict_net(s, PredictOptions(checkpoint=str(shipped_checkpoint("procedural")), refine_steps=refine_steps))
         dt = time.perf_counter() - t0
         row = {**_metrics(r.depth_m, s.depth_m), "seconds": dt}
         if refine_steps:

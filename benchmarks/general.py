@@ -17,7 +17,8 @@ cameras are random draws of ``optics.distribution``, the procedural preset is 12
 
 Methods: ``dff`` and ``dfd`` (training-free), ``optimize`` (zero-shot, on the first
 ``--optimize-num`` stacks: it is the slow one), and every ``--checkpoint`` zero-shot (``net``),
-optionally + ``--refine`` steps. Metrics: δ1, AbsRel, RMSE against the Xtion depth (holes excluded),
+optionally + ``--refine`` steps; with ``--finetune-minutes M``, `focalstack train` with its defaults
+(starting from the shipped model) for M minutes on the camera's own 65 training stacks. Metrics: δ1, AbsRel, RMSE against the Xtion depth (holes excluded),
 seconds per stack on this machine (2 threads). Ground truth is used for these metrics only.
 Writes results/general.{md,json}.
 """
@@ -94,6 +95,9 @@ def main() -> None:
     ap.add_argument("--refine", type=int, default=0, help="also net + --refine STEPS")
     ap.add_argument("--num", type=int, default=8, help="validation stacks per camera")
     ap.add_argument("--optimize-num", type=int, default=4, help="stacks for the (slow) optimize method")
+    ap.add_argument("--finetune-minutes", type=float, default=0,
+                    help="also: `focalstack train` with defaults (init: the shipped model) for this many minutes on "
+                         "each camera's 65 training stacks (frames + camera.json only), then net on its val stacks")
     ap.add_argument("--cameras", nargs="+", default=list(CAMERAS))
     ap.add_argument("--methods", nargs="+", default=["dff", "dfd", "optimize"])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "general")
@@ -109,6 +113,17 @@ def main() -> None:
             sub = samples[: args.optimize_num] if m == "optimize" else samples
             results[f"{cam} / {m}"] = evaluate(m, sub, SimpleNamespace(threads=2))
             print(cam, m, results[f"{cam} / {m}"], flush=True)
+        if args.finetune_minutes:
+            from bench_common import FS, sh
+            run = WORK / "finetune" / f"{cam}_{args.finetune_minutes:g}min"
+            if not (run / "last.json").is_file():
+                t0 = time.perf_counter()
+                sh(FS + ["train", str(WORK / cam / "train"), "--out", str(run), "--max-minutes",
+                         str(args.finetune_minutes), "--no-progress", "--no-tensorboard"])
+                (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+            key = f"{cam} / net fine-tuned {args.finetune_minutes:g} min on {cam}"
+            results[key] = evaluate("net", samples, SimpleNamespace(checkpoint=str(run), device="cpu"))
+            print(key, results[key], flush=True)
         for ck in args.checkpoint:
             for steps in ([0, args.refine] if args.refine else [0]):
                 key = f"{cam} / net {Path(ck).name}" + (f" + refine {steps}" if steps else "")

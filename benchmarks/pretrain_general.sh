@@ -40,9 +40,10 @@ T=$W/train
 mkdir -p "$T"
 for d in "$W"/procedural/* "$W"/dslr_r50/train/* "$W"/dslr_r30/train/* "$W"/middlebury/* "$W"/nyuv2/*; do
   [ -f "$d/camera.json" ] || continue
-  name="$(basename "$(dirname "$d")")_$(basename "$d")"
+  rel=${d#"$W"/}                       # e.g. dslr_r50/train/<scene>
+  name=${rel//\//_}
   [ -e "$T/$name" ] || ln -s "$(realpath "$d")" "$T/$name"
 done
 
-exec "$FS" train "$T" --val "$W/procedural_val" --out "$W/run" --width 8 --crop 128 128 --batch-size 4 \
+exec "$FS" train "$T" --val "$W/procedural_val" --out "$W/run" --width 8 --crop 96 96 --batch-size 4 \
   --max-steps "$STEPS" --max-kernel-size 31 --val-interval 500 --ckpt-interval 250 --workers 1 "$@"

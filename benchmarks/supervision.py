@@ -38,7 +38,8 @@ def train_eval(name: str, mode: str, train_dir: Path, test_dir: Path, out: Path,
     if not (run / "last.json").is_file() or json.loads((run / "last.json").read_text()).get("step", 0) < steps:
         t0 = time.perf_counter()
         sh(FS + ["train", str(train_dir), "--out", str(run), "--supervision", mode, "--max-steps", str(steps),
-                 "--crop", str(crop), str(crop), "--width", str(width), "--val-interval", str(max(50, steps // 4)),
+                 "--crop", str(crop), str(crop), "--width", str(width), "--variant", "paper",
+                 "--val-interval", str(max(50, steps // 4)),
                  "--ckpt-interval", str(max(50, steps // 4)), "--workers", "1", "--no-progress", "--no-tensorboard"])
         (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
     # the last checkpoint: every mode gets exactly `steps` steps (best-by-val differs in meaning per mode)
@@ -162,11 +163,11 @@ def main() -> None:
     rows: dict[str, dict] = {}
     if args.speed_only:
         # speed does not depend on the weights: the shipped checkpoint has the benchmark's architecture
-        from focalstack.inference import default_checkpoint
+        from focalstack.checkpoint import shipped_checkpoint
         prev = json.loads((out / "supervision.json").read_text())
         rows, args.steps = prev["rows"], prev["steps"]
         synth_procedural(work / "data", "speed", 8, 0, 192)
-        sp = speed(default_checkpoint(), work / "data" / "speed" / "train", args.crop)
+        sp = speed(shipped_checkpoint("procedural"), work / "data" / "speed" / "train", args.crop)
     else:
         sets = datasets(work, Path(args.shared), args.num_procedural)
         for name, (tr, te) in sets.items():

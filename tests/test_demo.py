@@ -67,7 +67,7 @@ def test_shipped_checkpoint_predicts_held_out_stacks(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--num", "3", "--size", "128", "128", "--refine", "50"]) == 0
     rows = json.loads((out / "metrics.json").read_text())
-    net = rows["DAIF-Net (self-supervised)"]
+    net = rows["DAIF-Net"]
     assert net["abs_rel"] < 0.25 and net["delta1"] > 0.65
     # test-time refinement through the optical model improves the network's depth
     refined = rows["DAIF-Net + --refine 50"]

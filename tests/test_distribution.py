@@ -75,3 +75,9 @@ def test_synth_camera_distribution_writes_a_camera_per_stack_and_resumes(tmp_pat
     assert main(argv) == 0
     assert "skipped 4" in capsys.readouterr().out
     assert main(argv[:-1] + ["--f-number", "2", "--quiet"]) == 2   # a fixed lens value makes no sense per-stack draws
+
+
+def test_a_shallow_scene_gets_a_wider_camera_range_that_holds_it():
+    c = get_camera_distribution("general").sample([0, 5, 2], 322, depth_range_m=(2.4354, 3.6179))
+    near, far = c.depth_range_m
+    assert near <= 2.4354 and far >= 3.6179 and (near, far) != (2.4354, 3.6179)

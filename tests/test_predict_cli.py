@@ -116,3 +116,41 @@ def test_predict_checkpoint_errors_are_one_line(tiny_dataset, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--method net" in err[0]
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_predict_dfd_is_metric_and_refuses_placeholder_cameras(tiny_dataset, tmp_path):
+    import json
+
+    import numpy as np
+
+    from focalstack.cli import main
+    out = tmp_path / "dfd"
+    assert main(["predict", str(tiny_dataset / "s000"), "--method", "dfd", "-o", str(out)]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["method"] == "dfd" and meta["depth_kind"] == "metric"
+    d = np.load(out / "depth.npy")
+    gt = np.load(tiny_dataset / "s000" / "depth.npy")
+    assert d.shape == gt.shape and np.isfinite(d).all()
+    # the two planes (0.7 m and 2.5 m) are told apart, each within 25 %
+    h, w = d.shape
+    near, far = np.median(d[4:-4, 3:w // 2 - 3]), np.median(d[4:-4, w // 2 + 3:-3])
+    assert abs(near - 0.7) / 0.7 < 0.25 and abs(far - 2.5) / 2.5 < 0.25, (near, far)
+    cam = json.loads((tiny_dataset / "s001" / "camera.json").read_text())
+    cam["lens_known"] = False
+    (tiny_dataset / "s001" / "camera.json").write_text(json.dumps(cam))
+    assert main(["predict", str(tiny_dataset / "s001"), "--method", "dfd", "-o", str(tmp_path / "x")]) == 2
+
+
+def test_predict_with_a_named_shipped_checkpoint(tiny_dataset, tmp_path, capsys):
+    import json
+
+    from focalstack.cli import main
+    out = tmp_path / "p"
+    assert main(["predict", str(tiny_dataset / "s000"), "--checkpoint", "shipped:procedural", "-o", str(out)]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["method"] == "net" and meta["checkpoint"] == "shipped:procedural"
+    assert meta["model"]["cfg"]["variant"] == "paper"
+    capsys.readouterr()
+    assert main(["predict", str(tiny_dataset / "s000"), "--checkpoint", "shipped:nope", "-o", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown shipped checkpoint 'nope'" in err[0]

@@ -121,12 +121,18 @@ def test_exact_resume(data, tmp_path, capsys):
 
 
 def test_loss_falls(data, tmp_path):
-    losses = []
-    cfg = tiny_cfg(data, tmp_path / "run", max_steps=12, lr=2e-3, val_interval=0, ckpt_interval=0, hflip=False,
-                   vflip=False, permute=False, loss=LossConfig(aif_sharp=0.0))
+    """From random weights (the paper variant) training lowers the loss; the camera variant starts
+    where the paper variant cannot get in 12 steps: its untrained depth is the cost-volume argmin."""
+    losses, cam_losses = [], []
+    kw = dict(max_steps=12, lr=2e-3, val_interval=0, ckpt_interval=0, hflip=False, vflip=False, permute=False,
+              loss=LossConfig(aif_sharp=0.0))
+    cfg = tiny_cfg(data, tmp_path / "run", model_cfg={"width": 8, "levels": 3, "variant": "paper"}, **kw)
     train(cfg, callbacks=[lambda t, s, terms: losses.append(terms["total"])])
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last < 0.7 * first, losses
+    train(tiny_cfg(data, tmp_path / "cam", **{**kw, "max_steps": 1}),
+          callbacks=[lambda t, s, terms: cam_losses.append(terms["total"])])
+    assert cam_losses[0] < first, (cam_losses, losses)
 
 
 def test_max_minutes_and_tensorboard(data, tmp_path):
@@ -310,3 +316,26 @@ def test_mixed_stack_sizes_train_in_one_batch(tmp_path):
     save_sample(load_sample(root / "s00"), tmp_path / "ds3" / "five")
     res = train(tiny_cfg(tmp_path / "ds3", tmp_path / "run", num_frames=None, batch_size=2, max_steps=2))
     assert res["step"] == 2
+
+
+def test_default_init_is_the_shipped_model_only_when_it_is_camera_general(data, tmp_path, monkeypatch):
+    import focalstack.checkpoint as C
+    from focalstack.checkpoint import resolve_init
+    assert TrainConfig().init == "auto"
+    # a camera-aware run standing in for the shipped general model
+    general = tmp_path / "general"
+    assert cli_main(["train", str(data), "--out", str(general), "--max-steps", "1", "--init", "none", *TINY]) == 0
+    spec = json.loads((general / "last.json").read_text())["model"]
+    assert spec["cfg"].get("variant", "camera") == "camera"
+    monkeypatch.setattr(C, "shipped_checkpoint", lambda: general / "last.safetensors")
+    assert C.shipped_is_general()
+    assert resolve_init("auto", "daifnet", spec["cfg"]) == general / "last.safetensors"
+    assert resolve_init("auto", "daifnet", {**spec["cfg"], "width": 4}) is None       # other settings: random
+    # `train` without model options fine-tunes the shipped general model (its settings adopted)
+    run = tmp_path / "ft"
+    assert cli_main(["train", str(data), "--out", str(run), "--max-steps", "0", *TINY[4:]]) == 0
+    assert json.loads((run / "last.json").read_text())["model"] == spec
+    assert_same_weights(weights(run), weights(general))
+    # the paper-variant checkpoint is not a general starting point: auto → random weights
+    monkeypatch.setattr(C, "shipped_model_spec", lambda: {"name": "daifnet", "cfg": {"width": 8, "variant": "paper"}})
+    assert not C.shipped_is_general() and resolve_init("auto", "daifnet", {"width": 8, "variant": "paper"}) is None

@@ -28,7 +28,7 @@ import torch
 from .data.io import atomic_write_file
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "save_weights", "save_state", "load_state",
-           "shipped_checkpoint", "resolve_init",
+           "shipped_checkpoint", "shipped_model_spec", "shipped_is_general", "resolve_init",
            "resolve_checkpoint", "load_model", "git_commit", "weights_digest", "FORMAT"]
 
 FORMAT = "focalstack-checkpoint-v1"
@@ -117,18 +117,49 @@ def load_state(run_dir: str | Path, map_location="cpu") -> dict | None:
     return torch.load(p, map_location=map_location, weights_only=False)
 
 
-def shipped_checkpoint() -> Path:
-    """The checkpoint shipped inside the package (see src/focalstack/weights/README.md)."""
-    return Path(__file__).resolve().parent / "weights" / "daifnet_procedural.safetensors"
+# Checkpoints shipped inside the package (src/focalstack/weights/README.md): "general" — the
+# camera-aware DAIF-Net pretrained over the 'general' camera distribution, the default of
+# `predict --method net` and of `train --init auto` — and "procedural", the paper-variant DAIF-Net
+# trained for the procedural camera only (kept: the published benchmark tables were made with it).
+SHIPPED = {"general": "daifnet_general.safetensors", "procedural": "daifnet_procedural.safetensors"}
+DEFAULT_SHIPPED = "general"
 
 
-def resolve_init(init: str | None) -> Path | None:
+def shipped_checkpoint(name: str = DEFAULT_SHIPPED) -> Path:
+    """A checkpoint shipped inside the package by name (default: the general model)."""
+    try:
+        return Path(__file__).resolve().parent / "weights" / SHIPPED[name]
+    except KeyError:
+        raise KeyError(f"unknown shipped checkpoint {name!r}; known: {', '.join(SHIPPED)}") from None
+
+
+def shipped_model_spec() -> dict:
+    """{"name", "cfg"} of the shipped checkpoint (from its sidecar)."""
+    return json.loads(shipped_checkpoint().with_suffix(".json").read_text()).get("model") or {}
+
+
+def shipped_is_general() -> bool:
+    """True when the shipped checkpoint is camera-general (the camera-aware DAIF-Net), i.e. a sensible
+    starting point for training on any camera."""
+    spec = shipped_model_spec()
+    return spec.get("name") == "daifnet" and spec.get("cfg", {}).get("variant", "camera") == "camera"
+
+
+def resolve_init(init: str | None, model: str | None = None, model_cfg: dict | None = None) -> Path | None:
     """``--init``: None / "none" → None (random weights), "shipped" → :func:`shipped_checkpoint`,
-    else a run folder / .safetensors / .json (must exist)."""
+    "auto" (the default) → the shipped checkpoint when it is camera-general and ``model`` /
+    ``model_cfg`` are its own, else None; otherwise a run folder / .safetensors / .json (must exist)."""
     if init in (None, "", "none"):
+        return None
+    if init == "auto":
+        spec = shipped_model_spec()
+        if shipped_is_general() and spec.get("name") == model and dict(spec.get("cfg", {})) == dict(model_cfg or {}):
+            return shipped_checkpoint()
         return None
     if init == "shipped":
         return shipped_checkpoint()
+    if init.startswith("shipped:"):
+        return shipped_checkpoint(init.split(":", 1)[1])
     p = Path(init)
     if not p.exists():
         raise FileNotFoundError(f"{p}: --init checkpoint not found (give none, shipped, a run folder or a .safetensors)")

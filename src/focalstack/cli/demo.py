@@ -2,8 +2,8 @@
 
 1. synthesise held-out procedural focal stacks (seeds the shipped model never saw);
 2. predict depth + AIF with the shipped DAIF-Net checkpoint (or a short training run with
-   ``--train-steps``), the same refined through the optical model (``--refine``), and classical
-   depth from focus for comparison;
+   ``--train-steps``), the same refined through the optical model (``--refine``), and the
+   training-free classical depth from focus and camera-aware depth from defocus for comparison;
 3. score both against the ground truth (``focalstack eval`` metrics) and draw a figure.
 """
 
@@ -91,9 +91,10 @@ def run(args) -> int:
                           ckpt_interval=max(1, args.train_steps // 4), tensorboard=False))
         checkpoint = str(run_dir)
     # label: (predict method, checkpoint, test-time refinement steps, prediction folder)
-    methods = {"DAIF-Net (self-supervised)": ("net", checkpoint, 0, "net"),
+    methods = {"DAIF-Net": ("net", checkpoint, 0, "net"),
                f"DAIF-Net + --refine {args.refine}": ("net", checkpoint, args.refine, "net_refine"),
-               "depth from focus (LAPM)": ("dff", None, 0, "dff")}
+               "depth from focus (LAPM)": ("dff", None, 0, "dff"),
+               "depth from defocus (relative blur)": ("dfd", None, 0, "dfd")}
     if args.refine <= 0:
         methods = {k: v for k, v in methods.items() if v[3] != "net_refine"}
     rows, times = {}, {}

@@ -32,7 +32,8 @@ def register(sub) -> None:
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     n = p.add_argument_group("net (trained model)")
     n.add_argument("--checkpoint", default=None,
-                   help="run folder or .safetensors (--method net without it: the shipped checkpoint)")
+                   help="run folder, .safetensors, or shipped[:general|procedural] (--method net without it: the "
+                        "shipped general model)")
     n.add_argument("--refine", dest="refine_steps", type=int, default=0, metavar="STEPS",
                    help="test-time optimisation steps after the network")
     n.add_argument("--tile", type=int, default=None, help="tile size for large images")
@@ -52,7 +53,14 @@ def run(args) -> int:
         args.method = "net" if args.checkpoint or args.refine_steps else "dff"
     if args.method != "net" and (args.checkpoint or args.refine_steps):
         raise UserError(f"--checkpoint and --refine belong to --method net, not --method {args.method}")
-    if args.checkpoint and not Path(args.checkpoint).exists():
+    shipped = bool(args.checkpoint) and (args.checkpoint == "shipped" or args.checkpoint.startswith("shipped:"))
+    if shipped:
+        from ..checkpoint import shipped_checkpoint
+        try:
+            shipped_checkpoint(*args.checkpoint.split(":", 1)[1:])
+        except KeyError as e:
+            raise UserError(str(e.args[0])) from None
+    elif args.checkpoint and not Path(args.checkpoint).exists():
         raise UserError(f"{args.checkpoint}: checkpoint not found")
     fn = get_method(args.method)
     if args.window < 1 or args.window % 2 == 0:
@@ -63,7 +71,7 @@ def run(args) -> int:
     samples = list_samples(inp, strict=args.strict)
     single = is_sample_dir(inp)
     out_root = Path(args.out)
-    inputs = [inp] + ([args.checkpoint] if args.checkpoint else [])
+    inputs = [inp] + ([args.checkpoint] if args.checkpoint and not shipped else [])
     # every refusal (the input, a user's folder, a file) comes before any work is done
     if single:
         check_replaceable(out_root, "prediction", inputs)

@@ -12,6 +12,7 @@ settings (options given again override them; ``--restart`` starts over). Multi-G
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -49,7 +50,8 @@ def register(sub) -> None:
                         "with the re-rendering loss; no ground truth is used")
     p.add_argument("--teacher-iters-scale", type=float, help="× the optimiser's iterations for the labels (default 1)")
     p.add_argument("--model", help="model name: daifnet (default), aifdepthnet, ddfs, gurwolf")
-    p.add_argument("--init", help="initial weights of a fresh run: none (default, random), shipped (the package's "
+    p.add_argument("--init", help="initial weights of a fresh run: auto (default: the shipped model when it is the "
+                                  "camera-general one and the model options are its own), none (random), shipped (the package's "
                                   "checkpoint), or a run folder / .safetensors; the model and its settings are "
                                   "taken from that checkpoint unless given")
     p.add_argument("--width", type=int, help="model width W (default 16)")
@@ -108,8 +110,10 @@ def register(sub) -> None:
 
 def _adopt_init_model(base: dict, args) -> None:
     """--init on a fresh run: the checkpoint's model and settings unless the command names them."""
-    from ..checkpoint import resolve_checkpoint, resolve_init
-    path = resolve_init(args.init)
+    from ..checkpoint import resolve_checkpoint, resolve_init, shipped_is_general
+    if args.init == "auto" and not shipped_is_general():
+        return
+    path = resolve_init("shipped" if args.init == "auto" else args.init)
     if path is None:
         return
     _, side = resolve_checkpoint(path)
@@ -131,9 +135,9 @@ def build_config(args):
     else:
         base = TrainConfig().to_dict()
     fresh = not (saved.is_file() and not args.restart)
-    if fresh and args.init:
-        base["init"] = args.init
-        _adopt_init_model(base, args)
+    if fresh:
+        base["init"] = args.init or "auto"
+        _adopt_init_model(base, argparse.Namespace(**{**vars(args), "init": base["init"]}))
     if fresh and args.model and args.model != base.get("model"):
         from ..models import MODELS
         base["model_cfg"] = {}  # the model's own defaults (the daifnet defaults need not apply)

@@ -28,9 +28,13 @@ def default_checkpoint() -> Path:
 
 
 def load_cached(checkpoint: str | Path | None, device: str = "cpu"):
-    from ..checkpoint import load_model
+    """The model of a checkpoint (run folder, .safetensors, or ``shipped`` / ``shipped:NAME`` for the
+    package's own), loaded once per process."""
+    from ..checkpoint import load_model, shipped_checkpoint
 
     ck = str(checkpoint or default_checkpoint())
+    if ck == "shipped" or ck.startswith("shipped:"):
+        ck = str(shipped_checkpoint(*ck.split(":", 1)[1:]))
     key = (ck, str(device))
     if key not in _CACHE:
         _CACHE[key] = load_model(ck, device)

@@ -79,8 +79,21 @@ class CameraDistribution:
     def sample(self, seed: int | Sequence[int], width_px: int,
                depth_range_m: tuple[float, float] | None = None, max_tries: int = 200) -> FocalStackCamera:
         """One camera for images ``width_px`` wide whose scene spans ``depth_range_m`` (drawn when
-        None); the camera's ``depth_range_m`` is that range. Deterministic in ``seed``."""
-        rng = np.random.default_rng(seed)
+        None); the camera's ``depth_range_m`` is that range. Deterministic in ``seed``. A given range
+        so shallow that no camera of the distribution blurs it enough is widened (×1.25 on both
+        ends, up to 4 times): the camera's range then holds the scene with room around it."""
+        if depth_range_m is None:
+            return self._sample(np.random.default_rng(seed), width_px, None, max_tries)
+        near, far = (float(x) for x in depth_range_m)
+        for k in range(5):
+            try:
+                return self._sample(np.random.default_rng(seed), width_px, (near, far), max_tries)
+            except ValueError:
+                if k == 4:
+                    raise
+                near, far = near / 1.25, far * 1.25
+
+    def _sample(self, rng: np.random.Generator, width_px: int, depth_range_m, max_tries: int) -> FocalStackCamera:
         draw_range = depth_range_m is None
         if not draw_range:
             near, far = (float(x) for x in depth_range_m)

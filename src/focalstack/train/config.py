@@ -86,7 +86,8 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     strict: bool = True         # a sample folder with frames but no camera.json is an error (False: skipped, warned)
-    init: str | None = None     # initial weights of a fresh run: None/"none" (random), "shipped", or a checkpoint path
+    init: str | None = "auto"   # initial weights of a fresh run: "auto" (the shipped general model when this run's
+                                # model and settings are its own, else random), "none", "shipped", or a checkpoint
     teacher: str | None = None  # "optimize": distil the zero-shot optimiser's pseudo-labels (cached in RUN/teacher)
     teacher_iters_scale: float = 1.0
 

@@ -303,7 +303,7 @@ class Trainer:
 
     def _load_init(self) -> None:
         """``TrainConfig.init``: start from a trained checkpoint of the same model and settings."""
-        path = resolve_init(self.cfg.init)
+        path = resolve_init(self.cfg.init, self.cfg.model, self.cfg.model_cfg)
         if path is None:
             return
         init, meta = load_model(path)
