@@ -28,7 +28,7 @@ import torch
 from .data.io import atomic_write_file
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "save_weights", "save_state", "load_state",
-           "shipped_checkpoint", "shipped_model_spec", "shipped_is_general", "resolve_init",
+           "shipped_checkpoint", "shipped_path", "shipped_model_spec", "shipped_is_general", "resolve_init",
            "resolve_checkpoint", "load_model", "git_commit", "weights_digest", "FORMAT"]
 
 FORMAT = "focalstack-checkpoint-v1"
@@ -133,15 +133,26 @@ def shipped_checkpoint(name: str = DEFAULT_SHIPPED) -> Path:
         raise KeyError(f"unknown shipped checkpoint {name!r}; known: {', '.join(SHIPPED)}") from None
 
 
+def shipped_path(spec: str | Path | None) -> Path | None:
+    """``shipped`` / ``shipped:NAME`` → that shipped checkpoint (KeyError naming the known ones for an
+    unknown NAME); anything else → None (a path the caller resolves)."""
+    spec = str(spec) if spec is not None else ""
+    if spec == "shipped":
+        return shipped_checkpoint()
+    if spec.startswith("shipped:"):
+        return shipped_checkpoint(spec.split(":", 1)[1])
+    return None
+
+
 def shipped_model_spec() -> dict:
     """{"name", "cfg"} of the shipped checkpoint (from its sidecar)."""
     return json.loads(shipped_checkpoint().with_suffix(".json").read_text()).get("model") or {}
 
 
-def shipped_is_general() -> bool:
-    """True when the shipped checkpoint is camera-general (the camera-aware DAIF-Net), i.e. a sensible
-    starting point for training on any camera."""
-    spec = shipped_model_spec()
+def shipped_is_general(spec: dict | None = None) -> bool:
+    """True when the shipped checkpoint (``spec``: its model spec, read when None) is camera-general
+    (the camera-aware DAIF-Net), i.e. a sensible starting point for training on any camera."""
+    spec = shipped_model_spec() if spec is None else spec
     return spec.get("name") == "daifnet" and spec.get("cfg", {}).get("variant", "camera") == "camera"
 
 
@@ -153,13 +164,12 @@ def resolve_init(init: str | None, model: str | None = None, model_cfg: dict | N
         return None
     if init == "auto":
         spec = shipped_model_spec()
-        if shipped_is_general() and spec.get("name") == model and dict(spec.get("cfg", {})) == dict(model_cfg or {}):
+        if shipped_is_general(spec) and spec.get("name") == model and dict(spec.get("cfg", {})) == dict(model_cfg or {}):
             return shipped_checkpoint()
         return None
-    if init == "shipped":
-        return shipped_checkpoint()
-    if init.startswith("shipped:"):
-        return shipped_checkpoint(init.split(":", 1)[1])
+    shipped = shipped_path(init)
+    if shipped is not None:
+        return shipped
     p = Path(init)
     if not p.exists():
         raise FileNotFoundError(f"{p}: --init checkpoint not found (give none, shipped, a run folder or a .safetensors)")

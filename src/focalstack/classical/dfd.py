@@ -35,10 +35,12 @@ import torch
 import torch.nn.functional as F
 
 from ..optics.camera import CameraBatch, FocalStackCamera
+from .dff import guided_filter
+from .focus_measures import local_mean
 
 __all__ = ["DefocusCostVolume", "inverse_depth_hypotheses", "hypothesis_sigmas", "gaussian_blur_per_plane",
            "relative_blur_cost", "normalised_cost", "aggregate_cost", "aggregation_radii", "aggregated_costs",
-           "depth_from_defocus", "DEFAULT_HYPOTHESES", "MAX_BLUR_RADIUS_PX"]
+           "depth_from_defocus", "has_defocus_evidence", "DEFAULT_HYPOTHESES", "MAX_BLUR_RADIUS_PX"]
 
 DEFAULT_HYPOTHESES = 32
 # Extra blur beyond this radius (σ > 5 px) is truncated: wider blur carries little depth signal at the
@@ -96,11 +98,10 @@ def gaussian_blur_per_plane(x: torch.Tensor, sigma_px: torch.Tensor, max_radius:
     return y.view(n, p, h, w)
 
 
-def _box(x: torch.Tensor, window: int) -> torch.Tensor:
-    r = window // 2
-    if r < 1:
-        return x
-    return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="replicate"), window, stride=1)
+def has_defocus_evidence(camera: FocalStackCamera) -> bool:
+    """True when at least two frames differ in focus distance or f-number (identical frames carry no
+    relative blur: the cost volume is then flat everywhere)."""
+    return len(set(zip(camera.focus_distances_m, camera.frame_f_numbers()))) >= 2
 
 
 @torch.no_grad()
@@ -139,8 +140,8 @@ def relative_blur_cost(frames: torch.Tensor, camera: CameraBatch, depth_range_m:
     gx = (grey[..., :, 1:] - grey[..., :, :-1]).abs().mean(dim=1, keepdim=True)
     gy = (grey[..., 1:, :] - grey[..., :-1, :]).abs().mean(dim=1, keepdim=True)
     tex = F.pad(gx, (0, 1, 0, 0), mode="replicate") + F.pad(gy, (0, 0, 0, 1), mode="replicate")
-    tex = _box(tex, window)
-    cost = _box(err, window) / (tex + eps)
+    tex = local_mean(tex, window, "box")
+    cost = local_mean(err, window, "box") / (tex + eps)
     return DefocusCostVolume(cost=cost, inv_depth=inv, texture=tex)
 
 
@@ -158,7 +159,6 @@ def aggregate_cost(cost: torch.Tensor, confidence: torch.Tensor, guide: torch.Te
     every hypothesis slice of cost [B,J,H,W] is filtered with the grey guide [B,1,H,W] (edges of the
     image stop the filter), weighted by the confidence [B,1,H,W], so textured pixels lend their
     evidence to flat neighbours on the same surface: GF(c·ĉ_j) / GF(c)."""
-    from .dff import guided_filter
     num = guided_filter(guide, confidence * cost, radius, eps)
     den = guided_filter(guide, confidence, radius, eps)
     return num / den.clamp_min(1e-4)

@@ -53,14 +53,12 @@ def run(args) -> int:
         args.method = "net" if args.checkpoint or args.refine_steps else "dff"
     if args.method != "net" and (args.checkpoint or args.refine_steps):
         raise UserError(f"--checkpoint and --refine belong to --method net, not --method {args.method}")
-    shipped = bool(args.checkpoint) and (args.checkpoint == "shipped" or args.checkpoint.startswith("shipped:"))
-    if shipped:
-        from ..checkpoint import shipped_checkpoint
-        try:
-            shipped_checkpoint(*args.checkpoint.split(":", 1)[1:])
-        except KeyError as e:
-            raise UserError(str(e.args[0])) from None
-    elif args.checkpoint and not Path(args.checkpoint).exists():
+    from ..checkpoint import shipped_path
+    try:
+        shipped = shipped_path(args.checkpoint) is not None
+    except KeyError as e:
+        raise UserError(str(e.args[0])) from None
+    if not shipped and args.checkpoint and not Path(args.checkpoint).exists():
         raise UserError(f"{args.checkpoint}: checkpoint not found")
     fn = get_method(args.method)
     if args.window < 1 or args.window % 2 == 0:

@@ -12,7 +12,6 @@ settings (options given again override them; ``--restart`` starts over). Multi-G
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -108,12 +107,13 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _adopt_init_model(base: dict, args) -> None:
-    """--init on a fresh run: the checkpoint's model and settings unless the command names them."""
+def _adopt_init_model(base: dict, args, init: str) -> None:
+    """--init on a fresh run: the checkpoint's model and settings unless the command names them
+    (``auto``: the shipped model's, when it is camera-general)."""
     from ..checkpoint import resolve_checkpoint, resolve_init, shipped_is_general
-    if args.init == "auto" and not shipped_is_general():
+    if init == "auto" and not shipped_is_general():
         return
-    path = resolve_init("shipped" if args.init == "auto" else args.init)
+    path = resolve_init("shipped" if init == "auto" else init)
     if path is None:
         return
     _, side = resolve_checkpoint(path)
@@ -137,7 +137,7 @@ def build_config(args):
     fresh = not (saved.is_file() and not args.restart)
     if fresh:
         base["init"] = args.init or "auto"
-        _adopt_init_model(base, argparse.Namespace(**{**vars(args), "init": base["init"]}))
+        _adopt_init_model(base, args, base["init"])
     if fresh and args.model and args.model != base.get("model"):
         from ..models import MODELS
         base["model_cfg"] = {}  # the model's own defaults (the daifnet defaults need not apply)

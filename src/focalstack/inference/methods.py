@@ -42,14 +42,14 @@ def predict_dfd(sample: FocalStackSample, opts=None) -> Prediction:
     """Camera-aware depth from defocus (metric; needs the lens and the focus distances): the argmin of
     the relative-blur cost volume after image-guided cost aggregation; AIF = per pixel the frame with
     the smallest blur at that depth."""
-    from ..classical.dfd import depth_from_defocus, normalised_cost
+    from ..classical.dfd import depth_from_defocus, has_defocus_evidence, normalised_cost
     from ..losses import coarse_aif
     from ..optics.camera import CameraBatch
     cam = sample.camera
     if not (cam.focus_known and cam.lens_known):
         raise ValueError(f"{sample.name or 'sample'}: --method dfd needs the lens and the focus distances "
                          "(camera.json has placeholders); use --method optimize")
-    if len(set(zip(cam.focus_distances_m, cam.frame_f_numbers()))) < 2:
+    if not has_defocus_evidence(cam):
         raise ValueError(f"{sample.name or 'sample'}: --method dfd needs ≥ 2 frames that differ in focus or aperture")
     t0 = time.perf_counter()
     frames = sample.frames.float().unsqueeze(0)

@@ -30,11 +30,9 @@ def default_checkpoint() -> Path:
 def load_cached(checkpoint: str | Path | None, device: str = "cpu"):
     """The model of a checkpoint (run folder, .safetensors, or ``shipped`` / ``shipped:NAME`` for the
     package's own), loaded once per process."""
-    from ..checkpoint import load_model, shipped_checkpoint
+    from ..checkpoint import load_model, shipped_path
 
-    ck = str(checkpoint or default_checkpoint())
-    if ck == "shipped" or ck.startswith("shipped:"):
-        ck = str(shipped_checkpoint(*ck.split(":", 1)[1:]))
+    ck = str(shipped_path(checkpoint) or checkpoint or default_checkpoint())
     key = (ck, str(device))
     if key not in _CACHE:
         _CACHE[key] = load_model(ck, device)

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["TeacherConfig", "label_weight", "label_stack", "label_dataset", "load_label", "TEACHERS"]
 
@@ -49,22 +48,18 @@ class TeacherConfig:
         return asdict(self)
 
 
-def _box(x: torch.Tensor, k: int = 7) -> torch.Tensor:
-    r = k // 2
-    return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="replicate"), k, stride=1)
-
-
 @torch.no_grad()
 def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered: torch.Tensor,
                  hypotheses: int = 32) -> torch.Tensor:
     """Per-pixel trust w ∈ [0,1] of a teacher depth (module docstring).
 
     frames, rendered: [F,3,H,W]; camera: FocalStackCamera; inv_depth: [H,W] 1/m → [H,W]."""
-    from ..classical.dfd import relative_blur_cost
+    from ..classical.dfd import has_defocus_evidence, relative_blur_cost
+    from ..classical.focus_measures import local_mean
     from ..optics.camera import CameraBatch
     h, w = inv_depth.shape
     rng = torch.tensor([camera.effective_depth_range_m()], dtype=torch.float32)
-    if len(set(zip(camera.focus_distances_m, camera.frame_f_numbers()))) >= 2:
+    if has_defocus_evidence(camera):
         vol = relative_blur_cost(frames.unsqueeze(0).float(), CameraBatch.from_cameras([camera]), rng, hypotheses)
         inv = vol.inv_depth[0]
         t = ((inv_depth - inv[0]) / (inv[1] - inv[0])).clamp(0, hypotheses - 1)     # fractional hypothesis index
@@ -76,7 +71,7 @@ def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered
         distinct = ((mean - c_at) / (mean + 1e-6)).clamp(0, 1)[0]
     else:   # identical frames: no defocus evidence anywhere
         distinct = torch.zeros(h, w)
-    err = _box((rendered.float() - frames.float()).abs().mean(dim=(0, 1))[None, None])[0, 0]
+    err = local_mean((rendered.float() - frames.float()).abs().mean(dim=(0, 1))[None, None], 7, "box")[0, 0]
     fit = torch.exp(-err / (2.0 * err.median().clamp_min(1e-6)))
     return (distinct * fit).clamp(0, 1)
 
