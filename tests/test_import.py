@@ -191,3 +191,99 @@ def test_import_mobile_depth_stack_aligns(shared_data, tmp_path, capsys):
     al = s.frames.mean(1)
     al_diff = float((al[0] - al[1]).abs().mean())
     assert al_diff < raw_diff
+
+
+# ---- camera RAW (DNG written by the test: tests/rawdng.py) ---------------------------------------
+
+def _raw_stack(folder, levels=(0.1, 0.2, 0.4), hw=(48, 64), **kw):
+    """Flat-grey DNG frames (linear light ``level`` in every channel before the as-shot illuminant)."""
+    from .rawdng import write_dng
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, lv in enumerate(levels):
+        scene = np.full((*hw, 3), lv)
+        scene[:, hw[1] // 2:] = lv / 2                                 # two patches: exposure halves
+        names.append(f"IMG_{i:04d}.dng")
+        write_dng(folder / names[-1], scene, **kw)
+    return names
+
+
+def test_import_raw_dng_is_linear_16_bit_with_camera_white_balance_and_exif(tmp_path):
+    import cv2
+    import torch
+
+    from focalstack.data.encoding import linear_to_srgb
+    photos = tmp_path / "raw"
+    names = _raw_stack(photos)
+    m = read_exif(photos / names[0], (64, 48))
+    assert m.focal_length_m == pytest.approx(12e-3) and m.f_number == pytest.approx(2.0)
+    assert m.pixel_size_m == pytest.approx(15e-6, rel=1e-4)
+    rep = import_photos(photos, tmp_path / "s", focus=[0.6, 1.2, 3.0], motion="none")
+    assert rep.lens_source == {"focal_length": "EXIF", "f_number": "EXIF", "pixel_size": "EXIF FocalPlaneXResolution"}
+    cam = json.loads((tmp_path / "s" / "camera.json").read_text())
+    assert cam["encoding"] == "linear" and cam["focal_length_m"] == pytest.approx(12e-3)
+    info = json.loads((tmp_path / "s" / "import.json").read_text())
+    assert info["encoding"] == "linear" and "use_camera_wb=True" in info["raw_decoding"]
+    for k, lv in enumerate((0.1, 0.2, 0.4)):
+        raw = cv2.imread(str(tmp_path / "s" / f"frame_{k:02d}.png"), cv2.IMREAD_UNCHANGED)
+        assert raw.dtype == np.uint16 and raw.shape == (48, 64, 3)
+        v = raw.astype(np.float64) / 65535
+        # linear: the stored values are the scene's (1.0 = white level), the two patches differ by 2×,
+        # and the camera's white balance made the grey grey (the sensor saw it as 0.5 : 1 : 0.8)
+        left, right = v[4:-4, 4:28].reshape(-1, 3), v[4:-4, 36:-4].reshape(-1, 3)
+        assert np.allclose(left, lv, atol=2e-3) and np.allclose(right, lv / 2, atol=2e-3), (k, left.mean(0))
+    # the loader converts linear frames to the working encoding (sRGB) in one place
+    s = load_sample(tmp_path / "s")
+    assert s.camera.encoding == "linear"
+    assert torch.allclose(s.frames[2, :, 4:-4, 4:28], linear_to_srgb(torch.tensor(0.4)), atol=3e-3)
+    assert torch.allclose(s.frames[2, :, 4:-4, 36:-4], linear_to_srgb(torch.tensor(0.2)), atol=3e-3)
+
+
+def test_import_raw_beside_jpegs_uses_the_raw_files_and_8_bit_photos_say_srgb(tmp_path):
+    photos = tmp_path / "mixed"
+    _raw_stack(photos, levels=(0.2, 0.3))
+    _save(photos / "IMG_0000.jpg", _texture(48, 64))
+    _save(photos / "IMG_0001.jpg", _texture(48, 64, 1))
+    rep = import_photos(photos, tmp_path / "s", focus=[0.5, 1.0], motion="none")
+    assert rep.order == ["IMG_0000.dng", "IMG_0001.dng"]
+    assert any("2 non-RAW image(s) beside the RAW files ignored" in n for n in rep.notes)
+    assert json.loads((tmp_path / "s" / "camera.json").read_text())["encoding"] == "linear"
+    jpegs = tmp_path / "jpegs"
+    _write_stack(jpegs, n=2)
+    import_photos(jpegs, tmp_path / "j", focus=[0.5, 1.0], motion="none")
+    assert json.loads((tmp_path / "j" / "camera.json").read_text())["encoding"] == "srgb"
+
+
+def test_unreadable_raw_is_one_line_naming_the_file(tmp_path, capsys):
+    photos = tmp_path / "raw"
+    _raw_stack(photos, levels=(0.2, 0.3))
+    (photos / "IMG_0001.dng").write_bytes(b"II*\0" + b"not a raw file" * 20)
+    err = _cli_error(capsys, ["import", str(photos), "-o", str(tmp_path / "o"), "--focus", "0.5", "1"])
+    assert "IMG_0001.dng: not a readable camera RAW file" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_raw_import_then_predict_writes_a_16_bit_linear_aif_and_a_point_cloud(tmp_path):
+    """The whole path: RAW photos → linear sample → predict → aif.tif (16 bit, linear) + points.ply."""
+    import cv2
+
+    from focalstack.data.encoding import srgb_to_linear
+    from focalstack.inference.pointcloud import read_ply
+
+    from .conftest import tiny_sample
+    from .rawdng import write_dng
+    photos = tmp_path / "raw"
+    photos.mkdir()
+    s = tiny_sample(0, hw=(48, 64))                                      # a rendered 5-frame two-plane stack
+    for i, f in enumerate(s.frames):
+        write_dng(photos / f"IMG_{i}.dng", srgb_to_linear(f).permute(1, 2, 0).numpy())
+    assert main(["import", str(photos), "-o", str(tmp_path / "s"), "--no-align",
+                 "--focus", *[str(x) for x in s.camera.focus_distances_m]]) == 0
+    assert main(["predict", str(tmp_path / "s"), "--method", "dff", "-o", str(tmp_path / "p"), "--export", "ply"]) == 0
+    tif = cv2.imread(str(tmp_path / "p" / "aif.tif"), cv2.IMREAD_UNCHANGED)
+    assert tif.dtype == np.uint16 and tif.shape == (48, 64, 3)
+    xyz, _ = read_ply(tmp_path / "p" / "points.ply")
+    assert xyz.shape == (48 * 64, 3)
+    # the metric depth tells the two planes apart (0.7 m left, 2.5 m right)
+    d = np.load(tmp_path / "p" / "depth.npy")
+    assert np.median(d[8:-8, 6:26]) < np.median(d[8:-8, 38:-6])

@@ -280,6 +280,43 @@ def test_depth_supervision_with_only_invalid_depth_stops(tmp_path, capsys):
     assert not run.exists()
 
 
+@pytest.mark.parametrize("fills,needles", [
+    ([float("inf"), float("-inf"), float("nan")], ("no valid depth", "s0/depth.npy", "and 2 more")),
+    ([0.0, float("nan"), float("inf")], ("no valid depth", "s0/depth.npy", "and 2 more")),
+    ([float("nan"), -1.0, float("nan")], ("s1/depth.npy", "negative")),       # ≤ 0: a negative depth is named
+])
+def test_depth_supervision_with_only_invalid_depth_of_any_kind_stops_before_training(tmp_path, capsys, fills,
+                                                                                     needles):
+    """Issue 13, probe (a): every depth.npy invalid (NaN, ±inf, 0, negative) stops at dataset set-up,
+    one line naming the files, before a step runs or the run folder exists."""
+    root = tmp_path / "ds"
+    for i, v in enumerate(fills):
+        s = tiny_sample(i)
+        s.depth_m[:] = v
+        save_sample(s, root / f"s{i}")
+    run = tmp_path / "run"
+    assert main(_train_argv(root, run) + ["--supervision", "depth"]) == 2
+    _one_line_error(capsys, *needles)
+    assert not run.exists()
+
+
+def test_one_frame_stack_is_named_under_self_supervision_and_trains_under_depth_supervision(tmp_path, capsys):
+    """Issue 13, probe (b): a 1-frame sample is named with its frame count, never reported as a stack-size
+    mismatch. Only self-supervision rejects it (re-rendering one frame compares it with itself: nothing to
+    learn depth from); depth and AIF supervision have their target, and collate_stacks pads the 1-frame
+    stack by repeating it beside 5-frame ones, so it trains."""
+    root = tmp_path / "ds"
+    save_sample(tiny_sample(0), root / "five")
+    save_sample(tiny_sample(1).subset([2]), root / "single")
+    run = tmp_path / "run"
+    assert main(_train_argv(root, run) + ["--batch-size", "2"]) == 2
+    err = _one_line_error(capsys, "single: 1 frame(s) but at least 2 are needed")
+    assert "size" not in err
+    assert not run.exists()
+    assert main(_train_argv(root, run) + ["--batch-size", "2", "--supervision", "depth"]) == 0
+    assert (run / "last.safetensors").is_file()
+
+
 # ---- the helpers themselves ---------------------------------------------------------------------
 
 def test_atomic_write_dir_failure_leaves_the_old_output_and_no_temporaries(tmp_path):

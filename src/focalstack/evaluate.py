@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.format import list_samples
+from .data.encoding import to_working
+from .data.format import list_samples, load_camera
 from .data.io import SampleError, read_depth, read_image
 from .metrics import aif_metrics, depth_metrics
 
@@ -84,7 +85,9 @@ def evaluate(pred_root: str | Path, gt_root: str | Path, align: str = "none",
             pred = align_affine_inverse(pred, gt, valid)
         m = depth_metrics(pred, gt, median_scaling=(align == "median"), min_depth=min_depth, max_depth=max_depth)
         if (pdir / "aif.png").is_file() and (gdir / "aif.png").is_file():
-            a = aif_metrics(read_image(pdir / "aif.png"), read_image(gdir / "aif.png"))
+            # predicted aif.png is sRGB; the ground truth is in its sample's encoding: compare in the working one
+            gt_aif = to_working(read_image(gdir / "aif.png"), load_camera(gdir).encoding)
+            a = aif_metrics(to_working(read_image(pdir / "aif.png"), "srgb"), gt_aif)
             m.update({f"aif_{k}": v for k, v in a.items()})
         m.pop("n_images", None)
         per[name] = m

@@ -1,5 +1,6 @@
-"""``focalstack import PHOTOS_DIR -o SAMPLE_DIR``: photos of one focal stack → a sample folder
-(EXIF, focus sidecar, near→far ordering, alignment, crop); see focalstack.data.importer."""
+"""``focalstack import PHOTOS_DIR -o SAMPLE_DIR``: photos (JPEG/PNG/TIFF or camera RAW) of one focal
+stack → a sample folder (EXIF, focus sidecar, near→far ordering, alignment, crop); see
+focalstack.data.importer."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ def register(sub) -> None:
                        description="Frames are written near → far (frame_00 = nearest focus). Focus distances come "
                                    "from --focus, focus.csv (file,focus_m) / focus.json in PHOTOS_DIR, or EXIF "
                                    "SubjectDistance; without any, placeholders are written with focus_known=false.")
-    p.add_argument("photos", help="folder of JPEG/PNG/TIFF photos")
+    p.add_argument("photos", help="folder of JPEG/PNG/TIFF photos or of camera RAW files (DNG, CR2/CR3, NEF, ARW, ORF, "
+                                  "RAF: decoded as linear light with the camera's white balance and written as "
+                                  "16-bit linear frames, camera.json \"encoding\": \"linear\")")
     p.add_argument("-o", "--out", required=True, help="sample folder to write")
     p.add_argument("--focus", type=float, nargs="+", metavar="M", help="focus distances in metres, in file-name order")
     p.add_argument("--focal-length-mm", type=float, help="override EXIF FocalLength")

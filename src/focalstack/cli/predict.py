@@ -12,7 +12,8 @@ from . import UserError
 def register(sub) -> None:
     p = sub.add_parser("predict", help="predict depth + all-in-focus for a sample or a dataset folder",
                        description="Writes depth.npy (metres), depth.png (uint16 mm), depth_color.png, aif.png, "
-                                   "recon_error.json/.png and meta.json per sample (atomically).")
+                                   "recon_error.json/.png and meta.json per sample (atomically); aif.tif (16-bit "
+                                   "linear) for linear (RAW) samples; points.ply with --export ply.")
     p.add_argument("input", help="a sample folder (holding camera.json) or a folder of sample folders")
     p.add_argument("-o", "--out", required=True,
                    help="output folder: new, empty, or one focalstack predict wrote before (never the input "
@@ -20,6 +21,10 @@ def register(sub) -> None:
     p.add_argument("--no-strict", dest="strict", action="store_false",
                    help="skip (with a warning) dataset sub-folders that hold frames but no camera.json "
                         "instead of stopping")
+    p.add_argument("--export", action="append", default=[], choices=["ply"],
+                   help="extra output: ply = points.ply, a coloured point cloud (binary PLY, metres, camera frame "
+                        "x right / y down / z forward) from the metric depth, the AIF and the camera's focal length "
+                        "and pixel size; refused for stacks of unknown focus (relative depth has no metric scale)")
     p.add_argument("--method", default=None,
                    help="dff | dfd | optimize | net (default: net when --checkpoint or --refine is given, else dff); "
                         "dfd: camera-aware depth from defocus (relative blur over depth hypotheses)")
@@ -45,9 +50,10 @@ def register(sub) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ..data.format import is_sample_dir, list_samples, load_sample
+    from ..data.format import is_sample_dir, list_samples, load_camera, load_sample
     from ..data.io import check_replaceable, claim_output_dir
     from ..inference import PredictOptions, get_method, write_prediction
+    from ..inference.writer import check_export
 
     if args.method is None:  # a checkpoint or refinement steps imply the network
         args.method = "net" if args.checkpoint or args.refine_steps else "dff"
@@ -70,7 +76,11 @@ def run(args) -> int:
     single = is_sample_dir(inp)
     out_root = Path(args.out)
     inputs = [inp] + ([args.checkpoint] if args.checkpoint and not shipped else [])
-    # every refusal (the input, a user's folder, a file) comes before any work is done
+    # every refusal (the input, a user's folder, a file, an export the data cannot give) comes before any work
+    export = tuple(dict.fromkeys(args.export))
+    if export:
+        for sd in samples:
+            check_export(export, load_camera(sd), sd.name)
     if single:
         check_replaceable(out_root, "prediction", inputs)
     else:
@@ -92,7 +102,7 @@ def run(args) -> int:
         else:
             out = claim_output_dir(out_root, "predictions", inputs) / sample.name
         write_prediction(out, sample, pred, meta={"method": args.method, "seconds": seconds,
-                                                  "input": str(sd)}, inputs=inputs)
+                                                  "input": str(sd)}, inputs=inputs, export=export)
         line = f"{sample.name}: {pred.depth_kind} depth, {seconds:.1f} s → {out}"
         if "recon_before" in pred.extras:
             line += (f" (recon loss {pred.extras['recon_before']['loss']:.4f} → "

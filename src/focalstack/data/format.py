@@ -1,10 +1,14 @@
 """The on-disk sample format. A dataset is a folder of sample folders::
 
     sample_dir/
-      camera.json      see focalstack.optics.camera
-      frame_00.png …   RGB, 8 or 16 bit, in the order of focus_distances_m
+      camera.json      see focalstack.optics.camera (its "encoding": "srgb" (default) or "linear")
+      frame_00.png …   RGB, 8 or 16 bit PNG/TIFF (or JPEG), in the order of focus_distances_m
       depth.npy        float32 metres, H×W (optional; 0 or non-finite = invalid)
-      aif.png          all-in-focus image (optional)
+      aif.png          all-in-focus image (optional), in the same encoding as the frames
+
+Image files are in camera.json's ``encoding``; :func:`load_sample` converts them to the pipeline's
+working encoding in one place (:func:`focalstack.data.encoding.to_working`), and
+:func:`save_sample` converts back (linear samples are written as 16-bit files).
 
 Every reader raises ``SampleError`` with one line naming the file and the problem.
 """
@@ -19,6 +23,7 @@ import numpy as np
 import torch
 
 from ..optics.camera import CameraError, FocalStackCamera
+from .encoding import from_working, to_working
 from .io import SampleError, atomic_write_dir, read_depth, read_image, write_image
 
 FRAME_RE = re.compile(r"^frame_(\d+)\.(png|tif|tiff|jpg|jpeg)$", re.IGNORECASE)
@@ -28,9 +33,11 @@ FRAME_RE = re.compile(r"^frame_(\d+)\.(png|tif|tiff|jpg|jpeg)$", re.IGNORECASE)
 class FocalStackSample:
     """One focal stack.
 
-    frames: [F,3,H,W] float32 in [0,1], in the order of camera.focus_distances_m.
+    frames: [F,3,H,W] float32 in [0,1], in the order of camera.focus_distances_m, in the pipeline's
+      working encoding (:data:`focalstack.data.encoding.WORKING_ENCODING`, whatever the files' encoding;
+      ``camera.encoding`` says what the files hold).
     depth_m: [H,W] float32 metres or None (0 / non-finite = invalid).
-    aif: [3,H,W] float32 in [0,1] or None.
+    aif: [3,H,W] float32 in [0,1] or None, working encoding like the frames.
     """
 
     frames: torch.Tensor
@@ -166,7 +173,9 @@ def check_sample(sample_dir: str | Path, min_frames: int = 1) -> tuple[int, tupl
 
 def load_sample(sample_dir: str | Path, load_depth: bool = True, load_aif: bool = True,
                 min_frames: int = 1) -> FocalStackSample:
-    """Read a sample folder. Checks frame count vs focus list, frame sizes, depth/aif sizes."""
+    """Read a sample folder. Checks frame count vs focus list, frame sizes, depth/aif sizes.
+    8- and 16-bit frames; images of a ``"linear"`` sample are converted to the working encoding here
+    (:func:`focalstack.data.encoding.to_working`, the one place)."""
     d = Path(sample_dir)
     camera, paths = _camera_and_frame_paths(d, min_frames)
     frames = []
@@ -176,7 +185,7 @@ def load_sample(sample_dir: str | Path, load_depth: bool = True, load_aif: bool 
             raise SampleError(f"{p}: frame size {tuple(img.shape[1:])} differs from "
                               f"{paths[0].name}'s {tuple(frames[0].shape[1:])}")
         frames.append(img)
-    stack = torch.stack(frames)
+    stack = to_working(torch.stack(frames), camera.encoding)
     depth = aif = None
     if load_depth and (d / "depth.npy").is_file():
         depth = read_depth(d / "depth.npy")
@@ -188,22 +197,27 @@ def load_sample(sample_dir: str | Path, load_depth: bool = True, load_aif: bool 
         if aif.shape != stack.shape[1:]:
             raise SampleError(f"{d / 'aif.png'}: size {tuple(aif.shape[1:])} differs from the frames' "
                               f"{tuple(stack.shape[-2:])}")
+        aif = to_working(aif, camera.encoding)
     return FocalStackSample(stack, camera, depth, aif, name=d.name)
 
 
 def save_sample(sample: FocalStackSample, sample_dir: str | Path, bit_depth: int = 8, inputs=()) -> Path:
     """Write a sample folder atomically (temporary folder, then rename). An existing ``sample_dir``
     is replaced only if focalstack wrote it as a sample (see :func:`focalstack.data.io.check_replaceable`);
-    ``inputs``: paths the output must not be, contain or sit inside."""
+    ``inputs``: paths the output must not be, contain or sit inside. Images are written in
+    ``sample.camera.encoding`` (from the working encoding); a ``"linear"`` sample always at 16 bit."""
     sample.validate(str(sample_dir))
     out = Path(sample_dir)
+    enc = sample.camera.encoding
+    if enc == "linear":
+        bit_depth = 16   # 8-bit linear light would band in the shadows
     width = max(2, len(str(sample.num_frames - 1)))
     with atomic_write_dir(out, "sample", inputs) as tmp:
         sample.camera.save(tmp / "camera.json")
         for i in range(sample.num_frames):
-            write_image(tmp / f"frame_{i:0{width}d}.png", sample.frames[i], bit_depth)
+            write_image(tmp / f"frame_{i:0{width}d}.png", from_working(sample.frames[i], enc), bit_depth)
         if sample.depth_m is not None:
             np.save(tmp / "depth.npy", sample.depth_m.detach().cpu().numpy().astype(np.float32))
         if sample.aif is not None:
-            write_image(tmp / "aif.png", sample.aif, bit_depth)
+            write_image(tmp / "aif.png", from_working(sample.aif, enc), bit_depth)
     return out

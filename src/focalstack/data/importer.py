@@ -3,7 +3,10 @@
 ``focalstack import PHOTOS_DIR -o SAMPLE_DIR`` (see :func:`import_photos`):
 
 1. **Read** every JPEG/PNG/TIFF in the folder (natural name order), EXIF orientation applied,
-   8- or 16-bit. All frames must have the same size after orientation.
+   8- or 16-bit — or every camera RAW file (DNG, CR2/CR3, NEF, ARW, ORF, RAF, by extension), decoded
+   by rawpy (LibRaw) into **linear light** with the camera's white balance (``photo_meta.read_raw``).
+   A folder holding RAW files is imported from those alone (the JPEGs of RAW+JPEG shooting are
+   ignored, noted). All frames must have the same size after orientation.
 2. **Metadata** (per frame, EXIF via exifread): FocalLength, FNumber, SubjectDistance (or a
    maker-note FocusDistance), FocalPlaneXResolution (+ unit) for the pixel size, or else
    FocalLengthIn35mmFilm (crop factor → sensor diagonal → pixel size). Options override EXIF:
@@ -30,7 +33,10 @@
    cropped to the largest axis-aligned rectangle valid in every warped frame.
 5. Optional ``max_size`` downscale (long side, INTER_AREA) before alignment; the pixel size
    grows accordingly.
-6. Written atomically (sample format + ``import.json`` with per-frame provenance).
+6. Written atomically (sample format + ``import.json`` with per-frame provenance). Frames from
+   RAW files are written as 16-bit linear PNGs and camera.json says ``"encoding": "linear"``;
+   other photos keep their bit depth and get ``"encoding": "srgb"`` (see
+   :mod:`focalstack.data.encoding`).
 
 Steps 1–2 live in :mod:`.photo_meta`, step 4 in :mod:`.align`; this module runs the pipeline.
 """
@@ -49,8 +55,8 @@ from ..optics.camera import CameraError, FocalStackCamera
 from ..optics.thin_lens import ThinLens
 from .align import MOTIONS, align_frames
 from .io import atomic_write_dir, check_replaceable, to_uint, write_image
-from .photo_meta import (PLACEHOLDER_FOCUS_RANGE_M, PLACEHOLDER_LENS, PhotoImportError, list_photos, read_exif,
-                         read_photo, resolve_focus, resolve_lens)
+from .photo_meta import (PLACEHOLDER_FOCUS_RANGE_M, PLACEHOLDER_LENS, PhotoImportError, is_raw, list_photos,
+                         read_exif, read_photo, resolve_focus, resolve_lens)
 
 __all__ = ["import_photos", "ImportReport"]
 
@@ -107,11 +113,18 @@ def import_photos(photos_dir: str | Path, out_dir: str | Path, focus: Sequence[f
         raise PhotoImportError(f"unknown motion model {motion!r}; choose from {', '.join(MOTIONS)}")
     paths = list_photos(photos_dir)
     check_replaceable(out_dir, "sample", inputs=[photos_dir])   # refuse before any work
+    notes: list[str] = []
+    raws = [p for p in paths if is_raw(p)]
+    if raws and len(raws) < len(paths):   # RAW+JPEG shooting: the RAW files are the frames
+        others = [p.name for p in paths if not is_raw(p)]
+        notes.append(f"{len(others)} non-RAW image(s) beside the RAW files ignored ({others[0]}"
+                     f"{', …' if len(others) > 1 else ''})")
+        paths = raws
+    encoding = "linear" if raws else "srgb"
     if len(paths) < min_frames:
         raise PhotoImportError(f"{paths[0]}: only {len(paths)} image in {photos_dir}; a focal stack needs at "
                                f"least {min_frames} frames")
     names = [p.name for p in paths]
-    notes: list[str] = []
 
     # pixels
     images, bits = [], 8
@@ -195,7 +208,7 @@ def import_photos(photos_dir: str | Path, out_dir: str | Path, focus: Sequence[f
         per_frame_fn = tuple(float(x) for x in fns)
     try:
         cam = FocalStackCamera(ThinLens(fl, fn, px), tuple(focus_m), per_frame_fn, depth_range_m,
-                               focus_known=known, lens_known=lens_known)
+                               focus_known=known, lens_known=lens_known, encoding=encoding)
     except (CameraError, ValueError) as e:
         raise PhotoImportError(f"{photos_dir}: inconsistent camera: {e}") from None
     if factor != 1.0:
@@ -208,6 +221,9 @@ def import_photos(photos_dir: str | Path, out_dir: str | Path, focus: Sequence[f
                           [names[idx[k]] for k in res.failed], notes)
     _write_sample(out_dir, photos_dir, cam, res.aligned, bits, report, {
         "source": str(photos_dir), "frames": report.order, "focus_known": known, "focus_source": fsrc,
+        "encoding": encoding, "bit_depth": bits,
+        **({"raw_decoding": "rawpy (LibRaw) postprocess: use_camera_wb=True, gamma=(1, 1), no_auto_bright=True, "
+                            "output_bps=16 (linear light, camera white balance, sRGB primaries)"} if raws else {}),
         "lens_source": lens_source, "downscale": factor, "motion": motion if align else "none",
         "reference_frame": res.reference, "magnification": report.scales, "crop_yyxx": list(report.crop),
         "ecc_failed": report.failed_alignment, "notes": notes,
@@ -218,8 +234,9 @@ def import_photos(photos_dir: str | Path, out_dir: str | Path, focus: Sequence[f
 
 def _write_sample(out_dir: Path, photos_dir: Path, camera: FocalStackCamera, frames: list, bits: int,
                   report: ImportReport, provenance: dict) -> None:
-    """The sample folder (camera.json, frame_NN.png near → far, import.json), atomically; never
-    over the photos or a folder focalstack did not write (:func:`focalstack.data.io.atomic_write_dir`)."""
+    """The sample folder (camera.json, frame_NN.png near → far at ``bits`` bits, in the camera's
+    encoding, import.json), atomically; never over the photos or a folder focalstack did not write
+    (:func:`focalstack.data.io.atomic_write_dir`)."""
     width = max(2, len(str(len(frames) - 1)))
     with atomic_write_dir(out_dir, "sample", inputs=[photos_dir]) as tmp:
         camera.save(tmp / "camera.json")

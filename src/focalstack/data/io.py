@@ -108,8 +108,8 @@ MARKER = ".focalstack"
 # Leaf kinds (folders written whole, then renamed into place) → the names focalstack writes there.
 LEAF_FILES: dict[str, tuple[str, ...]] = {
     "sample": ("camera.json", "frame_*", "depth.npy", "aif.png", "import.json"),
-    "prediction": ("depth.npy", "depth.png", "depth_color.png", "aif.png", "recon_error.json",
-                   "recon_error.png", "meta.json", "metrics.json", "metrics.md"),
+    "prediction": ("depth.npy", "depth.png", "depth_color.png", "aif.png", "aif.tif", "points.ply",
+                   "recon_error.json", "recon_error.png", "meta.json", "metrics.json", "metrics.md"),
 }
 # Container kinds: folders focalstack writes *into* (dataset roots, prediction sets, training runs,
 # eval results, the demo); never replaced whole.

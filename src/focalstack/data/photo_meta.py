@@ -1,6 +1,8 @@
 """Photo files and their metadata for ``focalstack import``: listing and reading the frames
-(EXIF orientation, 8/16 bit), the optical EXIF of each photo (exifread), focus sidecars, and the
-resolution of lens and focus values from options → sidecar → EXIF (see :mod:`.importer`)."""
+(EXIF orientation, 8/16 bit; camera RAW through rawpy/LibRaw as linear light), the optical EXIF of
+each photo (exifread; for RAW files that exifread cannot parse, LibRaw's focal length and f-number),
+focus sidecars, and the resolution of lens and focus values from options → sidecar → EXIF (see
+:mod:`.importer`)."""
 
 from __future__ import annotations
 
@@ -15,9 +17,12 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["PhotoImportError", "PhotoMeta", "list_photos", "read_photo", "read_exif", "read_focus_sidecar",
-           "resolve_lens", "resolve_focus", "LensValues", "PHOTO_SUFFIXES", "PLACEHOLDER_FOCUS_RANGE_M", "PLACEHOLDER_LENS"]
+           "resolve_lens", "resolve_focus", "LensValues", "PHOTO_SUFFIXES", "RAW_SUFFIXES", "PLACEHOLDER_FOCUS_RANGE_M",
+           "PLACEHOLDER_LENS", "is_raw", "read_raw"]
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+RAW_SUFFIXES = (".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".raf")
+"""Camera RAW files (by extension), decoded with rawpy (LibRaw) as linear light (:func:`read_raw`)."""
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff") + RAW_SUFFIXES
 PLACEHOLDER_FOCUS_RANGE_M = (0.2, 2.0)
 PLACEHOLDER_LENS = dict(focal_length_m=4.3e-3, f_number=2.0, pixel_size_m=1.5e-6)
 
@@ -51,14 +56,53 @@ def list_photos(photos_dir: str | Path) -> list[Path]:
     photos = sorted((p for p in d.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES
                      and not p.name.startswith(".")), key=_natural_key)
     if not photos:
-        raise PhotoImportError(f"{d}: no images (.jpg/.jpeg/.png/.tif/.tiff) found")
+        raise PhotoImportError(f"{d}: no images (.jpg/.jpeg/.png/.tif/.tiff or camera RAW "
+                               f"{'/'.join(RAW_SUFFIXES)}) found")
     return photos
 
 
+def is_raw(path: str | Path) -> bool:
+    """Whether ``path`` is a camera RAW file, by its extension (:data:`RAW_SUFFIXES`)."""
+    return Path(path).suffix.lower() in RAW_SUFFIXES
+
+
+def _rawpy(path: Path):
+    try:
+        import rawpy
+    except ImportError:
+        raise PhotoImportError(f"{path}: reading camera RAW files needs the rawpy package "
+                               "(pip install rawpy)") from None
+    return rawpy
+
+
+def read_raw(path: str | Path) -> tuple[np.ndarray, int]:
+    """A camera RAW file → (HxWx3 float32 RGB in [0,1], 16), **linear light**: LibRaw's demosaic
+    with the camera's as-shot white balance, the camera → sRGB-primaries colour matrix, no gamma
+    (``gamma=(1,1)``), no auto-brightening, 16-bit output; 1.0 = the sensor's white level after white
+    balance. The orientation recorded in the file is applied."""
+    path = Path(path)
+    rawpy = _rawpy(path)
+    try:
+        with rawpy.imread(str(path)) as raw:
+            rgb = raw.postprocess(use_camera_wb=True, gamma=(1, 1), no_auto_bright=True, output_bps=16)
+    except (rawpy.LibRawError, OSError, ValueError) as e:
+        arg = e.args[0] if e.args else ""
+        why = (arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)).strip()
+        why = why or "LibRaw could not decode it"
+        raise PhotoImportError(f"{path}: not a readable camera RAW file ({type(e).__name__}: {why})") from None
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise PhotoImportError(f"{path}: LibRaw decoded an array of shape {rgb.shape}, not an RGB image")
+    return rgb.astype(np.float32) / 65535.0, 16
+
+
 def read_photo(path: str | Path) -> tuple[np.ndarray, int]:
-    """HxWx3 float32 RGB in [0,1] with EXIF orientation applied, and the source bit depth (8/16)."""
+    """HxWx3 float32 RGB in [0,1] with EXIF orientation applied, and the source bit depth (8/16).
+    Camera RAW files (:func:`is_raw`) are decoded by :func:`read_raw` into linear light; all other
+    files are returned as stored (sRGB-encoded)."""
     import cv2
     path = Path(path)
+    if is_raw(path):
+        return read_raw(path)
     arr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if arr is None:
         raise PhotoImportError(f"{path}: not a readable image (corrupt or unsupported format)")
@@ -122,6 +166,8 @@ def read_exif(path: str | Path, size_wh: tuple[int, int] | None = None) -> Photo
                     break
     meta.focus_distance_m = fd
     f35 = _ratio(tags.get("EXIF FocalLengthIn35mmFilm"))
+    if is_raw(path) and (meta.focal_length_m is None or meta.f_number is None):
+        _raw_lens_fallback(path, meta)
     meta.focal_35mm_mm = f35 if f35 and f35 > 0 else None
     res = _ratio(tags.get("EXIF FocalPlaneXResolution"))
     unit = _ratio(tags.get("EXIF FocalPlaneResolutionUnit")) or 2
@@ -139,6 +185,23 @@ def read_exif(path: str | Path, size_wh: tuple[int, int] | None = None) -> Photo
         meta.pixel_size_m = diag_mm * 1e-3 / math.hypot(meta.width, meta.height)
         meta.pixel_size_source = "EXIF FocalLengthIn35mmFilm (crop factor)"
     return meta
+
+
+def _raw_lens_fallback(path: Path, meta: PhotoMeta) -> None:
+    """Focal length / f-number from LibRaw's own metadata parser, for RAW files whose EXIF exifread
+    cannot read (e.g. CR3); fills only values that are still missing."""
+    try:
+        rawpy = _rawpy(path)
+        with rawpy.imread(str(path)) as raw:
+            other = raw.other
+    except Exception:  # noqa: BLE001  (metadata is optional; an unreadable file fails in read_raw, one line)
+        return
+    fl, n = float(getattr(other, "focal_length", 0) or 0), float(getattr(other, "aperture", 0) or 0)
+    if meta.focal_length_m is None and math.isfinite(fl) and fl > 0:
+        meta.focal_length_m = fl * 1e-3
+    if meta.f_number is None and math.isfinite(n) and n > 0:
+        meta.f_number = n
+    meta.has_exif = meta.has_exif or bool(meta.focal_length_m or meta.f_number)
 
 
 def read_focus_sidecar(photos_dir: Path, names: Sequence[str]) -> dict[str, float] | None:

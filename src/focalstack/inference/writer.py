@@ -7,7 +7,11 @@ Output folder of one sample (:func:`write_prediction`, written atomically)::
                        (depth_kind "relative_inverse": stacks whose focus distances are unknown)
     depth.png          uint16: millimetres (metric, clipped to 65.535 m), or relative inverse depth × 65535
     depth_color.png    colour-mapped depth with a colour bar (matplotlib)
-    aif.png            all-in-focus image (8-bit)
+    aif.png            all-in-focus image (8-bit, sRGB)
+    aif.tif            the same at 16 bit in linear light — only for samples whose camera.json says
+                       "encoding": "linear" (frames imported from camera RAW)
+    points.ply         only with ``export=("ply",)``: coloured point cloud of a metric prediction
+                       (binary little-endian; :mod:`focalstack.inference.pointcloud`)
     recon_error.json   re-rendering error of (depth, aif) through the camera vs the input frames:
                        loss = 0.85·(1−SSIM)/2 + 0.15·L1, l1, psnr_db, l1_per_frame
     recon_error.png    per-pixel mean |rendered − frame| over frames and channels (inferno, 0..vmax)
@@ -26,7 +30,7 @@ import torch
 from ..data.format import FocalStackSample
 from .prediction import Prediction
 
-__all__ = ["write_prediction", "render_prediction"]
+__all__ = ["write_prediction", "render_prediction", "check_export", "EXPORTS"]
 
 
 @torch.no_grad()
@@ -80,14 +84,39 @@ def _depth_color(path: Path, depth: np.ndarray, kind: str) -> None:
     plt.close(fig)
 
 
+EXPORTS = ("ply",)
+"""Optional extra outputs of :func:`write_prediction` (``predict --export``)."""
+
+
+def check_export(export, camera, name: str = "sample", kind: str | None = None) -> None:
+    """Raise ValueError (one line naming the sample) when ``export`` asks for something the sample of
+    ``camera`` (its :class:`focalstack.optics.FocalStackCamera`) or its prediction of depth ``kind``
+    cannot give: a point cloud needs metric depth (known focus; ``kind`` not "relative_inverse") and
+    the lens (focal length and pixel pitch, not placeholders). ``kind`` None: judged from the camera
+    alone, before predicting."""
+    for e in export:
+        if e not in EXPORTS:
+            raise ValueError(f"unknown export {e!r}; available: {', '.join(EXPORTS)}")
+    if "ply" in export:
+        where, cam = name or "sample", camera
+        if kind == "relative_inverse" or (kind is None and not cam.focus_known):
+            raise ValueError(f"{where}: --export ply needs metric depth, but with unknown focus distances the depth is "
+                             "relative inverse depth, which has no metric scale")
+        if not cam.lens_known:
+            raise ValueError(f"{where}: --export ply needs the focal length and pixel size, but camera.json has "
+                             "placeholders (lens_known: false)")
+
+
 def write_prediction(out_dir: str | Path, sample: FocalStackSample, prediction: Prediction,
-                     meta: dict | None = None, inputs=()) -> Path:
+                     meta: dict | None = None, inputs=(), export=()) -> Path:
     """Write one sample's outputs atomically into ``out_dir`` (see module doc). An existing
     ``out_dir`` is replaced only if it is empty or a prediction folder focalstack wrote;
-    ``inputs``: paths the output must not be, contain or sit inside."""
+    ``inputs``: paths the output must not be, contain or sit inside. ``export``: extra outputs from
+    :data:`EXPORTS` ("ply" → points.ply; refused for relative depth, see :func:`check_export`)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from ..data.encoding import from_working
     from ..data.io import atomic_write_dir, write_image
     from ..optimize import recon_metrics
 
@@ -98,6 +127,8 @@ def write_prediction(out_dir: str | Path, sample: FocalStackSample, prediction: 
         raise ValueError(f"prediction depth is {tuple(depth.shape)} but the frames are {hw}")
     aif = prediction.aif.detach().float().cpu().clamp(0, 1)
     kind = prediction.depth_kind
+    export = tuple(export or ())
+    check_export(export, sample.camera, sample.name, kind)
     d = depth.numpy().astype(np.float32)
     rendered = render_prediction(sample, prediction)
     recon = None
@@ -115,7 +146,13 @@ def write_prediction(out_dir: str | Path, sample: FocalStackSample, prediction: 
         import cv2
         cv2.imwrite(str(tmp / "depth.png"), np.round(png).astype(np.uint16))
         _depth_color(tmp / "depth_color.png", d, kind)
-        write_image(tmp / "aif.png", aif)
+        write_image(tmp / "aif.png", from_working(aif, "srgb"))
+        if sample.camera.encoding == "linear":   # RAW input: keep the linear light at 16 bit
+            write_image(tmp / "aif.tif", from_working(aif, "linear"), 16)
+        n_points = None
+        if "ply" in export:
+            from .pointcloud import prediction_points, write_ply
+            n_points = write_ply(tmp / "points.ply", *prediction_points(depth, aif, sample.camera))
         vmax = None
         if recon is not None:
             vmax = float(max(np.percentile(err_map, 99), 1e-3))
@@ -129,6 +166,11 @@ def write_prediction(out_dir: str | Path, sample: FocalStackSample, prediction: 
              "depth_units": "metres" if kind == "metric" else "relative inverse depth in [0,1], larger = nearer "
                                                                 "(affine-ambiguous; focus distances unknown)",
              "depth_png": "uint16 millimetres" if kind == "metric" else "uint16 relative inverse depth x 65535",
-             "size_hw": list(hw), "num_frames": sample.num_frames, **_jsonable(extras), **(meta or {})}
+             "size_hw": list(hw), "num_frames": sample.num_frames, "input_encoding": sample.camera.encoding,
+             **({"points_ply": {"points": n_points, "units": "metres", "frame": "camera: x right, y down, z forward",
+                                "focal_px": sample.camera.lens.focal_length_m / sample.camera.lens.pixel_size_m,
+                                "principal_point_px": [(hw[1] - 1) / 2, (hw[0] - 1) / 2]}}
+                if n_points is not None else {}),
+             **_jsonable(extras), **(meta or {})}
         (tmp / "meta.json").write_text(json.dumps(_jsonable(m), indent=2) + "\n")
     return out

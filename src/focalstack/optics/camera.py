@@ -9,7 +9,10 @@ On disk it is ``camera.json`` inside every sample folder::
      "depth_range_m": [0.5, 10.0],  # optional
      "psf_scale": 0.25,             # optional, default 0.25 (see focalstack.optics.thin_lens)
      "focus_known": true,           # false: focus distances are placeholders (import without focus)
-     "lens_known": true}            # false: focal length / f-number / pixel size are placeholders
+     "lens_known": true,            # false: focal length / f-number / pixel size are placeholders
+     "encoding": "srgb"}            # how the sample's image files encode light: "srgb" (default when
+                                    # absent) or "linear" (16-bit frames from camera RAW); see
+                                    # focalstack.data.encoding
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ class CameraError(ValueError):
     """A camera description is missing, malformed or physically impossible."""
 
 
+ENCODINGS = ("srgb", "linear")
+"""Pixel encodings a sample's image files may have (camera.json ``encoding``; :mod:`focalstack.data.encoding`)."""
+DEFAULT_ENCODING = "srgb"
+
+
 @dataclass(frozen=True)
 class FocalStackCamera:
     """Thin lens + per-frame focus distances (metres) and optional per-frame f-numbers.
@@ -37,6 +45,9 @@ class FocalStackCamera:
     :meth:`default_depth_range_m` derives one from the focus distances.
     ``focus_known`` / ``lens_known``: False when the focus distances / the lens values are
     placeholders (``focalstack import`` without metadata): depth is then relative, not metric.
+    ``encoding``: how the sample's image files encode light, ``"srgb"`` (default) or ``"linear"``
+    (frames imported from camera RAW); it describes the files, not the optics, and travels with the
+    camera because camera.json is the sample's one metadata file (see :mod:`focalstack.data.encoding`).
     """
 
     lens: ThinLens
@@ -46,8 +57,11 @@ class FocalStackCamera:
     source: str = field(default="", compare=False)
     focus_known: bool = True
     lens_known: bool = True
+    encoding: str = DEFAULT_ENCODING
 
     def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise CameraError(f"encoding must be one of {', '.join(repr(e) for e in ENCODINGS)}, got {self.encoding!r}")
         fd = tuple(float(x) for x in self.focus_distances_m)
         object.__setattr__(self, "focus_distances_m", fd)
         if len(fd) == 0:
@@ -149,6 +163,7 @@ class FocalStackCamera:
             d["psf_scale"] = self.lens.psf_scale
         d["focus_known"] = self.focus_known
         d["lens_known"] = self.lens_known
+        d["encoding"] = self.encoding
         return d
 
     @classmethod
@@ -170,6 +185,10 @@ class FocalStackCamera:
                 if not isinstance(v, bool):
                     raise CameraError(f"{key} must be true or false, got {v!r}")
                 flags[key] = v
+            enc = d.get("encoding", DEFAULT_ENCODING)
+            if not isinstance(enc, str) or enc not in ENCODINGS:
+                raise CameraError(f"encoding must be one of {', '.join(repr(e) for e in ENCODINGS)}, got {enc!r}")
+            flags["encoding"] = enc
             return cls(lens, tuple(float(x) for x in fd),
                        None if d.get("f_numbers") is None else tuple(float(x) for x in d["f_numbers"]),
                        None if d.get("depth_range_m") is None else tuple(float(x) for x in d["depth_range_m"]),
