@@ -94,7 +94,7 @@ def speed(checkpoint: Path, train_dir: Path, crop: int) -> dict:
     rng = torch.tensor([[near, far]] * 4)
 
     def step(backend: str):
-        out = model(batch["frames"], cb.focus_distances_m, rng)
+        out = model(batch["frames"], cb, rng)
         total, _ = compute_losses(out, batch, LossConfig(render_backend=backend))
         opt.zero_grad()
         total.backward()

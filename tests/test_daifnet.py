@@ -101,7 +101,7 @@ def _camera(fd, f=0.05, n=2.0, px=6e-5, rng=(0.5, 10.0)):
 def _run(m, frames, cams):
     cb = CameraBatch.from_cameras(cams)
     rng = torch.tensor([c.effective_depth_range_m() for c in cams])
-    return m(frames, cb.focus_distances_m, rng, camera=cb)
+    return m(frames, cb, rng)
 
 
 def test_camera_variant_is_the_default_and_needs_the_camera():

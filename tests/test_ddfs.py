@@ -152,7 +152,7 @@ def test_network_shapes_range_gradients():
     for f, hw in ((1, (9, 11)), (2, (17, 13)), (5, (16, 16))):
         c = cam.subset(list(range(f)))
         cb = CameraBatch.from_cameras([c, c])
-        out = m(torch.rand(2, f, 3, *hw), cb.focus_distances_m, torch.tensor([[0.5, 4.0], [1.0, 2.0]]), camera=cb)
+        out = m(torch.rand(2, f, 3, *hw), cb, torch.tensor([[0.5, 4.0], [1.0, 2.0]]))
         d = out["depth_m"]
         assert d.shape == (2, 1, *hw) and out["aif"].shape == (2, 3, *hw) and out["prob"].shape == (2, 6, *hw)
         assert (d[0] >= 0.5 - 1e-5).all() and (d[0] <= 4.0 + 1e-5).all()

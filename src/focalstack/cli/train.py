@@ -60,7 +60,8 @@ def register(sub) -> None:
                    help="DAIF-Net variant: camera (camera-aware, one set of weights for any camera; default) or "
                         "paper (the core paper's focus-position input, tied to the training camera)")
     p.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="any model constructor option, value as JSON or a plain string "
+                   help="a field of the model's options dataclass (focalstack.models: DAIFNetConfig, "
+                        "AiFDepthNetConfig, DDFSConfig, GurWolfConfig), typed by it "
                         "(e.g. num_hypotheses=32, psf=disk, space=metric); repeatable")
     p.add_argument("--scale-aug", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="DDFS scale augmentation: scene + camera × s, s in {MIN, MIN+step, …, MAX} "
@@ -138,10 +139,10 @@ def build_config(args):
     if fresh:
         base["init"] = args.init or "auto"
         _adopt_init_model(base, args, base["init"])
+    from ..models import model_class, model_config
     if fresh and args.model and args.model != base.get("model"):
-        from ..models import MODELS
         base["model_cfg"] = {}  # the model's own defaults (the daifnet defaults need not apply)
-        for k, v in (getattr(MODELS.get(args.model), "LOSS_DEFAULTS", None) or {}).items():
+        for k, v in model_class(args.model).LOSS_DEFAULTS.items():
             base["loss"][k] = v
     base["data_dir"] = str(args.data_dir)
     base["out_dir"] = str(out)
@@ -158,14 +159,11 @@ def build_config(args):
         v = getattr(args, k, None)
         if v is not None:
             mc[f] = v
-    for opt in args.model_opt or []:
-        key, sep, val = opt.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--model-opt expects KEY=VALUE, got {opt!r}")
-        try:
-            mc[key.strip()] = json.loads(val)
-        except json.JSONDecodeError:
-            mc[key.strip()] = val
+    options = model_class(base["model"]).Config
+    for opt in args.model_opt or []:   # a field of the model's options dataclass, typed by it
+        key, val = options.parse_option(opt, base["model"])
+        mc[key] = val
+    model_config(base["model"], mc)     # unknown or bad options: one line naming the valid ones
     base["model_cfg"] = mc
     if args.crop is not None:
         base["crop_size"] = None if args.crop == [0, 0] else list(args.crop)

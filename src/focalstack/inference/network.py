@@ -63,15 +63,15 @@ def _ramp(n: int, overlap: int, dtype) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run_network(model, frames: torch.Tensor, focus_m, depth_range, tile: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """frames [F,3,H,W] → (depth [H,W] metres, aif [3,H,W]); ``focus_m``: focus distances [F] or the
-    FocalStackCamera (required by models that ``needs_camera``); tiles of ``tile`` px with 1/4 overlap,
+def run_network(model, frames: torch.Tensor, camera, depth_range, tile: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """frames [F,3,H,W] → (depth [H,W] metres, aif [3,H,W]); ``camera``: the stack's FocalStackCamera
+    (focus distances alone [F] serve models that read no lens); tiles of ``tile`` px with 1/4 overlap,
     blended with linear ramps (inverse depth is blended, as defocus is linear in it)."""
     from ..models import predict_batch
 
     _, _, h, w = frames.shape
     if tile is None or (h <= tile and w <= tile):
-        out = predict_batch(model, frames, focus_m, depth_range)
+        out = predict_batch(model, frames, camera, depth_range)
         return out["depth_m"][0, 0].cpu(), out["aif"][0].cpu()
     overlap = tile // 4
     inv = torch.zeros(h, w)
@@ -80,7 +80,7 @@ def run_network(model, frames: torch.Tensor, focus_m, depth_range, tile: int | N
     for y in _tile_starts(h, tile, overlap):
         for x in _tile_starts(w, tile, overlap):
             th, tw = min(tile, h), min(tile, w)
-            out = predict_batch(model, frames[..., y:y + th, x:x + tw], focus_m, depth_range)
+            out = predict_batch(model, frames[..., y:y + th, x:x + tw], camera, depth_range)
             wt = _ramp(th, overlap, torch.float32)[:, None] * _ramp(tw, overlap, torch.float32)[None, :]
             inv[y:y + th, x:x + tw] += wt / out["depth_m"][0, 0].cpu()
             aif[:, y:y + th, x:x + tw] += wt * out["aif"][0].cpu()
@@ -110,9 +110,7 @@ def predict_net(sample: FocalStackSample, opts=None) -> Prediction:
     if tile is None and max(frames.shape[-2:]) > AUTO_TILE_ABOVE_PX:
         tile = DEFAULT_TILE_PX
     depth_range = _model_depth_range(meta, sample)
-    focus = torch.tensor(cam.focus_distances_m, dtype=torch.float32)
-    # models whose forward needs the lens (DDFS: per-hypothesis PSFs) get the whole (resized) camera
-    depth, aif = run_network(model, frames, cam if getattr(model, "needs_camera", False) else focus, depth_range, tile)
+    depth, aif = run_network(model, frames, cam, depth_range, tile)   # the whole (resized) camera
     if depth.shape != (h, w):
         inv = F.interpolate((1.0 / depth)[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         depth = 1.0 / inv

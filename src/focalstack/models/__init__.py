@@ -1,5 +1,8 @@
-"""Learned models. ``MODELS`` maps a name to its class; ``build_model(name, **cfg)`` builds one;
-``predict_batch`` runs a model on a batch of focal stacks without gradients."""
+"""Learned models, one file each, on one contract (:mod:`focalstack.models.base`): a
+:class:`FocalStackModel` with a typed options dataclass (``Config``) and the forward
+``model(frames, camera, depth_range_m, image=None)``. ``MODELS`` maps a name to its class;
+``build_model(name, **options)`` builds one; ``predict_batch`` runs a model on a batch of focal
+stacks without gradients."""
 
 from __future__ import annotations
 
@@ -8,51 +11,39 @@ from typing import Sequence
 import torch
 
 from ..optics.camera import CameraBatch, FocalStackCamera
-from .aifdepthnet import AiFDepthNet
+from .aifdepthnet import AiFDepthNet, AiFDepthNetConfig
+from .base import FocalStackModel, ModelConfig, StackInputs
 from .common import count_parameters, depth_range_tensor
-from .daifnet import DAIFNet
-from .ddfs import DDFSNet
-from .gurwolf import GurWolfNet
+from .daifnet import DAIFNet, DAIFNetConfig
+from .ddfs import DDFSConfig, DDFSNet
+from .gurwolf import GurWolfConfig, GurWolfNet
 
-# name → class. Every model takes forward(frames [B,F,3,H,W], focus_distances_m [B,F], depth_range_m)
-# → {"depth_m" [B,1,H,W], "aif" [B,3,H,W], ...}; optional keyword inputs are declared by class
-# attributes: ``needs_camera = True`` → ``camera=`` CameraBatch (DDFS: PSFs need the lens),
-# ``takes_aif_input = True`` → ``image=`` [B,3,H,W] (Gur & Wolf: single-image depth from the AIF).
-MODELS: dict[str, type] = {"daifnet": DAIFNet, "aifdepthnet": AiFDepthNet, "ddfs": DDFSNet, "gurwolf": GurWolfNet}
+# name → class; every one a FocalStackModel (forward(frames, camera, depth_range_m, image=None) → {"depth_m",
+# "aif", ...}), options in its ``Config`` dataclass
+MODELS: dict[str, type[FocalStackModel]] = {"daifnet": DAIFNet, "aifdepthnet": AiFDepthNet, "ddfs": DDFSNet,
+                                            "gurwolf": GurWolfNet}
 
-__all__ = ["MODELS", "build_model", "predict_batch", "model_kwargs", "DAIFNet", "AiFDepthNet", "DDFSNet",
-           "GurWolfNet", "count_parameters"]
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model.module, torch.nn.Module) else model
+__all__ = ["MODELS", "model_class", "model_config", "build_model", "predict_batch", "FocalStackModel",
+           "ModelConfig", "StackInputs", "DAIFNet", "DAIFNetConfig", "AiFDepthNet", "AiFDepthNetConfig", "DDFSNet",
+           "DDFSConfig", "GurWolfNet", "GurWolfConfig", "count_parameters"]
 
 
-def model_kwargs(model: torch.nn.Module, camera: CameraBatch | None = None, image: torch.Tensor | None = None) -> dict:
-    """The optional forward keywords ``model`` declares: ``camera`` if it ``needs_camera`` (error if
-    missing), ``image`` if it ``takes_aif_input`` and one is given (else the model makes its own)."""
-    m = _unwrap(model)
-    kw: dict = {}
-    if getattr(m, "needs_camera", False):
-        if camera is None:
-            raise ValueError(f"model {type(m).__name__} needs the full camera (focal length, f-numbers, pixel "
-                             "size), not only focus distances")
-        kw["camera"] = camera
-    if getattr(m, "takes_aif_input", False) and image is not None:
-        kw["image"] = image
-    return kw
-
-
-def build_model(name: str = "daifnet", **cfg) -> torch.nn.Module:
-    """A model by registry name with keyword config (e.g. ``width=16, levels=4``)."""
+def model_class(name: str) -> type[FocalStackModel]:
+    """The registered model class ``name`` (KeyError naming the known ones)."""
     try:
-        cls = MODELS[name]
+        return MODELS[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
-    try:
-        return cls(**cfg)
-    except TypeError as e:  # an option this model does not have: one clear line, not a traceback
-        raise ValueError(f"model {name!r}: {e}") from None
+
+
+def model_config(name: str, options: dict | None = None) -> ModelConfig:
+    """The checked options of model ``name`` (ValueError naming the valid fields for an unknown key)."""
+    return model_class(name).Config.from_options(options or {}, name)
+
+
+def build_model(name: str = "daifnet", **options) -> FocalStackModel:
+    """A model by registry name with keyword options (fields of its ``Config``, e.g. ``width=16, levels=4``)."""
+    return model_class(name)(model_config(name, options))
 
 
 def predict_batch(model: torch.nn.Module, frames: torch.Tensor,
@@ -66,9 +57,10 @@ def predict_batch(model: torch.nn.Module, frames: torch.Tensor,
             CameraBatch, or the focus distances themselves ([B,F] or [F] tensor, metres).
         depth_range: (near, far) metres or [B,2]; default: the camera's ``effective_depth_range_m()``
             (required when ``camera`` is a CameraBatch or a tensor).
-        image: [B,3,H,W] (or [3,H,W]) input image for models that take one (``takes_aif_input``).
+        image: [B,3,H,W] (or [3,H,W]) input image for models that take one (``image_input``).
 
-    Models that ``needs_camera`` need ``camera`` as FocalStackCamera(s) or a CameraBatch.
+    Models that read the lens need ``camera`` as FocalStackCamera(s) or a CameraBatch: with focus
+    distances alone they stop with one line.
 
     Returns: {"depth_m": [B,1,H,W] metres, "aif": [B,3,H,W] in [0,1]} (one stack in → batch of 1).
     """
@@ -103,12 +95,11 @@ def predict_batch(model: torch.nn.Module, frames: torch.Tensor,
     rng = depth_range_tensor(depth_range, b, p.device)
     if image is not None:
         image = (image.unsqueeze(0) if image.dim() == 3 else image).to(device=p.device, dtype=torch.float32)
-    kw = model_kwargs(model, cam_batch, image)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = model(frames, fd, rng, **kw)
+            out = model(frames, cam_batch if cam_batch is not None else fd, rng, image=image)
     finally:
         model.train(was_training)
     return {"depth_m": out["depth_m"], "aif": out["aif"]}

@@ -39,7 +39,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import ConvBlock, conv, depth_range_tensor, stack_inputs
+from dataclasses import dataclass, field
+
+from .base import FocalStackModel, ModelConfig, StackInputs
+from .common import ConvBlock, conv
 
 
 def _pad_spatial(x: torch.Tensor, m: int) -> torch.Tensor:
@@ -68,22 +71,39 @@ def softplus_normalise(m: torch.Tensor, dim: int = 1, eps: float = 1e-6) -> torc
     return s / (s.sum(dim=dim, keepdim=True) + eps)
 
 
-class AiFDepthNet(nn.Module):
-    """Depth + AIF from a focal stack of any size through one attention map (see module doc).
+SPACES = ("inverse", "metric")
 
-    Args:
-        width: channels of the first level; level i has width·2^i.
-        levels: encoder/decoder levels (spatial pooling steps); inputs are padded to a multiple of 2^levels.
-        space: "inverse" (focus positions in dioptres, default) or "metric" (metres) for the depth sum.
+
+@dataclass(frozen=True)
+class AiFDepthNetConfig(ModelConfig):
+    """AiFDepthNet's options.
+
+    width: channels of the first level; level i has width·2^i.
+    levels: encoder/decoder levels (spatial pooling steps); inputs are padded to a multiple of 2^levels.
+    space: "inverse" (focus positions in dioptres, default) or "metric" (metres) for the depth sum.
     """
 
-    def __init__(self, width: int = 8, levels: int = 3, space: str = "inverse"):
-        super().__init__()
-        if width < 1 or levels < 1:
-            raise ValueError(f"AiFDepthNet: width and levels must be ≥ 1, got {width}, {levels}")
-        if space not in ("inverse", "metric"):
-            raise ValueError(f"AiFDepthNet: space must be 'inverse' or 'metric', got {space!r}")
-        self.width, self.levels, self.space = width, levels, space
+    width: int = field(default=8, metadata={"help": "channels of the first level (level i: width·2^i)"})
+    levels: int = field(default=3, metadata={"help": "encoder/decoder levels"})
+    space: str = field(default="inverse", metadata={"choices": SPACES, "help": "space of the depth sum"})
+
+    def __post_init__(self):
+        if self.width < 1 or self.levels < 1:
+            raise ValueError(f"AiFDepthNet: width and levels must be ≥ 1, got {self.width}, {self.levels}")
+        if self.space not in SPACES:
+            raise ValueError(f"AiFDepthNet: space must be 'inverse' or 'metric', got {self.space!r}")
+
+
+class AiFDepthNet(FocalStackModel):
+    """Depth + AIF from a focal stack of any size through one attention map (see module doc);
+    options: :class:`AiFDepthNetConfig`. Reads only the focus distances of the camera."""
+
+    Config = AiFDepthNetConfig
+
+    def __init__(self, config: AiFDepthNetConfig | None = None, **options):
+        super().__init__(config, **options)
+        width, levels = self.config.width, self.config.levels
+        self.width, self.levels, self.space = width, levels, self.config.space
         ch = [width * 2 ** i for i in range(levels)]
         self.enc = nn.ModuleList()
         cin = 3
@@ -118,13 +138,11 @@ class AiFDepthNet(nn.Module):
             y = dec(torch.cat([up(y), skip], dim=1))
         return self.head(y)[:, 0, :, :h, :w]               # [B,F,H,W]
 
-    def forward(self, frames: torch.Tensor, focus_distances_m: torch.Tensor, depth_range_m) -> dict:
-        """frames [B,F,3,H,W] in [0,1]; focus_distances_m [B,F] metres; depth_range_m (near, far) or [B,2]
-        → {"depth_m": [B,1,H,W] in [near, far], "aif": [B,3,H,W] in [0,1],
+    def run(self, x: StackInputs) -> dict:
+        """→ {"depth_m": [B,1,H,W] in [near, far], "aif": [B,3,H,W] in [0,1],
         "attention": [B,F,1,H,W] (raw M, input frame order)}."""
-        fd = stack_inputs("AiFDepthNet", frames, focus_distances_m)
+        frames, fd, rng = x.frames, x.focus_distances_m, x.depth_range_m
         b, f = frames.shape[:2]
-        rng = depth_range_tensor(depth_range_m, b, frames.device, torch.float32)
         xs, fds, order = sort_by_focus(frames, fd)
         m = self.attention(xs).float()                      # [B,F,H,W], sorted order
         near, far = rng[:, 0:1], rng[:, 1:2]

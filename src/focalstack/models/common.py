@@ -1,6 +1,7 @@
 """Building blocks and input conventions shared by several models (no model imports another
-model's names): the stack-input check, depth ranges, focus positions in inverse depth, the
-depth-from-logit map, padding to the encoder's multiple, the conv blocks, parameter count."""
+model's names): depth ranges, focus positions in inverse depth, the depth-from-logit map, padding
+to the encoder's multiple, the conv blocks (plain and conv-BatchNorm-ReLU), parameter count. The
+input check every model shares is the contract's (:mod:`focalstack.models.base`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["stack_inputs", "depth_range_tensor", "normalised_focus", "depth_from_logit", "pad_to_multiple",
-           "conv", "ConvBlock", "count_parameters"]
+__all__ = ["depth_range_tensor", "normalised_focus", "depth_from_logit", "pad_to_multiple",
+           "conv", "ConvBlock", "conv_bn_relu", "count_parameters"]
+
 
 def conv(cin: int, cout: int, k: int = 3, dims: int = 2) -> nn.Module:
     """A k×k (×k for ``dims`` = 3) 'same' convolution, Kaiming-initialised for ReLU, zero bias."""
@@ -27,20 +29,12 @@ class ConvBlock(nn.Sequential):
                          nn.ReLU(inplace=True))
 
 
-def stack_inputs(model: str, frames: torch.Tensor, focus_distances_m, dtype=torch.float32) -> torch.Tensor:
-    """Check a model's stack input and return the focus distances as a [B,F] tensor (metres).
-
-    frames must be [B,F,3,H,W]; focus_distances_m [F] (shared by the batch) or [B,F]. Errors name
-    ``model`` and the expected shape (one line, not a broadcasting error from deep inside torch)."""
-    if frames.dim() != 5 or frames.shape[2] != 3:
-        raise ValueError(f"{model}: frames must be [B,F,3,H,W], got {tuple(frames.shape)}")
-    b, f = frames.shape[:2]
-    fd = torch.as_tensor(focus_distances_m, dtype=dtype, device=frames.device)
-    if fd.dim() == 1 and fd.shape[0] == f:
-        fd = fd.view(1, f).expand(b, f)
-    if fd.shape != (b, f):
-        raise ValueError(f"{model}: focus_distances_m must be [B,F] = [{b},{f}], got {tuple(fd.shape)}")
-    return fd
+def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    """k×k convolution (no bias, Kaiming-initialised for ReLU, 'same' padding for stride 1) →
+    BatchNorm → ReLU (DDFS's and Gur & Wolf's layer)."""
+    layer = nn.Conv2d(cin, cout, k, stride=stride, padding=dilation * (k // 2), dilation=dilation, bias=False)
+    nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+    return nn.Sequential(layer, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 def depth_range_tensor(depth_range_m, batch: int, device=None, dtype=torch.float32) -> torch.Tensor:

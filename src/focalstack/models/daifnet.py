@@ -87,39 +87,59 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dataclasses import dataclass, field
+
 from ..classical.dfd import DEFAULT_HYPOTHESES, aggregated_costs, inverse_depth_hypotheses, relative_blur_cost
 from ..optics.camera import CameraBatch
-from .common import ConvBlock, conv, depth_from_logit, depth_range_tensor, normalised_focus, pad_to_multiple, stack_inputs
+from .base import FocalStackModel, ModelConfig, StackInputs
+from .common import ConvBlock, conv, depth_from_logit, normalised_focus, pad_to_multiple
 
 VARIANTS = ("camera", "paper")
+AIF_MODES = ("select", "direct")
 
-class DAIFNet(nn.Module):
-    """Depth + AIF from a focal stack.
 
-    Args:
-        width: channels of the first level (W); level i has W·2^i.
-        levels: encoder/decoder levels (D); inputs are padded to a multiple of 2^levels.
-        aif_mode: "select" (softmax over the input frames + residual, default) or "direct".
-        variant: "camera" (camera-aware, default) or "paper" (module docstring).
-        hypotheses: depth hypotheses J of the camera variant's cost volume (uniform in 1/d).
-        cost_window: window (px) that aggregates the cost volume's per-pixel mismatch.
+@dataclass(frozen=True)
+class DAIFNetConfig(ModelConfig):
+    """DAIF-Net's options.
+
+    width: channels of the first level (W); level i has W·2^i.
+    levels: encoder/decoder levels (D); inputs are padded to a multiple of 2^levels.
+    aif_mode: "select" (softmax over the input frames + residual, default) or "direct".
+    variant: "camera" (camera-aware, default) or "paper" (module docstring).
+    hypotheses: depth hypotheses J of the camera variant's cost volume (uniform in 1/d).
+    cost_window: window (px) that aggregates the cost volume's per-pixel mismatch.
     """
 
-    def __init__(self, width: int = 16, levels: int = 4, aif_mode: str = "select", variant: str = "camera",
-                 hypotheses: int = DEFAULT_HYPOTHESES, cost_window: int = 7):
-        super().__init__()
-        if width < 1 or levels < 1:
-            raise ValueError(f"DAIFNet: width and levels must be ≥ 1, got {width}, {levels}")
-        if aif_mode not in ("select", "direct"):
-            raise ValueError(f"DAIFNet: aif_mode must be 'select' or 'direct', got {aif_mode!r}")
-        if variant not in VARIANTS:
-            raise ValueError(f"DAIFNet: variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-        if variant == "camera" and hypotheses < 2:
-            raise ValueError(f"DAIFNet: hypotheses must be ≥ 2, got {hypotheses}")
-        self.width, self.levels, self.aif_mode, self.variant = width, levels, aif_mode, variant
-        self.hypotheses, self.cost_window = int(hypotheses), int(cost_window)
-        # the camera variant needs the lens, not only focus distances (the trainer and predict pass it)
-        self.needs_camera = variant == "camera"
+    width: int = field(default=16, metadata={"help": "channels of the first level W (level i: W·2^i)"})
+    levels: int = field(default=4, metadata={"help": "encoder/decoder levels D"})
+    aif_mode: str = field(default="select", metadata={"choices": AIF_MODES, "help": "AIF head"})
+    variant: str = field(default="camera", metadata={"choices": VARIANTS, "help": "camera-aware or the paper's"})
+    hypotheses: int = field(default=DEFAULT_HYPOTHESES, metadata={"help": "cost-volume depth hypotheses (camera)"})
+    cost_window: int = field(default=7, metadata={"help": "cost aggregation window, px (camera)"})
+
+    def __post_init__(self):
+        if self.width < 1 or self.levels < 1:
+            raise ValueError(f"DAIFNet: width and levels must be ≥ 1, got {self.width}, {self.levels}")
+        if self.aif_mode not in AIF_MODES:
+            raise ValueError(f"DAIFNet: aif_mode must be 'select' or 'direct', got {self.aif_mode!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"DAIFNet: variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.variant == "camera" and self.hypotheses < 2:
+            raise ValueError(f"DAIFNet: hypotheses must be ≥ 2, got {self.hypotheses}")
+
+
+class DAIFNet(FocalStackModel):
+    """Depth + AIF from a focal stack; options: :class:`DAIFNetConfig` (``DAIFNet(width=8, ...)`` or
+    ``DAIFNet(DAIFNetConfig(...))``). The camera variant reads the lens from the CameraBatch."""
+
+    Config = DAIFNetConfig
+
+    def __init__(self, config: DAIFNetConfig | None = None, **options):
+        super().__init__(config, **options)
+        o = self.config
+        width, levels = o.width, o.levels
+        self.width, self.levels, self.aif_mode, self.variant = width, levels, o.aif_mode, o.variant
+        self.hypotheses, self.cost_window = int(o.hypotheses), int(o.cost_window)
         cv = width if self.needs_camera else 0          # projected cost-volume features
         ch = [width * 2 ** i for i in range(levels)]
         self.enc = nn.ModuleList()
@@ -146,10 +166,15 @@ class DAIFNet(nn.Module):
             self.log_cost_gain = nn.Parameter(torch.tensor(math.log(50.0)))
             self.log_aif_gain = nn.Parameter(torch.tensor(math.log(1.5)))
         self.aif_head = conv(width, 3)
-        if aif_mode == "select":
+        if self.aif_mode == "select":
             nn.init.zeros_(self.aif_head.weight)            # residual starts at 0: aif = soft selection
             self.select = nn.Sequential(conv(2 * width, width), nn.ReLU(inplace=True), conv(width, 1, 1))
             nn.init.normal_(self.select[2].weight, std=1e-3)
+
+    @property
+    def needs_camera(self) -> bool:
+        """The camera variant reads the lens (focal length, f-numbers, pixel size), not only focus distances."""
+        return self.variant == "camera"
 
     @staticmethod
     def _stack_max(h: torch.Tensor, b: int, f: int) -> torch.Tensor:
@@ -161,7 +186,7 @@ class DAIFNet(nn.Module):
         inverse depths [B,J] (1/m)."""
         b, f, _, h, w = frames.shape
         j = self.hypotheses
-        cam = camera.to(frames.device, torch.float32)
+        cam = camera                                                                 # float32, on the frames' device
         ends = cam.sigma_px(rng.view(b, 1, 1, 2)).view(b, f, 2)                    # σ at near, far
         planes = torch.log1p(ends)
         if f >= 2:
@@ -177,25 +202,17 @@ class DAIFNet(nn.Module):
             inv = inverse_depth_hypotheses(rng, j)
         return planes, costs, feats, inv
 
-    def forward(self, frames: torch.Tensor, focus_distances_m: torch.Tensor, depth_range_m,
-                camera: CameraBatch | None = None) -> dict:
-        """frames [B,F,3,H,W] in [0,1]; focus_distances_m [B,F] metres; depth_range_m (near, far) or
-        [B,2] metres; camera: the batch's CameraBatch (required by the camera variant) →
-        {"depth_m": [B,1,H,W] in [near, far], "aif": [B,3,H,W] in (0,1), "weights": [B,F,1,H,W]
+    def run(self, x_in: StackInputs) -> dict:
+        """→ {"depth_m": [B,1,H,W] in [near, far], "aif": [B,3,H,W] in (0,1), "weights": [B,F,1,H,W]
         (select mode), and "depth_logit" [B,1,H,W] (paper) or "hypothesis_logits" [B,J,H,W] (camera)}."""
-        fd = stack_inputs("DAIFNet", frames, focus_distances_m, frames.dtype)
+        frames, rng = x_in.frames, x_in.depth_range_m
+        fd = x_in.focus_distances_m.to(frames.dtype)
         b, f, _, h, w = frames.shape
-        rng = depth_range_tensor(depth_range_m, b, frames.device, torch.float32)
         plane = normalised_focus(fd.float(), rng).to(frames.dtype).view(b, f, 1, 1, 1).expand(b, f, 1, h, w)
         parts = [frames * 2.0 - 1.0, plane]
-        cv = None
+        cv = camera = None
         if self.needs_camera:
-            if camera is None:
-                raise ValueError("DAIFNet(variant='camera') needs the camera (focal length, f-numbers, pixel size), "
-                                 "not only focus distances")
-            if camera.focus_distances_m.shape != (b, f):
-                raise ValueError(f"DAIFNet: the camera has {tuple(camera.focus_distances_m.shape)} focus distances "
-                                 f"for {b} stacks of {f} frames")
+            camera = x_in.lens("DAIFNet(variant='camera')")
             blur, costs, feats, inv = self._camera_inputs(frames, camera, rng)
             cv = self.cost_proj(feats.to(frames.dtype))
             parts.append(blur.to(frames.dtype).view(b, f, 2, 1, 1).expand(b, f, 2, h, w))
@@ -242,7 +259,7 @@ class DAIFNet(nn.Module):
             yy = y.unsqueeze(1).expand(b, f, *y.shape[1:]).reshape(b * f, *y.shape[1:])
             s = self.select(torch.cat([feat0, yy], dim=1))[..., :h0, :w0].float().view(b, f, 1, h0, w0)
             if self.needs_camera:   # prior: the frame in focus at the predicted depth
-                sig = camera.to(frames.device, torch.float32).sigma_px(out["depth_m"].detach())   # [B,F,1,H,W]
+                sig = camera.sigma_px(out["depth_m"].detach())                              # [B,F,1,H,W]
                 s = s - self.log_aif_gain.exp() * sig
             wts = torch.softmax(s, dim=1)
             sel = (wts * frames.float()).sum(dim=1).clamp(1e-3, 1 - 1e-3)

@@ -44,8 +44,9 @@ default to match focalstack's renderer (``psf="disk"`` for the paper's). Scale a
 §4.3) is the trainer's ``--scale-aug MIN MAX`` (``TrainConfig.scale_aug``), which needs a fixed
 ``--depth-range`` so the hypotheses stay put while scene and camera scale.
 
-The model needs the full camera, not only focus distances: ``needs_camera = True`` makes the trainer
-and ``predict_batch`` pass ``camera=`` (a :class:`~focalstack.optics.CameraBatch`).
+The model needs the full camera, not only focus distances: it reads the lens from the
+:class:`~focalstack.optics.CameraBatch` every caller passes (the model contract,
+:mod:`focalstack.models.base`).
 
 Any H×W (encoder input padded to a multiple of ``2^levels``, cropped back). Defaults ``width=16,
 levels=3, num_hypotheses=16``: ≈ 0.57 M parameters.
@@ -54,6 +55,7 @@ levels=3, num_hypotheses=16``: ≈ 0.57 M parameters.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import kornia
 import torch
@@ -63,9 +65,10 @@ import torch.nn.functional as F
 from ..optics.camera import CameraBatch
 from ..optics.thin_lens import coc_diameter_m
 from ..render.psf import support_radius_px, window_size_px
-from .common import depth_range_tensor, pad_to_multiple, stack_inputs
+from .base import FocalStackModel, ModelConfig, StackInputs
+from .common import conv_bn_relu, pad_to_multiple
 
-__all__ = ["DDFSNet", "depth_hypotheses", "hypothesis_coc_px", "psf_kernels", "wiener_deconvolve",
+__all__ = ["DDFSNet", "DDFSConfig", "depth_hypotheses", "hypothesis_coc_px", "psf_kernels", "wiener_deconvolve",
            "ddfs_cost_volume", "outlier_bound", "soft_argmin_depth"]
 
 
@@ -221,12 +224,6 @@ def soft_argmin_depth(logits: torch.Tensor, hypotheses_m: torch.Tensor, sampling
 
 
 # ---- network ----------------------------------------------------------------------------------
-def _cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-    nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-    return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 
 
@@ -249,45 +246,68 @@ def adaptive_aggregation(cost: torch.Tensor, offsets: torch.Tensor, weights: tor
     return (weights.unsqueeze(2) * smp).sum(dim=1)
 
 
-class DDFSNet(nn.Module):
-    """DDFS: cost volume + reference frame → encoder-decoder → soft-argmin depth (see module doc).
+SAMPLINGS = ("inverse", "depth")
+PSFS = ("gaussian", "disk")
 
-    Args:
-        width: channels of the first encoder stage; stage i has width·2^i.
-        levels: stride-2 encoder stages (inputs padded to a multiple of 2^levels).
-        num_hypotheses: depth hypotheses D of the cost volume.
-        sampling: "inverse" (uniform in inverse depth) or "depth".
-        psf: "gaussian" (σ = psf_scale·CoC, focalstack's renderer) or "disk" (the paper's pillbox).
-        balance, cost_sigma, c_max, f1, max_coc_px: cost-volume constants (module doc).
-        aggregation: the adaptive cost aggregation module (paper eq. 11) at every decoder scale.
+
+@dataclass(frozen=True)
+class DDFSConfig(ModelConfig):
+    """DDFS's options.
+
+    width: channels of the first encoder stage; stage i has width·2^i.
+    levels: stride-2 encoder stages (inputs padded to a multiple of 2^levels).
+    num_hypotheses: depth hypotheses D of the cost volume.
+    sampling: "inverse" (uniform in inverse depth) or "depth".
+    psf: "gaussian" (σ = psf_scale·CoC, focalstack's renderer) or "disk" (the paper's pillbox).
+    balance, cost_sigma, c_max, f1, max_coc_px: cost-volume constants (module doc).
+    aggregation: the adaptive cost aggregation module (paper eq. 11) at every decoder scale.
     """
 
-    needs_camera = True
+    width: int = field(default=16, metadata={"help": "channels of the first encoder stage"})
+    levels: int = field(default=3, metadata={"help": "stride-2 encoder stages"})
+    num_hypotheses: int = field(default=16, metadata={"help": "depth hypotheses D of the cost volume"})
+    sampling: str = field(default="inverse", metadata={"choices": SAMPLINGS, "help": "hypothesis spacing"})
+    psf: str = field(default="gaussian", metadata={"choices": PSFS, "help": "PSF of the deconvolution"})
+    balance: float = field(default=0.01, metadata={"help": "Wiener-Hunt regularisation weight"})
+    cost_sigma: float = field(default=1.0, metadata={"help": "σ (px) of the cost neighbourhood"})
+    c_max: float = field(default=0.3, metadata={"help": "outlier bound: cost reaching f1"})
+    f1: float = field(default=0.999, metadata={"help": "outlier bound: value at c_max"})
+    max_coc_px: float = field(default=20.0, metadata={"help": "CoC cap of the PSFs, px"})
+    aggregation: bool = field(default=True, metadata={"help": "adaptive cost aggregation (paper eq. 11)"})
 
-    def __init__(self, width: int = 16, levels: int = 3, num_hypotheses: int = 16, sampling: str = "inverse",
-                 psf: str = "gaussian", balance: float = 0.01, cost_sigma: float = 1.0, c_max: float = 0.3,
-                 f1: float = 0.999, max_coc_px: float = 20.0, aggregation: bool = True):
-        super().__init__()
-        if width < 1 or levels < 1 or num_hypotheses < 2:
+    def __post_init__(self):
+        if self.width < 1 or self.levels < 1 or self.num_hypotheses < 2:
             raise ValueError(f"DDFSNet: width, levels ≥ 1 and num_hypotheses ≥ 2 required, got "
-                             f"{width}, {levels}, {num_hypotheses}")
-        if sampling not in ("inverse", "depth") or psf not in ("gaussian", "disk"):
-            raise ValueError(f"DDFSNet: bad sampling {sampling!r} or psf {psf!r}")
+                             f"{self.width}, {self.levels}, {self.num_hypotheses}")
+        if self.sampling not in SAMPLINGS or self.psf not in PSFS:
+            raise ValueError(f"DDFSNet: bad sampling {self.sampling!r} or psf {self.psf!r}")
+
+
+class DDFSNet(FocalStackModel):
+    """DDFS: cost volume + reference frame → encoder-decoder → soft-argmin depth (see module doc);
+    options: :class:`DDFSConfig`. Needs the whole camera (the PSFs need the lens)."""
+
+    Config = DDFSConfig
+
+    def __init__(self, config: DDFSConfig | None = None, **options):
+        super().__init__(config, **options)
+        o = self.config
+        width, levels, num_hypotheses, aggregation = o.width, o.levels, o.num_hypotheses, o.aggregation
         self.width, self.levels, self.num_hypotheses = width, levels, num_hypotheses
-        self.sampling, self.psf, self.aggregation = sampling, psf, aggregation
-        self.cv = dict(balance=balance, cost_sigma=cost_sigma, c_max=c_max, f1=f1, max_coc_px=max_coc_px)
+        self.sampling, self.psf, self.aggregation = o.sampling, o.psf, aggregation
+        self.cv = dict(balance=o.balance, cost_sigma=o.cost_sigma, c_max=o.c_max, f1=o.f1, max_coc_px=o.max_coc_px)
         d = num_hypotheses
         ch = [width * 2 ** i for i in range(levels + 1)]
-        self.enc = nn.ModuleList([nn.Sequential(_cbr(3 + d, ch[0]), _cbr(ch[0], ch[0]))])
+        self.enc = nn.ModuleList([nn.Sequential(conv_bn_relu(3 + d, ch[0]), conv_bn_relu(ch[0], ch[0]))])
         for i in range(1, levels + 1):
-            self.enc.append(nn.Sequential(_cbr(ch[i - 1], ch[i], stride=2), _cbr(ch[i], ch[i])))
+            self.enc.append(nn.Sequential(conv_bn_relu(ch[i - 1], ch[i], stride=2), conv_bn_relu(ch[i], ch[i])))
         self.head0 = nn.Conv2d(ch[-1], d, 3, padding=1)
         self.dec = nn.ModuleList()
         self.heads = nn.ModuleList()
         self.offsets = nn.ModuleList()
         self.weights = nn.ModuleList()
         for i in range(levels - 1, -1, -1):
-            self.dec.append(nn.Sequential(_cbr(ch[i + 1] + ch[i] + d, ch[i]), _cbr(ch[i], ch[i])))
+            self.dec.append(nn.Sequential(conv_bn_relu(ch[i + 1] + ch[i] + d, ch[i]), conv_bn_relu(ch[i], ch[i])))
             head = nn.Conv2d(ch[i], d, 3, padding=1)
             nn.init.zeros_(head.weight)                  # refinement starts as the identity
             nn.init.zeros_(head.bias)
@@ -301,22 +321,12 @@ class DDFSNet(nn.Module):
                 self.offsets.append(off)
                 self.weights.append(wt)
 
-    def forward(self, frames: torch.Tensor, focus_distances_m: torch.Tensor, depth_range_m,
-                camera: CameraBatch | None = None) -> dict:
-        """frames [B,F,3,H,W] in [0,1]; focus_distances_m [B,F] metres; depth_range_m (near, far) or [B,2];
-        camera: CameraBatch with the lens parameters (focal length, f-numbers, pixel size, psf_scale).
-
-        Returns {"depth_m": [B,1,H,W] in [near, far], "aif": [B,3,H,W] in [0,1],
-        "prob": [B,D,H,W] (softmax over hypotheses), "hypotheses_m": [B,D], "cost": [B,D,H,W] (input volume)}."""
-        if camera is None:
-            raise ValueError("DDFS needs the camera (focal length, f-numbers, pixel size) for its PSFs: "
-                             "call it with camera=CameraBatch (the trainer and predict_batch do)")
-        fd = stack_inputs("DDFSNet", frames, focus_distances_m)
-        b, f, _, h, w = frames.shape
-        cam = camera.to(frames.device, torch.float32)
-        if cam.f_numbers.shape != (b, f):
-            raise ValueError(f"DDFSNet: camera has f_numbers {tuple(cam.f_numbers.shape)}, frames are [{b},{f}]")
-        rng = depth_range_tensor(depth_range_m, b, frames.device, torch.float32)
+    def run(self, x_in: StackInputs) -> dict:
+        """→ {"depth_m": [B,1,H,W] in [near, far], "aif": [B,3,H,W] in [0,1], "prob": [B,D,H,W]
+        (softmax over hypotheses), "hypotheses_m": [B,D], "cost": [B,D,H,W] (input volume)}."""
+        cam = x_in.lens()
+        frames, fd, rng = x_in.frames, x_in.focus_distances_m, x_in.depth_range_m
+        b = frames.shape[0]
         hyp = depth_hypotheses(rng, self.num_hypotheses, self.sampling)
         # the cost volume is a fixed function of data (no parameters): no graph, float32 FFTs
         with torch.no_grad(), torch.autocast(device_type=frames.device.type, enabled=False):

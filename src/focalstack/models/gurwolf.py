@@ -7,8 +7,9 @@ distances, compared with the focused images J. In focalstack, J are the frames o
 and I is its ``aif.png``:
 
 * ``--supervision self`` with ``--model gurwolf`` **uses the sample's AIF as the input image and as
-  the image to render from** (this model declares ``takes_aif_input = True``; the trainer then passes
-  ``image=batch["aif"]`` and requires aif.png in every training sample). The AIF output of the model
+  the image to render from** (this model declares ``image_input = True`` in the model contract,
+  :mod:`focalstack.models.base`; the trainer then passes ``image=batch["aif"]`` and requires aif.png
+  in every training sample). The AIF output of the model
   *is* its input image, so the self-supervised reconstruction term renders from I exactly as in the
   paper. No depth ground truth is used.
 * Losses (paper eqs. 10–13; set by :attr:`GurWolfNet.LOSS_DEFAULTS` when a fresh run is started from
@@ -46,9 +47,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import depth_from_logit, depth_range_tensor, pad_to_multiple
+from dataclasses import dataclass, field
 
-__all__ = ["GurWolfNet", "FOCUS_SEQUENCE", "focus_sequence", "FOCUS_SETUPS"]
+from .base import FocalStackModel, ModelConfig, StackInputs
+from .common import conv_bn_relu, depth_from_logit, pad_to_multiple
+
+__all__ = ["GurWolfNet", "GurWolfConfig", "FOCUS_SEQUENCE", "focus_sequence", "FOCUS_SETUPS"]
 
 # Paper §5: the order in which training focus distances are taken, as fractions of the maximum depth.
 FOCUS_SEQUENCE = (0.2, 0.8, 0.1, 0.9, 0.3, 0.7, 0.4, 0.6, 0.5, 0.35)
@@ -66,18 +70,12 @@ def focus_sequence(setup: str | int, max_depth_m: float) -> list[float]:
     return [round(v * max_depth_m, 6) for v in FOCUS_SEQUENCE[:n]]
 
 
-def _cbr(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Sequential:
-    conv = nn.Conv2d(cin, cout, k, stride=stride, padding=dilation * (k // 2), dilation=dilation, bias=False)
-    nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-    return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
 class _ResBlock(nn.Module):
     """Residual block (stride-2 convolution instead of pooling, as the paper's encoder)."""
 
     def __init__(self, cin: int, cout: int, stride: int = 1):
         super().__init__()
-        self.a = _cbr(cin, cout, stride=stride)
+        self.a = conv_bn_relu(cin, cout, stride=stride)
         self.b = nn.Sequential(nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout))
         self.skip = None if (cin == cout and stride == 1) else nn.Sequential(
             nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
@@ -93,14 +91,14 @@ class DenseASPP(nn.Module):
 
     def __init__(self, cin: int, branch: int, cout: int, dilations=(2, 4, 6)):
         super().__init__()
-        self.branches = nn.ModuleList([_cbr(cin, branch, k=1)])
+        self.branches = nn.ModuleList([conv_bn_relu(cin, branch, k=1)])
         c = cin + branch
         for d in dilations:
-            self.branches.append(_cbr(c, branch, dilation=d))
+            self.branches.append(conv_bn_relu(c, branch, dilation=d))
             c += branch
         # image pooling: no BatchNorm (one value per channel at batch size 1 cannot be normalised)
         self.pool = nn.Sequential(nn.Conv2d(cin, branch, 1), nn.ReLU(inplace=True))
-        self.project = _cbr(branch * (len(dilations) + 2), cout, k=1)
+        self.project = conv_bn_relu(branch * (len(dilations) + 2), cout, k=1)
 
     def forward(self, x):
         feats = [x]
@@ -132,25 +130,44 @@ class SelfAttention(nn.Module):
         return x + self.gamma * (v @ att.transpose(1, 2)).view(b, c, h, w)
 
 
-class GurWolfNet(nn.Module):
-    """Single-image depth (see module doc). Args: width, levels (stride-2 encoder stages, ≥ 2),
-    input_scale (run the net on the image resized by this factor; paper 0.5), fusion (how an input
-    image is made from a stack when none is given: "pyramid" or "soft")."""
+FUSIONS = ("pyramid", "soft")
 
-    takes_aif_input = True
+
+@dataclass(frozen=True)
+class GurWolfConfig(ModelConfig):
+    """Gur & Wolf's options: width, levels (stride-2 encoder stages, ≥ 2), input_scale (run the net
+    on the image resized by this factor; paper 0.5), fusion (how an input image is made from a stack
+    when none is given: "pyramid" or "soft")."""
+
+    width: int = field(default=16, metadata={"help": "channels of the first encoder stage"})
+    levels: int = field(default=3, metadata={"help": "stride-2 encoder stages (≥ 2)"})
+    input_scale: float = field(default=1.0, metadata={"help": "resize factor of the input image (paper 0.5)"})
+    fusion: str = field(default="pyramid", metadata={"choices": FUSIONS, "help": "stack → input image"})
+
+    def __post_init__(self):
+        if self.width < 1 or self.levels < 2:
+            raise ValueError(f"GurWolfNet: width ≥ 1 and levels ≥ 2 required, got {self.width}, {self.levels}")
+        if not 0 < self.input_scale <= 1:
+            raise ValueError(f"GurWolfNet: input_scale must be in (0, 1], got {self.input_scale}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"GurWolfNet: fusion must be 'pyramid' or 'soft', got {self.fusion!r}")
+
+
+class GurWolfNet(FocalStackModel):
+    """Single-image depth (see module doc); options: :class:`GurWolfConfig`. Its input is ``image=``
+    (``image_input``); the camera is not read."""
+
+    Config = GurWolfConfig
+    image_input = True
     # loss weights of the paper (eq. 13) applied by `focalstack train` to a fresh run of this model
     LOSS_DEFAULTS = {"recon": 1.0, "aif_guide": 0.0, "aif_sharp": 0.0, "smooth": 1e-3, "smooth_beta": 1.0,
                      "render_sharp": 0.1}
 
-    def __init__(self, width: int = 16, levels: int = 3, input_scale: float = 1.0, fusion: str = "pyramid"):
-        super().__init__()
-        if width < 1 or levels < 2:
-            raise ValueError(f"GurWolfNet: width ≥ 1 and levels ≥ 2 required, got {width}, {levels}")
-        if not 0 < input_scale <= 1:
-            raise ValueError(f"GurWolfNet: input_scale must be in (0, 1], got {input_scale}")
-        if fusion not in ("pyramid", "soft"):
-            raise ValueError(f"GurWolfNet: fusion must be 'pyramid' or 'soft', got {fusion!r}")
-        self.width, self.levels, self.input_scale, self.fusion = width, levels, input_scale, fusion
+    def __init__(self, config: GurWolfConfig | None = None, **options):
+        super().__init__(config, **options)
+        o = self.config
+        width, levels = o.width, o.levels
+        self.width, self.levels, self.input_scale, self.fusion = width, levels, o.input_scale, o.fusion
         ch = [width * 2 ** i for i in range(levels)]
         self.stages = nn.ModuleList()
         cin = 3
@@ -160,9 +177,9 @@ class GurWolfNet(nn.Module):
         self.aspp = DenseASPP(ch[-1], max(8, ch[-1] // 2), ch[-1])
         self.attention = SelfAttention(ch[-1])
         low = ch[1]                                                  # 1/4-scale features (DeepLabV3+)
-        self.low = _cbr(low, max(8, low // 2), k=1)
-        self.fuse = nn.Sequential(_cbr(ch[-1] + max(8, low // 2), ch[1]), _cbr(ch[1], ch[1]))
-        self.refine = _cbr(ch[1] + 3, width)
+        self.low = conv_bn_relu(low, max(8, low // 2), k=1)
+        self.fuse = nn.Sequential(conv_bn_relu(ch[-1] + max(8, low // 2), ch[1]), conv_bn_relu(ch[1], ch[1]))
+        self.refine = conv_bn_relu(ch[1] + 3, width)
         self.head = nn.Conv2d(width, 1, 3, padding=1)
         nn.init.normal_(self.head.weight, std=1e-3)                  # start mid-range (inverse depth)
         nn.init.zeros_(self.head.bias)
@@ -199,23 +216,14 @@ class GurWolfNet(nn.Module):
             logit = F.interpolate(logit, size=(h, w), mode="bilinear", align_corners=False)
         return logit
 
-    def forward(self, frames: torch.Tensor, focus_distances_m: torch.Tensor, depth_range_m,
-                image: torch.Tensor | None = None) -> dict:
-        """frames [B,F,3,H,W] in [0,1] (only used to make the input image when ``image`` is None);
-        focus_distances_m [B,F] (unused: single-image depth); depth_range_m (near, far) or [B,2];
-        image: the AIF input [B,3,H,W] in [0,1] (training: the sample's aif.png).
+    def run(self, x: StackInputs) -> dict:
+        """The depth of ``x.image`` (the AIF input; training: the sample's aif.png), else of a classical
+        fusion of the stack (:meth:`input_image`); the focus distances are not used (single-image depth).
 
         Returns {"depth_m": [B,1,H,W] in [near, far], "aif": the input image [B,3,H,W],
         "depth_logit": [B,1,H,W]}."""
-        if frames.dim() != 5 or frames.shape[2] != 3:
-            raise ValueError(f"GurWolfNet: frames must be [B,F,3,H,W], got {tuple(frames.shape)}")
-        b = frames.shape[0]
-        if image is None:
-            image = self.input_image(frames)
-        if image.shape != (b, 3, *frames.shape[-2:]):
-            raise ValueError(f"GurWolfNet: image must be [B,3,H,W] = [{b},3,{frames.shape[-2]},{frames.shape[-1]}], "
-                             f"got {tuple(image.shape)}")
-        rng = depth_range_tensor(depth_range_m, b, frames.device, torch.float32)
+        frames = x.frames
+        image = x.image if x.image is not None else self.input_image(frames)
         logit = self.depth_logit(image.to(frames.dtype))
-        return {"depth_m": depth_from_logit(logit.float(), rng), "aif": image.detach().float(),
+        return {"depth_m": depth_from_logit(logit.float(), x.depth_range_m), "aif": image.detach().float(),
                 "depth_logit": logit}

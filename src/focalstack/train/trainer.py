@@ -9,10 +9,10 @@ resumed run skips the consumed batches of the current epoch and continues bit-fo
 same thread count). ``state.pt`` is written every ``ckpt_interval`` steps, at the end, on
 ``--max-minutes``, and on Ctrl-C / SIGTERM.
 
-Models (``focalstack.models.MODELS``) get ``model(frames, focus_distances_m, depth_range)`` plus the
-optional inputs they declare: ``camera=`` (the batch's CameraBatch) for ``needs_camera`` models (DDFS)
-and ``image=`` (the batch's AIF, when every sample has one) for ``takes_aif_input`` models (Gur &
-Wolf, which then also needs aif.png for ``--supervision self``). ``TrainConfig.scale_aug`` applies
+Every model (``focalstack.models.MODELS``, the contract of ``focalstack.models.base``) gets
+``model(frames, camera, depth_range)`` with the batch's whole CameraBatch, plus ``image=`` (the
+batch's AIF, when every sample has one) for ``image_input`` models (Gur & Wolf, which then also
+needs aif.png for ``--supervision self``). ``TrainConfig.scale_aug`` applies
 DDFS's scale augmentation per training batch (:func:`scale_batch`).
 
 Test hooks (environment): ``FOCALSTACK_KILL_AT_STEP=k`` exits the process at once after step k
@@ -44,7 +44,7 @@ from ..data import FocalStackDataset, StackAugment, collate_stacks, load_camera,
 from ..data.io import claim_output_dir
 from ..render.psf import window_size_px
 from ..losses import LossConfig, compute_losses
-from ..models import MODELS, build_model, count_parameters, model_kwargs
+from ..models import build_model, count_parameters, model_class
 from ..optics.camera import CameraBatch, FocalStackCamera
 from . import distributed as D
 from ..checkpoint import (atomic_write_json, load_model, load_state, resolve_init, save_state, save_weights,
@@ -230,7 +230,7 @@ class Trainer:
                            num_frames=cfg.num_frames, permute=cfg.permute)
         # single-image models trained through the renderer (Gur & Wolf) take the sample's AIF as input
         # and render from it: self/aif supervision needs aif.png in every training sample
-        self.aif_input = bool(getattr(MODELS.get(cfg.model), "takes_aif_input", False))
+        self.aif_input = model_class(cfg.model).image_input
         need_aif = cfg.supervision == "aif" or (self.aif_input and cfg.supervision == "self")
         # self-supervision compares re-rendered frames with the frames: one frame has nothing to compare
         min_frames = 2 if cfg.supervision == "self" else 1
@@ -411,9 +411,8 @@ class Trainer:
     def _forward(self, model, batch: dict, ranges: torch.Tensor, loss_cfg: LossConfig, extras=None):
         rng = ranges[batch["index"].cpu()].to(self.device)
         image = batch["aif"] if self.aif_input and bool(batch["has_aif"].all()) else None
-        kw = model_kwargs(model, batch["camera"], image)
         with self._autocast():
-            out = model(batch["frames"], batch["camera"].focus_distances_m, rng, **kw)
+            out = model(batch["frames"], batch["camera"], rng, image=image)
         out = {k: v.float() for k, v in out.items()}
         total, terms = compute_losses(out, batch, loss_cfg, extras)
         return out, total, terms, rng
