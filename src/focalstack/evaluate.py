@@ -44,6 +44,68 @@ def align_affine_inverse(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tens
     return (1.0 / inv).to(pred.dtype)
 
 
+TARGETS = ("depth", "disparity")
+BAD_PIXEL_PX = 0.07
+"""A disparity error above this (pixels) is a bad pixel (the HCI 4D light-field convention)."""
+
+
+def disparity_metrics(pred, gt) -> dict[str, float]:
+    """Disparity errors of one image, over pixels where both are finite (pixels between views).
+
+    pred, gt: [H,W] disparity in pixels (numpy or tensors), NaN = invalid ground truth.
+    ``mse``, ``rmse``, ``mae`` [px², px, px]; ``badpix``: fraction of pixels with |error| >
+    :data:`BAD_PIXEL_PX`; ``bumpiness``: the DDFF bumpiness on disparity (100 · mean of the clipped
+    Hessian norm of pred − gt, see :func:`focalstack.metrics.bumpiness_map`). When every valid
+    ground-truth disparity is positive (DDFF-12) also ``abs_rel``, ``sq_rel``, ``rmse_log`` and
+    ``delta1..3`` (:func:`focalstack.metrics.depth_metrics` applied to disparity, the DDFF
+    toolbox's convention); HCI disparities change sign, so there they are left out."""
+    from .metrics import bumpiness_map
+
+    p = np.asarray(pred.numpy() if isinstance(pred, torch.Tensor) else pred, dtype=np.float64)
+    g = np.asarray(gt.numpy() if isinstance(gt, torch.Tensor) else gt, dtype=np.float64)
+    if p.shape != g.shape:
+        raise ValueError(f"pred and gt must have the same shape, got {p.shape} and {g.shape}")
+    valid = np.isfinite(g) & np.isfinite(p)
+    if not valid.any():
+        raise ValueError("disparity_metrics: no pixel where both disparities are finite")
+    e = p[valid] - g[valid]
+    out = {"mse": float(np.mean(e * e)), "rmse": float(np.sqrt(np.mean(e * e))), "mae": float(np.mean(np.abs(e))),
+           "badpix": float(np.mean(np.abs(e) > BAD_PIXEL_PX))}
+    diff = torch.from_numpy(np.where(valid, p - g, 0.0))
+    out["bumpiness"] = 100.0 * float(bumpiness_map(diff)[torch.from_numpy(valid)].mean())
+    if bool((g[valid] > 0).all()):
+        m = depth_metrics(torch.from_numpy(p), torch.from_numpy(g), mask=torch.from_numpy(valid))
+        out.update({k: m[k] for k in ("abs_rel", "sq_rel", "rmse_log", "delta1", "delta2", "delta3")})
+    return out
+
+
+def _disparity_sample_metrics(pdir: Path, gdir: Path) -> dict[str, float]:
+    """Score a prediction's metric depth as disparity against ``gdir/disparity.npy``, converted by
+    the ground truth's import.json (``disparity = px_per_inverse_m / depth + offset_px``)."""
+    from .metrics import EPS_DEPTH_M
+
+    dpath, jpath = gdir / "disparity.npy", gdir / "import.json"
+    if not dpath.is_file():
+        raise SampleError(f"{gdir}: no disparity.npy to evaluate against (import-dataset ddff12 / hci4d write one)")
+    try:
+        gt = np.load(dpath, allow_pickle=False).astype(np.float64)
+    except (ValueError, OSError) as e:
+        raise SampleError(f"{dpath}: not a readable .npy array ({e})") from None
+    try:
+        conv = json.loads(jpath.read_text()).get("disparity") if jpath.is_file() else None
+        k, c = float(conv["px_per_inverse_m"]), float(conv["offset_px"])
+    except (TypeError, KeyError, ValueError, AttributeError):
+        raise SampleError(f"{jpath}: no \"disparity\" entry with px_per_inverse_m and offset_px; cannot turn "
+                          "depth into disparity") from None
+    pred = read_depth(pdir / "depth.npy").numpy().astype(np.float64)
+    if pred.shape != gt.shape:
+        raise SampleError(f"{pdir / 'depth.npy'}: size {pred.shape} differs from ground truth {gt.shape}")
+    meta = json.loads((pdir / "meta.json").read_text()) if (pdir / "meta.json").is_file() else {}
+    if meta.get("depth_kind", "metric") != "metric":
+        raise SampleError(f"{pdir}: prediction is {meta['depth_kind']} depth; disparity needs metric depth")
+    return disparity_metrics(k / np.maximum(pred, EPS_DEPTH_M) + c, gt)
+
+
 @dataclass
 class EvalResult:
     per_sample: dict[str, dict[str, float]]
@@ -52,10 +114,17 @@ class EvalResult:
 
 
 def evaluate(pred_root: str | Path, gt_root: str | Path, align: str = "none",
-             min_depth: float | None = None, max_depth: float | None = None) -> EvalResult:
+             min_depth: float | None = None, max_depth: float | None = None, target: str = "depth") -> EvalResult:
+    """Score ``pred_root`` against ``gt_root``. ``target="disparity"`` scores the predicted metric
+    depth as disparity against each sample's disparity.npy (DDFF-12, HCI 4D; see
+    :func:`disparity_metrics`), with ``align="none"`` and no depth limits."""
     pred_root, gt_root = Path(pred_root), Path(gt_root)
     if align not in ALIGNMENTS:
         raise ValueError(f"align must be one of {ALIGNMENTS}, got {align!r}")
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    if target == "disparity" and (align != "none" or min_depth is not None or max_depth is not None):
+        raise ValueError("--target disparity scores metric depth as disparity: no --align, --min-depth or --max-depth")
     preds = _pred_dirs(pred_root)
     gts = {p.name: p for p in list_samples(gt_root)}
     if "" in preds:  # a single prediction folder
@@ -67,6 +136,9 @@ def evaluate(pred_root: str | Path, gt_root: str | Path, align: str = "none",
         raise SampleError(f"{pred_root}: no prediction for {len(missing)} ground-truth sample(s), e.g. {missing[0]}")
     per: dict[str, dict[str, float]] = {}
     for name, gdir in gts.items():
+        if target == "disparity":
+            per[name] = _disparity_sample_metrics(preds[name], gdir)
+            continue
         if not (gdir / "depth.npy").is_file():
             raise SampleError(f"{gdir}: no depth.npy to evaluate against")
         gt = read_depth(gdir / "depth.npy")

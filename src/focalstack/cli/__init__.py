@@ -16,7 +16,7 @@ from .. import __version__
 
 # command name → module under focalstack.cli, in help order.
 COMMANDS = {"info": "info", "synth": "synth", "train": "train", "predict": "predict", "eval": "eval",
-            "import": "import_photos", "demo": "demo", "bench": "bench"}
+            "import": "import_photos", "import-dataset": "import_dataset", "demo": "demo", "bench": "bench"}
 
 
 class UserError(Exception):

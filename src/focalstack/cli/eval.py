@@ -9,6 +9,7 @@ from ..evaluate import ALIGNMENTS, evaluate
 from ..metrics import format_table
 
 MAIN_KEYS = ["delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "mae", "sc_inv", "bumpiness"]
+DISPARITY_KEYS = ["mse", "rmse", "mae", "badpix", "bumpiness", "abs_rel", "sq_rel", "rmse_log", "delta1", "delta2", "delta3"]
 
 
 def register(sub) -> None:
@@ -22,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--min-depth", type=float)
     p.add_argument("--max-depth", type=float, help="only pixels with gt < this (e.g. 0.5 for the '< 0.5 m' subset)")
     p.add_argument("--name", default=None, help="row label in the table (default: PRED_DIR's name)")
+    p.add_argument("--target", choices=["depth", "disparity"], default="depth",
+                   help="depth (metres, default) or disparity: the predicted depth converted to the pixels of the "
+                        "ground truth's disparity.npy (import-dataset ddff12 / hci4d), as those benchmarks score")
     p.set_defaults(func=run)
 
 
@@ -41,16 +45,18 @@ def run(args) -> int:
         if theirs:
             raise OutputError(f"{theirs[0]}: exists and focalstack did not write it; not replacing it "
                               "(give --out NEW_FOLDER)")
-    res = evaluate(args.pred_dir, args.gt_dataset, args.align, args.min_depth, args.max_depth)
+    res = evaluate(args.pred_dir, args.gt_dataset, args.align, args.min_depth, args.max_depth, target=args.target)
     if args.out:
         claim_output_dir(out, "eval", inputs, accept=accept)
     label = args.name or Path(args.pred_dir).resolve().name
-    keys = [k for k in MAIN_KEYS if k in res.mean] + [k for k in res.mean if k.startswith("aif_")]
+    main = DISPARITY_KEYS if args.target == "disparity" else MAIN_KEYS
+    keys = [k for k in main if k in res.mean] + [k for k in res.mean if k.startswith("aif_")]
     table = format_table({label: res.mean}, keys)
-    payload = {"n_samples": res.n_samples, "align": args.align, "min_depth": args.min_depth,
+    payload = {"n_samples": res.n_samples, "target": args.target, "align": args.align, "min_depth": args.min_depth,
                "max_depth": args.max_depth, "mean": res.mean, "per_sample": res.per_sample}
     atomic_write_file(out / "metrics.json", json.dumps(payload, indent=2) + "\n")
-    atomic_write_file(out / "metrics.md", f"{res.n_samples} samples, align={args.align}\n\n{table}\n")
+    what = ", target=disparity (px)" if args.target == "disparity" else ""
+    atomic_write_file(out / "metrics.md", f"{res.n_samples} samples, align={args.align}{what}\n\n{table}\n")
     print(table)
     print(f"wrote {out / 'metrics.json'} and {out / 'metrics.md'}")
     return 0

@@ -107,7 +107,7 @@ MARKER = ".focalstack"
 
 # Leaf kinds (folders written whole, then renamed into place) → the names focalstack writes there.
 LEAF_FILES: dict[str, tuple[str, ...]] = {
-    "sample": ("camera.json", "frame_*", "depth.npy", "aif.png", "import.json"),
+    "sample": ("camera.json", "frame_*", "depth.npy", "aif.png", "import.json", "disparity.npy"),
     "prediction": ("depth.npy", "depth.png", "depth_color.png", "aif.png", "aif.tif", "points.ply",
                    "recon_error.json", "recon_error.png", "meta.json", "metrics.json", "metrics.md"),
 }
