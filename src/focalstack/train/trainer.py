@@ -15,6 +15,12 @@ batch's AIF, when every sample has one) for ``image_input`` models (Gur & Wolf, 
 needs aif.png for ``--supervision self``). ``TrainConfig.scale_aug`` applies
 DDFS's scale augmentation per training batch (:func:`scale_batch`).
 
+The run (:meth:`Trainer.fit`): open the run folder (resume or start, config.json, teacher labels),
+then the loop of optimiser steps with the periodic validation / checkpoint, until one of the
+:class:`StopRules` fires, then the final validation and checkpoint. Around the loop, one small hook
+per concern, each called after every step and closed at the end: SIGTERM as Ctrl-C, the progress
+bar, TensorBoard, the caller's callbacks and the test hooks.
+
 Test hooks (environment): ``FOCALSTACK_KILL_AT_STEP=k`` exits the process at once after step k
 without saving (like SIGKILL); ``FOCALSTACK_DUMP_WEIGHTS=DIR`` makes every rank write
 ``DIR/rank{r}.sha256`` with the SHA-256 of its weights at the end.
@@ -31,7 +37,7 @@ import sys
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -510,8 +516,37 @@ class Trainer:
                 save_weights(self.out_dir, "best", self.model, self.meta())
         D.barrier(self.dist)
 
-    # -- main loop --
+    # -- the run --
     def fit(self) -> dict:
+        """Train (or resume) until a stop rule ends the run (:class:`StopRules`); Ctrl-C / SIGTERM save a
+        checkpoint and re-raise. Returns {"step", "reason", "best_val_loss", "metrics", "out_dir"}."""
+        self._open_run()
+        self._bad_steps = 0
+        self._last_val_step = -1
+        hooks = _SessionHooks(self)
+        self._session_start = time.monotonic()
+        self._announce()
+        session = _Session(last_saved=self.step)
+        reason = "max_steps"
+        try:
+            reason = self._loop(session, hooks)
+            self._finish(session)
+        except KeyboardInterrupt:
+            reason = "interrupted"
+            if self.step > session.last_saved:
+                self.save()
+            raise
+        finally:
+            self.train_seconds = self._elapsed_s()
+            self._session_start = None
+            hooks.close(reason)
+        D.barrier(self.dist)
+        return {"step": self.step, "reason": reason, "best_val_loss": self.best_val,
+                "metrics": self.last_metrics, "out_dir": str(self.out_dir)}
+
+    def _open_run(self) -> None:
+        """Claim the run folder, resume its state (same model settings) or start over, record the
+        config, and label the training stacks once for ``--teacher`` (rank 0; the others wait)."""
         cfg = self.cfg
         if self.is_main:
             claim_output_dir(self.out_dir, "run", self.run_inputs)
@@ -535,105 +570,234 @@ class Trainer:
             label_dataset(self.train_ds.paths, self.labels_dir, TeacherConfig(iters_scale=cfg.teacher_iters_scale),
                           progress=cfg.progress)
         D.barrier(self.dist)
-        self._bad_steps = 0
-        self._last_val_step = -1
-        if self.is_main and cfg.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self._writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step or None)
-            except ImportError:  # tensorboard not installed: scalars still go to metrics.jsonl
-                self._writer = None
-        kill_at = _env_int("FOCALSTACK_KILL_AT_STEP")
-        self._session_start = time.monotonic()
-        session_steps, t_first_step = 0, None
-        reason = "max_steps"
-        old_handler = None
-        if self.is_main and threading_is_main():
-            old_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
-        bar = None
-        if self.is_main and cfg.progress:
-            from tqdm import tqdm
-            bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True,
-                       file=sys.stderr, leave=True)
+
+    def _announce(self) -> None:
         if self.is_main and self.step == 0:
-            print(f"focalstack train: {cfg.model} {self.n_params / 1e6:.2f} M params, {len(self.train_ds)} "
+            print(f"focalstack train: {self.cfg.model} {self.n_params / 1e6:.2f} M params, {len(self.train_ds)} "
                   f"train stacks, {len(self.val_ds)} val, kernel {self.kernel_size}, device {self.device}"
                   f"{f' ×{self.dist.world_size}' if self.dist.enabled else ''}, amp {self.amp}", file=sys.stderr)
-        last_saved = self.step
-        try:
-            while self.step < (self.schedule.total if cfg.max_minutes is not None else cfg.max_steps):
-                loader = self._loader(self.epoch, self.batch_in_epoch)
-                for batch in loader:
-                    terms = self.train_step(batch)
-                    self.step += 1
-                    session_steps += 1
-                    if session_steps == 1:
-                        t_first_step = time.monotonic()
-                    if not self.schedule_planned and session_steps > PLAN_AFTER_STEPS:
-                        self._plan_schedule(session_steps, t_first_step)
-                        if bar is not None:
-                            bar.total = self.schedule.total
-                            bar.refresh()
-                    self.batch_in_epoch += 1
-                    if self.batch_in_epoch >= self.steps_per_epoch:
-                        self.epoch += 1
-                        self.batch_in_epoch = 0
-                    if bar is not None:
-                        bar.update(1)
-                        if self.step % max(1, cfg.log_interval) == 0 or self.step == 1:
-                            bar.set_postfix(loss=f"{terms['total']:.4g}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
-                    if self.is_main and self.step % max(1, cfg.log_interval) == 0:
-                        self._log_scalars("train", {**terms, "lr": self.scheduler.get_last_lr()[0]})
-                    for cb in self.callbacks:
-                        cb(self, self.step, terms)
-                    if kill_at is not None and self.step == kill_at:
-                        os._exit(137)
-                    done = self.step >= cfg.max_steps
-                    if cfg.max_minutes is not None and self.schedule_planned and self.step >= self.schedule.total:
-                        done, reason = True, "max_minutes"   # the schedule fitted to the budget is complete
-                    over = cfg.max_minutes is not None and self._elapsed_s() / 60 >= cfg.max_minutes
-                    over = D.any_flag(self.dist, over, self.device) if cfg.max_minutes is not None else False
-                    if cfg.val_interval and self.step % cfg.val_interval == 0 and not done and not over:
-                        self._validate_and_maybe_best()
-                    if cfg.ckpt_interval and self.step % cfg.ckpt_interval == 0 and not done and not over:
-                        self.save()
-                        last_saved = self.step
-                    if over:
-                        reason = "max_minutes"
-                        break
-                    if done:
-                        break
-                if reason == "max_minutes":
-                    break
-            if self._last_val_step != self.step:
-                self._validate_and_maybe_best()
-            if self.step != last_saved or (self.is_main and not (self.out_dir / "last.safetensors").exists()):
-                self.save()
-        except KeyboardInterrupt:
-            reason = "interrupted"
-            if self.step > last_saved:
-                self.save()
-            raise
-        finally:
-            self.train_seconds = self._elapsed_s()
-            self._session_start = None
-            if bar is not None:
-                bar.close()
-            if old_handler is not None:
-                signal.signal(signal.SIGTERM, old_handler)
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
-            dump = os.environ.get("FOCALSTACK_DUMP_WEIGHTS")
-            if dump and reason != "interrupted":
-                Path(dump).mkdir(parents=True, exist_ok=True)
-                (Path(dump) / f"rank{self.dist.rank}.sha256").write_text(weights_digest(self.model) + "\n")
-        D.barrier(self.dist)
-        return {"step": self.step, "reason": reason, "best_val_loss": self.best_val,
-                "metrics": self.last_metrics, "out_dir": str(self.out_dir)}
+
+    def _loop(self, session: "_Session", hooks: "_SessionHooks") -> str:
+        """Epochs of optimiser steps until a stop rule fires; returns its reason."""
+        stop = StopRules(self)
+        reason = "max_steps"
+        while self.step < stop.bound():
+            for batch in self._loader(self.epoch, self.batch_in_epoch):
+                terms = self.train_step(batch)
+                self._count_step(session)
+                if self._maybe_plan_schedule(session):
+                    hooks.planned(self.schedule.total)
+                hooks.after_step(self, terms)
+                why = stop.check()
+                if why is None:
+                    self._periodic(session)
+                    continue
+                if why == "max_minutes":
+                    reason = why
+                break
+            if reason == "max_minutes":
+                break
+        return reason
+
+    def _count_step(self, session: "_Session") -> None:
+        """One optimiser step done: the step, this session's steps and the position in the epoch."""
+        self.step += 1
+        session.steps += 1
+        if session.steps == 1:
+            session.t_first_step = time.monotonic()
+        self.batch_in_epoch += 1
+        if self.batch_in_epoch >= self.steps_per_epoch:
+            self.epoch += 1
+            self.batch_in_epoch = 0
+
+    def _maybe_plan_schedule(self, session: "_Session") -> bool:
+        """--max-minutes: plan the schedule once the first steps of this session are timed."""
+        if self.schedule_planned or session.steps <= PLAN_AFTER_STEPS:
+            return False
+        self._plan_schedule(session.steps, session.t_first_step)
+        return True
+
+    def _periodic(self, session: "_Session") -> None:
+        """Validation (and the best checkpoint) and the last checkpoint at their intervals."""
+        cfg = self.cfg
+        if cfg.val_interval and self.step % cfg.val_interval == 0:
+            self._validate_and_maybe_best()
+        if cfg.ckpt_interval and self.step % cfg.ckpt_interval == 0:
+            self.save()
+            session.last_saved = self.step
+
+    def _finish(self, session: "_Session") -> None:
+        """The end of a run: validate and save the last step unless that was just done."""
+        if self._last_val_step != self.step:
+            self._validate_and_maybe_best()
+        if self.step != session.last_saved or (self.is_main and not (self.out_dir / "last.safetensors").exists()):
+            self.save()
 
     def close(self) -> None:
         D.teardown(self.dist)
+
+
+# ---- the loop's stop rules and hooks -------------------------------------------------------
+class StopRules:
+    """When the loop ends. ``bound()``: the step the loop runs to (``max_steps``; with
+    ``--max-minutes`` the end of the cosine schedule, re-planned for the budget). ``check()`` after
+    every step: "max_steps" at ``max_steps``; with ``--max-minutes`` "max_minutes" when the planned
+    schedule is complete or the budget is spent (every DDP rank agrees); None to go on."""
+
+    def __init__(self, trainer: "Trainer"):
+        self.t = trainer
+
+    def bound(self) -> int:
+        return self.t.schedule.total if self.t.cfg.max_minutes is not None else self.t.cfg.max_steps
+
+    def check(self) -> str | None:
+        t, cfg = self.t, self.t.cfg
+        why = "max_steps" if t.step >= cfg.max_steps else None
+        if cfg.max_minutes is not None:
+            if t.schedule_planned and t.step >= t.schedule.total:
+                why = "max_minutes"   # the schedule fitted to the budget is complete
+            if D.any_flag(t.dist, t._elapsed_s() / 60 >= cfg.max_minutes, t.device):
+                why = "max_minutes"
+        return why
+
+
+@dataclass
+class _Session:
+    """This fit() call's counters: steps taken, when the first ended (schedule planning), the last
+    step saved."""
+
+    last_saved: int
+    steps: int = 0
+    t_first_step: float | None = None
+
+
+class _TensorBoard:
+    """Rank 0's TensorBoard writer (``TrainConfig.tensorboard``; RUN/tb, a resumed run purges what
+    came after its step); the training scalars every ``log_interval`` steps (validation writes its
+    own through ``Trainer.writer``)."""
+
+    def __init__(self, t: "Trainer"):
+        t._writer = None
+        if t.is_main and t.cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                t._writer = SummaryWriter(str(t.out_dir / "tb"), purge_step=t.step or None)
+            except ImportError:  # tensorboard not installed: scalars still go to metrics.jsonl
+                t._writer = None
+        self.t = t
+
+    def after_step(self, t: "Trainer", terms: dict) -> None:
+        if t.is_main and t.step % max(1, t.cfg.log_interval) == 0:
+            t._log_scalars("train", {**terms, "lr": t.scheduler.get_last_lr()[0]})
+
+    def close(self, reason: str) -> None:
+        if self.t._writer is not None:
+            self.t._writer.close()
+            self.t._writer = None
+
+
+class _SigtermAsInterrupt:
+    """While the loop runs, SIGTERM on rank 0's main thread raises KeyboardInterrupt (checkpoint, exit)."""
+
+    def __init__(self, t: "Trainer"):
+        self.old = None
+        if t.is_main and threading_is_main():
+            self.old = signal.signal(signal.SIGTERM, _raise_interrupt)
+
+    def after_step(self, t: "Trainer", terms: dict) -> None:
+        pass
+
+    def close(self, reason: str) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+
+
+class _ProgressBar:
+    """Rank 0's tqdm bar (``TrainConfig.progress``): a tick per step, loss and learning rate every
+    ``log_interval`` steps; its total follows a ``--max-minutes`` plan."""
+
+    def __init__(self, t: "Trainer"):
+        self.bar = None
+        if t.is_main and t.cfg.progress:
+            from tqdm import tqdm
+            self.bar = tqdm(total=t.cfg.max_steps, initial=t.step, desc="train", dynamic_ncols=True,
+                            file=sys.stderr, leave=True)
+
+    def planned(self, total: int) -> None:
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.refresh()
+
+    def after_step(self, t: "Trainer", terms: dict) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        if t.step % max(1, t.cfg.log_interval) == 0 or t.step == 1:
+            self.bar.set_postfix(loss=f"{terms['total']:.4g}", lr=f"{t.scheduler.get_last_lr()[0]:.2e}")
+
+    def close(self, reason: str) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _Callbacks:
+    """The caller's ``callbacks``: ``cb(trainer, step, terms)`` after every step."""
+
+    def __init__(self, t: "Trainer"):
+        self.callbacks = t.callbacks
+
+    def after_step(self, t: "Trainer", terms: dict) -> None:
+        for cb in self.callbacks:
+            cb(t, t.step, terms)
+
+    def close(self, reason: str) -> None:
+        pass
+
+
+class _TestHooks:
+    """``FOCALSTACK_KILL_AT_STEP=k``: exit at once after step k without saving (like SIGKILL);
+    ``FOCALSTACK_DUMP_WEIGHTS=DIR``: each rank writes DIR/rank{r}.sha256 of its weights at the end of
+    a run that was not interrupted."""
+
+    def __init__(self, t: "Trainer"):
+        self.kill_at = _env_int("FOCALSTACK_KILL_AT_STEP")
+        self.t = t
+
+    def after_step(self, t: "Trainer", terms: dict) -> None:
+        if self.kill_at is not None and t.step == self.kill_at:
+            os._exit(137)
+
+    def close(self, reason: str) -> None:
+        dump = os.environ.get("FOCALSTACK_DUMP_WEIGHTS")
+        if dump and reason != "interrupted":
+            Path(dump).mkdir(parents=True, exist_ok=True)
+            (Path(dump) / f"rank{self.t.dist.rank}.sha256").write_text(weights_digest(self.t.model) + "\n")
+
+
+class _SessionHooks:
+    """The hooks of one fit() call, run after every step in this order and closed in reverse at the
+    end (also on an error): signals, progress, TensorBoard, the caller's callbacks, test hooks."""
+
+    def __init__(self, t: "Trainer"):
+        self.hooks: list = []
+        try:
+            for cls in (_SigtermAsInterrupt, _ProgressBar, _TensorBoard, _Callbacks, _TestHooks):
+                self.hooks.append(cls(t))
+        except BaseException:
+            self.close("interrupted")
+            raise
+        self.progress = self.hooks[1]
+
+    def planned(self, total: int) -> None:
+        self.progress.planned(total)
+
+    def after_step(self, t: "Trainer", terms: dict) -> None:
+        for h in self.hooks:
+            h.after_step(t, terms)
+
+    def close(self, reason: str) -> None:
+        for h in reversed(self.hooks):
+            h.close(reason)
 
 
 def threading_is_main() -> bool:
