@@ -1,5 +1,6 @@
 """Shared by the benchmark scripts: run the CLI, and build the benchmark datasets the same way
-everywhere (so the supervision and models tables are trained and tested on identical data)."""
+everywhere (so the supervision and models tables are trained and tested on identical data) with the
+library's dataset synthesis (``focalstack.data.synthesize_dataset``, what ``focalstack synth`` runs)."""
 
 from __future__ import annotations
 
@@ -15,19 +16,23 @@ def sh(args: list[str]) -> None:
     subprocess.run(args, check=True)
 
 
+def synth(**settings) -> None:
+    """One dataset (``SynthConfig`` fields), quietly; a line naming it."""
+    from focalstack.data import SynthConfig, synthesize_dataset
+    print("+ synth", " ".join(f"{k}={v}" for k, v in settings.items()), flush=True)
+    print(synthesize_dataset(SynthConfig(progress=False, **settings)).summary(), flush=True)
+
+
 def synth_procedural(d: Path, name: str, n_train: int, n_test: int, size: int, setup: str | None = None) -> None:
     """d/name/train (seed 0) and d/name/test (seed 777) procedural stacks, size×size; ``setup``: one of
     Gur & Wolf's focus sequences (F1/F2/F6/F10) instead of the preset's focus distances."""
     if (d / name / "train").is_dir():
         return
-    extra = ["--focus-setup", setup] if setup else []
-    sh(FS + ["synth", str(d / f"{name}_train"), "--num", str(n_train), "--size", str(size), str(size),
-             "--seed", "0", "--quiet", *extra])
+    synth(out_dir=d / f"{name}_train", num=n_train, size=(size, size), seed=0, focus_setup=setup)
     (d / name).mkdir(parents=True, exist_ok=True)
     (d / f"{name}_train").rename(d / name / "train")
     if n_test:
-        sh(FS + ["synth", str(d / f"{name}_test"), "--num", str(n_test), "--size", str(size), str(size),
-                 "--seed", "777", "--quiet", *extra])
+        synth(out_dir=d / f"{name}_test", num=n_test, size=(size, size), seed=777, focus_setup=setup)
         (d / f"{name}_test").rename(d / name / "test")
 
 
@@ -38,6 +43,5 @@ def synth_dslr(d: Path, shared: Path) -> tuple[Path, Path] | None:
     if not src.is_dir():
         return None
     if not (d / "dslr" / "train").is_dir():
-        sh(FS + ["synth", str(d / "dslr"), "--source", "dslr_indoor", "--input", str(src), "--split", "0.2",
-                 "--seed", "0", "--quiet"])
+        synth(out_dir=d / "dslr", source="dslr_indoor", input=src, split=0.2, seed=0)
     return d / "dslr" / "train", d / "dslr" / "val"

@@ -51,14 +51,14 @@ CAMERAS = {
 
 
 def build(name: str) -> Path:
-    from bench_common import FS, sh
+    from bench_common import synth
     out = WORK / name
     if not (out / "val").is_dir():
         cam = WORK / f"{name}.json"
         cam.parent.mkdir(parents=True, exist_ok=True)
         cam.write_text(json.dumps(CAMERAS[name]) + "\n")
-        sh(FS + ["synth", str(out), "--source", "dslr_indoor", "--input", str(SHARED / "dfd_indoor_carvalho2018"),
-                 "--camera", str(cam), "--resize", "0.5", "--split", "0.2", "--seed", "0", "--quiet"])
+        synth(out_dir=out, source="dslr_indoor", input=SHARED / "dfd_indoor_carvalho2018", camera=cam, resize=0.5,
+              split=0.2, seed=0)
     return out / "val"
 
 

@@ -45,7 +45,7 @@ import platform
 import time
 from pathlib import Path
 
-from bench_common import FS, sh, synth_dslr, synth_procedural
+from bench_common import FS, sh, synth, synth_dslr, synth_procedural
 MODELS = ("daifnet", "aifdepthnet", "ddfs", "gurwolf")
 MODES = ("self", "depth", "aif")
 LABEL = {"daifnet": "DAIF-Net", "aifdepthnet": "AiFDepthNet", "ddfs": "DDFS", "gurwolf": "Gur & Wolf"}
@@ -194,8 +194,8 @@ def camera_b_test(out: Path, args) -> Path:
     """The procedural test scenes (seed 777) rendered with CAMERA_B."""
     d = out / "data" / "procedural_camera_b"
     if not d.is_dir():
-        sh(FS + ["synth", str(d), "--num", str(args.num_test), "--size", str(args.size), str(args.size), "--seed", "777",
-                 "--focus", *[str(v) for v in CAMERA_B["focus"]], "--f-number", str(CAMERA_B["f_number"]), "--quiet"])
+        synth(out_dir=d, num=args.num_test, size=(args.size, args.size), seed=777,
+              focus=[float(v) for v in CAMERA_B["focus"]], f_number=float(CAMERA_B["f_number"]))
     return d
 
 

@@ -33,18 +33,10 @@ def register(sub) -> None:
 
 
 def _synth(root: Path, seeds, size) -> None:
-    from tqdm import tqdm
+    """Procedural stacks of the given scene seeds (the preset camera), resumable."""
+    from ..data import SynthConfig, synthesize_dataset
 
-    from ..data.format import save_sample
-    from ..data.io import claim_output_dir
-    from ..data.procedural import make_procedural_sample
-
-    claim_output_dir(root, "dataset")
-    for seed in tqdm(list(seeds), desc=f"synth {root.name}", unit="stack"):
-        d = root / f"procedural_{seed:07d}"
-        if (d / "camera.json").is_file():
-            continue
-        save_sample(make_procedural_sample(seed, size_hw=tuple(size), name=d.name), d)
+    synthesize_dataset(SynthConfig(out_dir=root, size=tuple(size), scene_seeds=list(seeds)))
 
 
 def _predict_all(data: Path, out: Path, method: str, checkpoint=None, refine_steps: int = 0) -> float:
