@@ -40,7 +40,7 @@ AiFDepthNet "AIF supervision" style, :func:`aif_l1_loss` + :func:`smoothness_los
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import kornia
@@ -73,21 +73,27 @@ class LossConfig:
         "aif" (GT AIF known: AIF L1 + reconstruction rendered from the GT AIF + smoothness).
     """
 
+    # metadata "flag": the field's `focalstack train` option (focalstack.cli.options)
     supervision: str = "self"
     alpha: float = 0.85            # SSIM share of the photometric loss
     ssim_window: int = 11
-    recon: float = 1.0
-    aif_guide: float = 0.1
-    aif_sharp: float = 1e-3
-    smooth: float = 0.01
-    smooth_beta: float = 2.5       # authors' README value (they used it as a multiplier)
-    depth_l1: float = 1.0
-    aif_l1: float = 1.0
-    render_sharp: float = 0.0      # Gur & Wolf sharpness of the re-rendered frames (self / aif modes)
-    teacher: float = 0.1           # optimiser pseudo-labels (train --teacher optimize; used only when present)
+    recon: float = field(default=1.0, metadata={"flag": "--w-recon"})
+    aif_guide: float = field(default=0.1, metadata={"flag": "--w-aif-guide"})
+    aif_sharp: float = field(default=1e-3, metadata={"flag": "--w-aif-sharp"})
+    smooth: float = field(default=0.01, metadata={"flag": "--w-smooth"})
+    # authors' README value (they used it as a multiplier)
+    smooth_beta: float = field(default=2.5, metadata={"flag": "--smooth-beta"})
+    depth_l1: float = field(default=1.0, metadata={"flag": "--w-depth"})
+    aif_l1: float = field(default=1.0, metadata={"flag": "--w-aif"})
+    # Gur & Wolf sharpness of the re-rendered frames (self / aif modes)
+    render_sharp: float = field(default=0.0, metadata={
+        "flag": "--w-render-sharp", "help": "Gur & Wolf sharpness of the re-rendered frames"})
+    # optimiser pseudo-labels (train --teacher optimize; used only when present)
+    teacher: float = field(default=0.1, metadata={
+        "flag": "--w-teacher", "help": "optimiser pseudo-labels (with --teacher optimize; default 0.1)"})
     kernel_size: int | None = None  # renderer window; None = from the largest σ (set by the trainer)
-    psf: str = "gaussian"
-    render_backend: str = "auto"
+    psf: str = field(default="gaussian", metadata={"flag": "--psf", "choices": ("gaussian", "disk")})
+    render_backend: str = field(default="auto", metadata={"flag": "--render-backend"})
 
     def __post_init__(self):
         if self.supervision not in SUPERVISION_MODES:

@@ -110,10 +110,15 @@ class DAIFNetConfig(ModelConfig):
     cost_window: window (px) that aggregates the cost volume's per-pixel mismatch.
     """
 
-    width: int = field(default=16, metadata={"help": "channels of the first level W (level i: W·2^i)"})
-    levels: int = field(default=4, metadata={"help": "encoder/decoder levels D"})
-    aif_mode: str = field(default="select", metadata={"choices": AIF_MODES, "help": "AIF head"})
-    variant: str = field(default="camera", metadata={"choices": VARIANTS, "help": "camera-aware or the paper's"})
+    # metadata "flag": an option of `focalstack train` of its own (every option is also --model-opt KEY=VALUE)
+    width: int = field(default=16, metadata={"flag": "--width", "help": "model width W (default 16)"})
+    levels: int = field(default=4, metadata={"flag": "--levels", "help": "model levels D (default 4)"})
+    aif_mode: str = field(default="select", metadata={"flag": "--aif-mode", "choices": AIF_MODES,
+                                                       "help": "AIF head (default select)"})
+    variant: str = field(default="camera", metadata={
+        "flag": "--variant", "choices": VARIANTS,
+        "help": "DAIF-Net variant: camera (camera-aware, one set of weights for any camera; default) or paper "
+                "(the core paper's focus-position input, tied to the training camera)"})
     hypotheses: int = field(default=DEFAULT_HYPOTHESES, metadata={"help": "cost-volume depth hypotheses (camera)"})
     cost_window: int = field(default=7, metadata={"help": "cost aggregation window, px (camera)"})
 

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ..losses import SUPERVISION_MODES, LossConfig
 
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
 
 @dataclass
 class TrainConfig:
@@ -50,46 +52,82 @@ class TrainConfig:
     "off", "bf16" or "fp16". Rendering and losses always run in float32.
     """
 
-    data_dir: str = ""
-    out_dir: str = "runs/daifnet"
-    val_dir: str | None = None
-    model: str = "daifnet"
-    model_cfg: dict = field(default_factory=lambda: {"width": 16, "levels": 4})
-    supervision: str = "self"
+    # metadata: the `focalstack train` option of a field (focalstack.cli.options): "flag", "help", "choices",
+    # "metavar", "required"; "negate" for a bool switched off by its flag ("also": other fields it sets)
+    data_dir: str = field(default="", metadata={"flag": "data_dir",
+                                                 "help": "folder of sample folders (camera.json + frame_NN.png each)"})
+    out_dir: str = field(default="runs/daifnet", metadata={
+        "flag": "--out", "required": True,
+        "help": "run folder (checkpoints, TensorBoard, config): new, empty, or an earlier focalstack run (resumed)"})
+    val_dir: str | None = field(default=None, metadata={
+        "flag": "--val", "help": "validation folder (default: the first training samples)"})
+    model: str = field(default="daifnet", metadata={
+        "flag": "--model", "help": "model name: daifnet (default), aifdepthnet, ddfs, gurwolf"})
+    model_cfg: dict = field(default_factory=lambda: {"width": 16, "levels": 4})   # the model's options (models.*Config)
+    supervision: str = field(default="self", metadata={
+        "flag": "--supervision", "choices": SUPERVISION_MODES,
+        "help": "self (default, no ground truth), depth (needs depth.npy), aif (needs aif.png)"})
     loss: LossConfig = field(default_factory=LossConfig)
-    batch_size: int = 4
-    crop_size: tuple[int, int] | None = (128, 128)
-    num_frames: int | None = None
-    hflip: bool = True
+    batch_size: int = field(default=4, metadata={"flag": "--batch-size"})
+    crop_size: tuple[int, int] | None = field(default=(128, 128), metadata={
+        "flag": "--crop", "metavar": ("H", "W"), "help": "random crop (0 0 = full frames)"})
+    num_frames: int | None = field(default=None, metadata={
+        "flag": "--frames", "help": "use a random subset of K frames per stack"})
+    hflip: bool = field(default=True, metadata={"flag": "--no-flip", "negate": True, "also": ("vflip",),
+                                                 "help": "no random flips"})
     vflip: bool = True
-    permute: bool = True
-    lr: float = 5e-4
-    weight_decay: float = 5e-4
-    warmup_steps: int = 100
+    permute: bool = field(default=True, metadata={"flag": "--no-permute", "negate": True,
+                                                   "help": "keep the stack order"})
+    lr: float = field(default=5e-4, metadata={"flag": "--lr"})
+    weight_decay: float = field(default=5e-4, metadata={"flag": "--weight-decay"})
+    warmup_steps: int = field(default=100, metadata={"flag": "--warmup"})
     min_lr_ratio: float = 0.0
-    grad_clip: float | None = 1.0
-    max_steps: int = 20000
-    max_minutes: float | None = None
-    val_interval: int = 500
-    ckpt_interval: int = 500
-    log_interval: int = 20
-    val_max_samples: int = 16
-    seed: int = 0
-    kernel_size: int | None = None
-    max_kernel_size: int = 21
-    depth_range: tuple[float, float] | None = None
-    scale_aug: tuple[float, float] | None = None
-    scale_aug_step: float = 0.5
-    num_workers: int = 2
-    amp: str = "auto"
-    device: str = "auto"
-    progress: bool = True
-    tensorboard: bool = True
-    strict: bool = True         # a sample folder with frames but no camera.json is an error (False: skipped, warned)
-    init: str | None = "auto"   # initial weights of a fresh run: "auto" (the shipped general model when this run's
-                                # model and settings are its own, else random), "none", "shipped", or a checkpoint
-    teacher: str | None = None  # "optimize": distil the zero-shot optimiser's pseudo-labels (cached in RUN/teacher)
-    teacher_iters_scale: float = 1.0
+    grad_clip: float | None = field(default=1.0, metadata={"flag": "--grad-clip"})
+    max_steps: int = field(default=20000, metadata={"flag": "--max-steps"})
+    max_minutes: float | None = field(default=None, metadata={
+        "flag": "--max-minutes",
+        "help": "time budget (training wall time, summed over resumes): the cosine schedule is fitted to it from "
+                "the speed of the first steps, and the run stops with a checkpoint when it is spent"})
+    val_interval: int = field(default=500, metadata={"flag": "--val-interval"})
+    ckpt_interval: int = field(default=500, metadata={"flag": "--ckpt-interval"})
+    log_interval: int = field(default=20, metadata={"flag": "--log-interval"})
+    val_max_samples: int = field(default=16, metadata={"flag": "--val-samples"})
+    seed: int = field(default=0, metadata={"flag": "--seed"})
+    kernel_size: int | None = field(default=None, metadata={
+        "flag": "--kernel-size", "help": "renderer window (default: from the largest blur, capped)"})
+    max_kernel_size: int = field(default=21, metadata={"flag": "--max-kernel-size"})
+    depth_range: tuple[float, float] | None = field(default=None, metadata={
+        "flag": "--depth-range", "metavar": ("NEAR", "FAR"),
+        "help": "metres (default: the camera's depth_range_m, else derived from its focus distances)"})
+    scale_aug: tuple[float, float] | None = field(default=None, metadata={
+        "flag": "--scale-aug", "metavar": ("MIN", "MAX"),
+        "help": "DDFS scale augmentation: scene + camera × s, s in {MIN, MIN+step, …, MAX} (needs --depth-range)"})
+    scale_aug_step: float = field(default=0.5, metadata={
+        "flag": "--scale-aug-step", "help": "step of the --scale-aug grid (default 0.5)"})
+    num_workers: int = field(default=2, metadata={"flag": "--workers"})
+    amp: str = field(default="auto", metadata={"flag": "--amp", "choices": AMP_MODES})
+    device: str = field(default="auto", metadata={"flag": "--device", "help": "auto (default), cpu, cuda, cuda:1 ..."})
+    progress: bool = field(default=True, metadata={"flag": "--no-progress", "negate": True})
+    tensorboard: bool = field(default=True, metadata={"flag": "--no-tensorboard", "negate": True})
+    # a sample folder with frames but no camera.json is an error (False: skipped, warned)
+    strict: bool = field(default=True, metadata={
+        "flag": "--no-strict", "negate": True,
+        "help": "skip (with a warning) sub-folders that hold frames but no camera.json instead of stopping"})
+    # initial weights of a fresh run: "auto" (the shipped general model when this run's model and settings are
+    # its own, else random), "none", "shipped", or a checkpoint
+    init: str | None = field(default="auto", metadata={
+        "flag": "--init",
+        "help": "initial weights of a fresh run: auto (default: the shipped model when it is the camera-general one "
+                "and the model options are its own), none (random), shipped (the package's checkpoint), or a run "
+                "folder / .safetensors; the model and its settings are taken from that checkpoint unless given"})
+    # "optimize": distil the zero-shot optimiser's pseudo-labels (cached in RUN/teacher)
+    teacher: str | None = field(default=None, metadata={
+        "flag": "--teacher", "choices": ("optimize", "none"),
+        "help": "optimize: label every training stack once with the zero-shot optimiser (cached in RUN/teacher, "
+                "resumable) and distil those pseudo-labels, weighted by their per-pixel trust, with the "
+                "re-rendering loss; no ground truth is used"})
+    teacher_iters_scale: float = field(default=1.0, metadata={
+        "flag": "--teacher-iters-scale", "help": "× the optimiser's iterations for the labels (default 1)"})
 
     def __post_init__(self):
         if isinstance(self.loss, dict):
@@ -112,7 +150,7 @@ class TrainConfig:
                 raise ValueError("scale augmentation needs a fixed depth range (--depth-range NEAR FAR) covering "
                                  "the scaled scenes: the model's range must not scale with them")
             self.scale_aug = (lo, hi)
-        if self.amp not in ("auto", "off", "bf16", "fp16"):
+        if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be auto|off|bf16|fp16, got {self.amp!r}")
         if self.batch_size < 1 or self.max_steps < 0:
             raise ValueError("batch_size must be ≥ 1 and max_steps ≥ 0")
