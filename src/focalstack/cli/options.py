@@ -38,13 +38,17 @@ def _value_type(annotation) -> tuple[type, int | None]:
 
 class Options:
     """The options of one config dataclass ``cls``; ``prefix`` keeps their argparse names apart from
-    another class's (``loss_teacher`` beside ``teacher``)."""
+    another class's (``loss_teacher`` beside ``teacher``). ``inherited=False``: only the fields ``cls``
+    declares itself, not those of its dataclass bases (whose options another :class:`Options` adds)."""
 
-    def __init__(self, cls: type, prefix: str = ""):
+    def __init__(self, cls: type, prefix: str = "", inherited: bool = True):
         self.cls = cls
         self.prefix = prefix
         hints = typing.get_type_hints(cls)
-        self.fields = [(f, hints[f.name]) for f in dataclasses.fields(cls) if f.metadata.get("flag")]
+        skip = set() if inherited else {f.name for base in cls.__mro__[1:] if dataclasses.is_dataclass(base)
+                                         for f in dataclasses.fields(base)}
+        self.fields = [(f, hints[f.name]) for f in dataclasses.fields(cls)
+                       if f.metadata.get("flag") and f.name not in skip]
 
     def dest(self, f: dataclasses.Field) -> str:
         return self.prefix + f.name

@@ -1,5 +1,10 @@
 """``focalstack predict INPUT --method dff|dfd|optimize|net -o OUT_DIR``: depth + AIF for one sample
-folder (outputs straight into OUT_DIR) or a dataset folder (OUT_DIR/<sample name>/)."""
+folder (outputs straight into OUT_DIR) or a dataset folder (OUT_DIR/<sample name>/).
+
+The method options are generated (:mod:`focalstack.cli.options`) from the fields of the methods'
+options dataclasses (:mod:`focalstack.inference.options`), whose metadata holds each flag and its help;
+the chosen method receives its own dataclass.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,16 @@ import time
 from pathlib import Path
 
 from . import UserError
+from .options import Options, fill_when_used
+
+
+def _options() -> dict[str, Options]:
+    """help group → the generated options in it: the classical ones dff and optimize share, optimize's
+    own, net's."""
+    from ..inference.options import ClassicalOptions, NetOptions, OptimizeOptions
+    return {"classical (dff, optimize init)": Options(ClassicalOptions),
+            "optimize": Options(OptimizeOptions, inherited=False),
+            "net (trained model)": Options(NetOptions)}
 
 
 def register(sub) -> None:
@@ -28,23 +43,21 @@ def register(sub) -> None:
     p.add_argument("--method", default=None,
                    help="dff | dfd | optimize | net (default: net when --checkpoint or --refine is given, else dff); "
                         "dfd: camera-aware depth from defocus (relative blur over depth hypotheses)")
-    g = p.add_argument_group("classical (dff, optimize init)")
-    g.add_argument("--measure", default="lapm", help="focus measure (see focalstack.classical.FOCUS_MEASURES)")
-    g.add_argument("--window", type=int, default=9, help="focus-measure window, odd px (default 9)")
-    g.add_argument("--no-guided-filter", action="store_true",
-                   help="skip the guided-filter smoothing of the DFF depth (not to be confused with --refine)")
-    g.add_argument("--iters-scale", type=float, default=1.0, help="optimize: × the default iteration counts")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    n = p.add_argument_group("net (trained model)")
-    n.add_argument("--checkpoint", default=None,
-                   help="run folder, .safetensors, or shipped[:general|procedural] (--method net without it: the "
-                        "shipped general model)")
-    n.add_argument("--refine", dest="refine_steps", type=int, default=0, metavar="STEPS",
-                   help="test-time optimisation steps after the network")
-    n.add_argument("--tile", type=int, default=None, help="tile size for large images")
-    n.add_argument("--scale", type=float, default=None, help="resize factor before the network")
-    n.add_argument("--device", default="cpu")
     p.set_defaults(func=run)
+    fill_when_used(p, _add_options)   # generated on first use: the options classes import the inference package
+
+
+def _add_options(p) -> None:
+    for title, options in _options().items():
+        options.add_to(p.add_argument_group(title))
+
+
+def method_options(method: str, args, **fixed):
+    """The options dataclass of ``method`` with what the command line gave and ``fixed`` (the rest:
+    its defaults)."""
+    from ..inference import METHOD_OPTIONS
+    cls = METHOD_OPTIONS[method]
+    return cls(**Options(cls).given(args), **fixed)
 
 
 def run(args) -> int:
@@ -52,7 +65,7 @@ def run(args) -> int:
 
     from ..data.format import is_sample_dir, list_samples, load_camera, load_sample
     from ..data.io import check_replaceable, claim_output_dir
-    from ..inference import PredictOptions, get_method, write_prediction
+    from ..inference import get_method, write_prediction
     from ..inference.writer import check_export
 
     if args.method is None:  # a checkpoint or refinement steps imply the network
@@ -67,9 +80,9 @@ def run(args) -> int:
     if not shipped and args.checkpoint and not Path(args.checkpoint).exists():
         raise UserError(f"{args.checkpoint}: checkpoint not found")
     fn = get_method(args.method)
-    if args.window < 1 or args.window % 2 == 0:
+    if args.window is not None and (args.window < 1 or args.window % 2 == 0):
         raise UserError(f"--window must be a positive odd integer, got {args.window}")
-    if args.iters_scale <= 0:
+    if args.iters_scale is not None and args.iters_scale <= 0:
         raise UserError(f"--iters-scale must be positive, got {args.iters_scale}")
     inp = Path(args.input)
     samples = list_samples(inp, strict=args.strict)
@@ -87,13 +100,10 @@ def run(args) -> int:
         claim_output_dir(out_root, "predictions", inputs, create=False)
         for sd in samples:
             check_replaceable(out_root / sd.name, "prediction", inputs)
+    opts = method_options(args.method, args, progress=len(samples) == 1)
     bar = tqdm(samples, desc=f"predict ({args.method})", unit="sample", disable=True if len(samples) < 2 else None)
     for sd in bar:
         sample = load_sample(sd, load_depth=False, load_aif=False, min_frames=2)
-        opts = PredictOptions(measure=args.measure, window=args.window, refine=None if args.no_guided_filter else "guided",
-                              iters_scale=args.iters_scale, threads=args.threads,
-                              checkpoint=args.checkpoint, refine_steps=args.refine_steps,
-                              tile=args.tile, scale=args.scale, device=args.device, progress=len(samples) == 1)
         t0 = time.perf_counter()
         pred = fn(sample, opts)
         seconds = time.perf_counter() - t0

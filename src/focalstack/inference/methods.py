@@ -9,24 +9,26 @@ import time
 import torch
 
 from ..data.format import FocalStackSample
-from .prediction import Prediction, _opt, sample_focus_known
+from .options import DFDOptions, DFFOptions, OptimizeOptions, sample_focus_known
+from .prediction import Prediction
 
 __all__ = ["predict_dff", "predict_dfd", "predict_optimize"]
 
 
-def predict_dff(sample: FocalStackSample, opts=None) -> Prediction:
+def predict_dff(sample: FocalStackSample, opts: DFFOptions | None = None) -> Prediction:
+    """Depth from focus (metric when the focus distances are known, else relative inverse depth)
+    and the fused AIF. ``opts``: :class:`DFFOptions` (or any object with some of its fields)."""
     from ..classical import depth_from_focus
+    o = DFFOptions.of(opts)
     cam = sample.camera
     if len(set(cam.focus_distances_m)) < 2:
         raise ValueError(f"{sample.name or 'sample'}: depth from focus needs frames at ≥ 2 focus distances "
                          "(two-aperture stacks: use --method optimize)")
     t0 = time.perf_counter()
-    r = depth_from_focus(sample.frames, cam, measure=_opt(opts, "measure", "lapm"), window=_opt(opts, "window", 9),
-                         interp=_opt(opts, "interp", "parabolic"), refine=_opt(opts, "refine", "guided"),
-                         fusion=_opt(opts, "fusion", "pyramid"))
-    extras: dict = {"measure": _opt(opts, "measure", "lapm"), "window": _opt(opts, "window", 9),
-                    "mean_confidence": float(r.confidence.mean())}
-    if sample_focus_known(sample, opts):
+    r = depth_from_focus(sample.frames, cam, measure=o.measure, window=o.window, interp=o.interp,
+                         refine="guided" if o.guided_filter else None, fusion=o.fusion)
+    extras: dict = {"measure": o.measure, "window": o.window, "mean_confidence": float(r.confidence.mean())}
+    if sample_focus_known(sample, o):
         depth = r.depth_m[0, 0]
         extras["depth_kind"] = "metric"
     else:
@@ -38,7 +40,7 @@ def predict_dff(sample: FocalStackSample, opts=None) -> Prediction:
     return Prediction(depth, r.aif[0], extras)
 
 
-def predict_dfd(sample: FocalStackSample, opts=None) -> Prediction:
+def predict_dfd(sample: FocalStackSample, opts: DFDOptions | None = None) -> Prediction:
     """Camera-aware depth from defocus (metric; needs the lens and the focus distances): the argmin of
     the relative-blur cost volume after image-guided cost aggregation; AIF = per pixel the frame with
     the smallest blur at that depth."""
@@ -51,9 +53,10 @@ def predict_dfd(sample: FocalStackSample, opts=None) -> Prediction:
                          "(camera.json has placeholders); use --method optimize")
     if not has_defocus_evidence(cam):
         raise ValueError(f"{sample.name or 'sample'}: --method dfd needs ≥ 2 frames that differ in focus or aperture")
+    o = DFDOptions.of(opts)
     t0 = time.perf_counter()
     frames = sample.frames.float().unsqueeze(0)
-    depth, vol = depth_from_defocus(frames, cam, num_hypotheses=int(_opt(opts, "hypotheses", 32)))
+    depth, vol = depth_from_defocus(frames, cam, num_hypotheses=int(o.hypotheses))
     _, conf = normalised_cost(vol)
     aif, _ = coarse_aif(frames, depth, CameraBatch.from_cameras([cam]))
     extras = {"depth_kind": "metric", "mean_confidence": float(conf.mean()),
@@ -61,16 +64,19 @@ def predict_dfd(sample: FocalStackSample, opts=None) -> Prediction:
     return Prediction(depth[0, 0], aif[0], extras)
 
 
-def predict_optimize(sample: FocalStackSample, opts=None) -> Prediction:
+def predict_optimize(sample: FocalStackSample, opts: OptimizeOptions | None = None) -> Prediction:
+    """Zero-shot per-stack optimisation from the DFF initialisation. ``opts``: :class:`OptimizeOptions`
+    (or any object with some of its fields)."""
     from ..optimize import OptimizeConfig, optimize_stack
-    cfg = OptimizeConfig(measure=_opt(opts, "measure", "lapm"), window=_opt(opts, "window", 9),
-                         refine=_opt(opts, "refine", "guided"), threads=_opt(opts, "threads", None))
-    scale = float(_opt(opts, "iters_scale", 1.0))
+    o = OptimizeOptions.of(opts)
+    cfg = OptimizeConfig(measure=o.measure, window=o.window, refine="guided" if o.guided_filter else None,
+                         threads=o.threads, schedule=o.schedule)
+    scale = float(o.iters_scale)
     if scale != 1.0:
         cfg = cfg.scaled(scale)
-    known = sample_focus_known(sample, opts)
+    known = sample_focus_known(sample, o)
     bar = None
-    if _opt(opts, "progress", False):
+    if o.progress:
         from tqdm import tqdm
         bar = tqdm(total=sum(cfg.iters), desc="optimize", leave=False, unit="step", disable=None)
     try:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.format import FocalStackSample
+from .options import NetOptions
 from .prediction import Prediction
 
 # Stacks whose long side exceeds this are processed in tiles by default (memory stays bounded).
@@ -88,25 +89,25 @@ def run_network(model, frames: torch.Tensor, camera, depth_range, tile: int | No
     return 1.0 / (inv / wsum), aif / wsum
 
 
-def predict_net(sample: FocalStackSample, opts=None) -> Prediction:
-    """Depth + AIF from a trained model (``opts.checkpoint``: run folder or .safetensors; default the
-    shipped checkpoint). ``opts.scale`` resizes the stack first (camera pixel size follows);
-    ``opts.tile`` processes tiles; ``opts.refine_steps`` > 0 refines the prediction by optimising the
-    self-supervised re-rendering loss from it (focalstack.optimize) and reports the error before/after."""
-    opts = opts or SimpleNamespace()
-    device = getattr(opts, "device", "cpu") or "cpu"
-    model, meta = load_cached(getattr(opts, "checkpoint", None), device)
+def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Prediction:
+    """Depth + AIF from a trained model (:class:`NetOptions`, or any object with some of its fields:
+    ``checkpoint``: run folder or .safetensors; default the shipped checkpoint). ``scale`` resizes the
+    stack first (camera pixel size follows); ``tile`` processes tiles; ``refine_steps`` > 0 refines the
+    prediction by optimising the self-supervised re-rendering loss from it (focalstack.optimize) and
+    reports the error before/after."""
+    o = NetOptions.of(opts)
+    model, meta = load_cached(o.checkpoint, o.device or "cpu")
     t0 = time.perf_counter()
     frames, cam = sample.frames.float(), sample.camera
     h, w = sample.size_hw
-    scale = getattr(opts, "scale", None)
+    scale = o.scale
     if scale and scale != 1.0:
         if not 0 < scale <= 4:
             raise ValueError(f"--scale must be in (0, 4], got {scale}")
         size = (max(8, round(h * scale)), max(8, round(w * scale)))
         frames = F.interpolate(frames, size=size, mode="bilinear", align_corners=False, antialias=True)
         cam = cam.resized(size[1] / w)
-    tile = getattr(opts, "tile", None)
+    tile = o.tile
     if tile is None and max(frames.shape[-2:]) > AUTO_TILE_ABOVE_PX:
         tile = DEFAULT_TILE_PX
     depth_range = _model_depth_range(meta, sample)
@@ -115,10 +116,10 @@ def predict_net(sample: FocalStackSample, opts=None) -> Prediction:
         inv = F.interpolate((1.0 / depth)[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         depth = 1.0 / inv
         aif = F.interpolate(aif[None], size=(h, w), mode="bilinear", align_corners=False)[0].clamp(0, 1)
-    extras = {"method": "net", "model": meta.get("model"), "checkpoint": str(getattr(opts, "checkpoint", None)
-              or default_checkpoint()), "depth_range_m": list(depth_range), "tile_px": tile, "scale": scale,
+    extras = {"method": "net", "model": meta.get("model"), "checkpoint": str(o.checkpoint or default_checkpoint()),
+              "depth_range_m": list(depth_range), "tile_px": tile, "scale": scale,
               "network_seconds": time.perf_counter() - t0, "depth_kind": "metric"}
-    steps = int(getattr(opts, "refine_steps", 0) or 0)
+    steps = int(o.refine_steps or 0)
     if steps > 0:
         from ..optimize import OptimizeConfig, optimize_stack
         # refine inside the range the network predicted in (optimize reads effective_depth_range_m)

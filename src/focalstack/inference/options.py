@@ -1,0 +1,105 @@
+"""The options of each prediction method, one typed dataclass per method: :class:`DFFOptions`,
+:class:`DFDOptions`, :class:`OptimizeOptions`, :class:`NetOptions` (:data:`METHOD_OPTIONS`).
+
+A field's ``metadata`` holds its ``focalstack predict`` flag and help (the options are generated
+from them by :mod:`focalstack.cli.options`); fields without a flag are library-only.
+:class:`PredictOptions` is every method's options at once, for callers that pass one object to
+whichever method they run (it is an instance of each class).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+__all__ = ["MethodOptions", "ClassicalOptions", "DFFOptions", "DFDOptions", "OptimizeOptions", "NetOptions",
+           "PredictOptions", "METHOD_OPTIONS", "SCHEDULES", "sample_focus_known"]
+
+SCHEDULES = ("fast", "reference")   # the names focalstack.optimize.SCHEDULES defines (OptimizeConfig.schedule)
+
+
+@dataclass
+class MethodOptions:
+    """What every method may read."""
+
+    progress: bool = False              # a progress bar for long runs (the CLI: for a single sample)
+
+    @classmethod
+    def of(cls, opts=None):
+        """``opts`` as this class: itself when it is one (a :class:`PredictOptions` is every method's),
+        else its attributes named like this class's fields, those that are set (not None) — from any
+        object, e.g. a ``SimpleNamespace``; None: the defaults."""
+        if isinstance(opts, cls):
+            return opts
+        return cls(**{f.name: v for f in fields(cls) if (v := getattr(opts, f.name, None)) is not None})
+
+
+@dataclass
+class ClassicalOptions(MethodOptions):
+    """Depth from focus: ``dff`` itself and the initialisation of ``optimize``."""
+
+    measure: str = field(default="lapm", metadata={
+        "flag": "--measure", "help": "focus measure (see focalstack.classical.FOCUS_MEASURES)"})
+    window: int = field(default=9, metadata={"flag": "--window", "help": "focus-measure window, odd px (default 9)"})
+    guided_filter: bool = field(default=True, metadata={
+        "flag": "--no-guided-filter", "negate": True,
+        "help": "skip the guided-filter smoothing of the DFF depth (not to be confused with --refine)"})
+    focus_known: bool | None = None     # None: the sample camera's focus_known
+
+
+@dataclass
+class DFFOptions(ClassicalOptions):
+    """``--method dff`` (:func:`focalstack.classical.depth_from_focus`)."""
+
+    interp: str = "parabolic"
+    fusion: str = "pyramid"
+
+
+@dataclass
+class DFDOptions(MethodOptions):
+    """``--method dfd`` (:func:`focalstack.classical.dfd.depth_from_defocus`)."""
+
+    hypotheses: int = 32                # inverse-depth hypotheses of the cost volume
+
+
+@dataclass
+class OptimizeOptions(ClassicalOptions):
+    """``--method optimize`` (:func:`focalstack.optimize.optimize_stack`)."""
+
+    iters_scale: float = field(default=1.0, metadata={
+        "flag": "--iters-scale", "help": "optimize: × the default iteration counts"})
+    threads: int | None = field(default=None, metadata={"flag": "--threads", "help": "torch CPU threads"})
+    schedule: str = field(default="fast", metadata={
+        "flag": "--schedule", "choices": SCHEDULES,
+        "help": "optimize: fast (default: a stage ends once its loss has converged) or reference (every stage "
+                "runs all its iterations)"})
+
+
+@dataclass
+class NetOptions(MethodOptions):
+    """``--method net``: a trained model (:func:`focalstack.inference.predict_net`)."""
+
+    checkpoint: str | None = field(default=None, metadata={
+        "flag": "--checkpoint",
+        "help": "run folder, .safetensors, or shipped[:general|procedural] (--method net without it: the "
+                "shipped general model)"})
+    refine_steps: int = field(default=0, metadata={
+        "flag": "--refine", "metavar": "STEPS", "help": "test-time optimisation steps after the network"})
+    tile: int | None = field(default=None, metadata={"flag": "--tile", "help": "tile size for large images"})
+    scale: float | None = field(default=None, metadata={"flag": "--scale", "help": "resize factor before the network"})
+    device: str = field(default="cpu", metadata={"flag": "--device"})
+
+
+@dataclass
+class PredictOptions(NetOptions, OptimizeOptions, DFFOptions, DFDOptions):
+    """Every method's options in one object (each method reads its own fields)."""
+
+
+METHOD_OPTIONS: dict[str, type[MethodOptions]] = {
+    "dff": DFFOptions, "dfd": DFDOptions, "optimize": OptimizeOptions, "net": NetOptions}
+
+
+def sample_focus_known(sample, opts) -> bool:
+    """Whether the stack's focus distances are real: ``opts.focus_known`` when set, else the
+    camera's ``focus_known``."""
+    known = getattr(opts, "focus_known", None)
+    return bool(known) if known is not None else sample.camera.focus_known
