@@ -102,3 +102,16 @@ def test_every_module_imports_in_a_fresh_interpreter():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "", r.stdout
+
+
+def test_readme_layout_table_matches_the_tree():
+    """The README's "The pipeline and the layout" table names only modules that exist, and every
+    top-level package and module of focalstack."""
+    import re
+    section = (PKG.parents[1] / "README.md").read_text().split("## The pipeline and the layout")[1].split("\n## ")[0]
+    named = set(re.findall(r"`((?:focalstack\.)?[a-z_]+(?:\.[a-z_]+)+)`", section))
+    mods = _modules()
+    missing = sorted(n for n in named if (n if n.startswith("focalstack.") else f"focalstack.{n}") not in mods)
+    assert not missing, f"named in the README but not in the tree: {missing}"
+    top = {n for n in mods if n.count(".") == 1 and n != "focalstack.__main__"}
+    assert top - named == set(), f"not in the README's layout table: {sorted(top - named)}"

@@ -16,7 +16,6 @@ skipped unless ``--overwrite``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from . import UserError
@@ -58,30 +57,11 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _check_settings(out: Path, settings: dict, overwrite: bool, inputs) -> None:
-    """Refuse an OUT written with other settings (unless --overwrite); then claim it and record them."""
-    from ..data.io import atomic_write_file, claim_output_dir
-
-    claim_output_dir(out, "dataset", inputs, create=False)   # never into a folder focalstack did not write
-    path = out / SETTINGS_FILE
-    if path.is_file() and not overwrite:
-        try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise UserError(f"{path}: unreadable settings of an earlier import; use --overwrite or a new OUT") from None
-        diff = sorted(k for k in set(old) | set(settings) if k != "limit" and old.get(k) != settings.get(k))
-        if diff:
-            raise UserError(f"{out}: was imported with different settings ({', '.join(diff)}); "
-                            "use the same options, a new OUT, or --overwrite")
-    claim_output_dir(out, "dataset", inputs)
-    atomic_write_file(path, json.dumps(settings, indent=2) + "\n")
-
-
 def run(args) -> int:
     from tqdm import tqdm
 
     from ..data.benchmarks import get_reader, save_loaded
-    from ..data.io import claim_output_dir, read_marker
+    from ..data.io import claim_dataset_dir, claim_output_dir, read_marker
 
     reader = get_reader(args.name)
     src = Path(args.path)
@@ -107,7 +87,7 @@ def run(args) -> int:
         raise UserError(f"{src}: no samples found for {args.name}")
     settings = {"dataset": args.name, "source": str(src.resolve()), "options": opts, "limit": args.limit,
                 **reader.settings(**opts)}
-    _check_settings(out, settings, args.overwrite, inputs)
+    claim_dataset_dir(out, SETTINGS_FILE, settings, args.overwrite, inputs, may_differ=("limit",))
     for split in sorted({it.split for it in items if it.split}):
         for i, part in enumerate(Path(split).parts):   # nested splits (hci4d categories) are datasets too
             claim_output_dir(out.joinpath(*Path(split).parts[:i + 1]), "dataset", inputs)

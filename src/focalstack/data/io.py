@@ -229,6 +229,33 @@ def claim_output_dir(folder: str | Path, kind: str, inputs=(), accept=None, crea
     return folder
 
 
+def claim_dataset_dir(out: str | Path, settings_file: str, settings: dict, overwrite: bool = False, inputs=(),
+                      may_differ=()) -> Path:
+    """Claim ``out`` for a resumable dataset run whose samples are made with ``settings`` (recorded in
+    ``out/settings_file``), so that a resumed run adds only samples made the same way: refused (one
+    line) when focalstack did not write the folder, and when an earlier run wrote it with other
+    settings — the keys in ``may_differ`` (which samples, not how they are made) aside — unless
+    ``overwrite``. Used by ``synth`` and ``import-dataset``. Returns the folder."""
+    import json
+
+    out = Path(out)
+    claim_output_dir(out, "dataset", inputs, create=False)   # never into a folder focalstack did not write
+    path = out / settings_file
+    if path.is_file() and not overwrite:
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise OutputError(f"{path}: unreadable settings of an earlier run; use --overwrite or a new output "
+                              "folder") from None
+        diff = sorted(k for k in set(old) | set(settings) if k not in may_differ and old.get(k) != settings.get(k))
+        if diff:
+            raise OutputError(f"{out}: was written with different settings ({', '.join(diff)}); "
+                              "use the same options, a new output folder, or --overwrite")
+    claim_output_dir(out, "dataset", inputs)
+    atomic_write_file(path, json.dumps(settings, indent=2) + "\n")
+    return out
+
+
 def atomic_write_file(path: str | Path, data: bytes | str) -> Path:
     """Write one file atomically (temporary sibling, fsync, ``os.replace``). The caller owns the
     folder (:func:`claim_output_dir`); an existing folder at ``path`` is refused."""

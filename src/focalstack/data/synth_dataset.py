@@ -16,7 +16,6 @@ caller can fix are ValueError / FileNotFoundError / KeyError with a one-line mes
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -171,26 +170,6 @@ def _is_complete(sample_dir: Path, num_frames: int | None) -> bool:
         return False
 
 
-def _check_settings(out: Path, settings: dict, overwrite: bool, inputs=()) -> None:
-    from .io import atomic_write_file, claim_output_dir
-
-    claim_output_dir(out, "dataset", inputs, create=False)  # never into a folder focalstack did not write
-    path = out / SETTINGS_FILE
-    if path.is_file() and not overwrite:
-        try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise ValueError(f"{path}: unreadable settings of an earlier run; use --overwrite or a new OUT_DIR") from None
-        # which scenes (num, scene_seeds) may change between runs; how they are rendered may not
-        diff = sorted(k for k in set(old) | set(settings)
-                      if k not in ("num", "scene_seeds") and old.get(k) != settings.get(k))
-        if diff:
-            raise ValueError(f"{out}: was written with different settings ({', '.join(diff)}); "
-                             "use the same options, a new OUT_DIR, or --overwrite")
-    claim_output_dir(out, "dataset", inputs)
-    atomic_write_file(path, json.dumps(settings, indent=2) + "\n")
-
-
 def _warn_slow(camera, depth, psf: str) -> None:
     """One note when the plain renderer's window gets large (its cost grows with k²)."""
     from .synthesis import auto_kernel_size, fill_invalid_depth
@@ -219,6 +198,7 @@ def synthesize_dataset(cfg: SynthConfig, log: Callable[[str], None] | None = Non
     from tqdm import tqdm
 
     from .format import save_sample
+    from .io import claim_dataset_dir, claim_output_dir
     from .procedural import make_procedural_sample
     from .synthesis import make_sample, resize_rgbd
 
@@ -277,9 +257,9 @@ def synthesize_dataset(cfg: SynthConfig, log: Callable[[str], None] | None = Non
     splits = split_of(num, cfg.split, cfg.seed)
     camera_input = None if isinstance(cfg.camera, FocalStackCamera) else cfg.camera
     inputs = [camera_input] + ([] if procedural else [source.root])
-    _check_settings(out, settings, cfg.overwrite, inputs)
+    # which scenes (num, scene_seeds) may change between runs; how they are rendered may not
+    claim_dataset_dir(out, SETTINGS_FILE, settings, cfg.overwrite, inputs, may_differ=("num", "scene_seeds"))
     if cfg.split is not None:
-        from .io import claim_output_dir
         for sp in sorted(set(splits)):
             claim_output_dir(out / sp, "dataset", inputs)
 
