@@ -112,3 +112,38 @@ def test_mobile_depth_stack_has_sensible_depth_order(shared_data, tmp_path, scen
     near, far = _region_medians(r.inv_depth, near_box, far_box)
     assert near > far, (near, far)
     assert spearmanr(range(len(r.focus_positions)), r.focus_positions).statistic < -0.8
+
+
+def test_convergence_rule_stops_on_a_plateau_only():
+    from focalstack.optimize import _Converged
+    rule = _Converged(tol=1e-2, patience=3, min_iters=4)
+    falling = [1.0, 0.8, 0.6, 0.5, 0.4, 0.3]                # > 1 % better every 3 steps: go on
+    assert not any(rule(v) for v in falling)
+    assert [rule(v) for v in (0.3, 0.2999, 0.3005)] == [False, False, True]   # best moved < 1 % in 3 steps
+    never = _Converged(tol=0.0, patience=3, min_iters=4)
+    assert not any(never(v) for v in [1.0] * 20)
+    early = _Converged(tol=1e-2, patience=3, min_iters=10)   # min_iters holds even on a flat loss
+    assert [early(v) for v in [1.0] * 10] == [False] * 9 + [True]
+
+
+def test_fast_schedule_stops_at_convergence_and_matches_the_reference_loss():
+    """The default (fast) schedule ends a stage once its loss stops improving; from the same start
+    it reaches the reference schedule's loss within 3 % (its stated tolerance) in fewer steps."""
+    cam, aif, depth = planar_scene(40, 40, seed=5)
+    frames = _noisy(render_stack(aif, depth, cam)[0])
+    init = depth_from_focus(frames.unsqueeze(0), cam)
+    ref = optimize_stack(frames, cam, OptimizeConfig(schedule="reference", iters=(0, 0, 80)), init=init)
+    fast = optimize_stack(frames, cam, OptimizeConfig(iters=(0, 0, 80), stop_rel_tol=2e-3), init=init)
+    assert len(ref.history) == 80                      # reference: every iteration
+    assert len(fast.history) < 80                       # fast: stopped on convergence
+    assert fast.recon_after["loss"] <= 1.03 * ref.recon_after["loss"], (fast.recon_after, ref.recon_after)
+    assert fast.recon_after["loss"] < 0.8 * fast.recon_before["loss"]
+    with pytest.raises(ValueError, match="schedule"):
+        OptimizeConfig(schedule="quick")
+
+
+def test_convergence_rule_waits_out_an_overshoot():
+    from focalstack.optimize import _Converged
+    rule = _Converged(tol=1e-2, patience=3, min_iters=3)
+    # the best (1.0) has not moved for 3 steps, but the current loss sits above it: keep going
+    assert [rule(v) for v in (1.0, 1.5, 1.4, 1.3, 1.2, 1.005)] == [False] * 5 + [True]

@@ -50,7 +50,7 @@ from .render import render_stack
 from .ssim import ssim_loss
 
 __all__ = ["LossConfig", "compute_losses", "photometric_loss", "reconstruction_loss", "coarse_aif",
-           "aif_guidance_loss", "log_blur", "sharpness_loss", "smoothness_loss",
+           "aif_guidance_loss", "log_blur", "sharpness_loss", "smoothness_loss", "edge_aware_smoothness",
            "depth_l1_loss", "aif_l1_loss", "teacher_loss", "valid_depth_mask", "focus_sharpness_map", "render_sharpness_loss",
            "SUPERVISION_MODES"]
 
@@ -187,23 +187,34 @@ def sharpness_loss(aif: torch.Tensor) -> torch.Tensor:
 
 
 
-def smoothness_loss(depth_m: torch.Tensor, image: torch.Tensor, beta: float = 2.5) -> torch.Tensor:
-    """Edge-aware smoothness of n = (1/d)/mean(1/d) (per image, scale-invariant), depth [B,1,H,W] m,
-    image [B,3,H,W] (detached): mean(|∂x n|·e^{−β|∂x I|}) + mean(|∂y n|·e^{−β|∂y I|}),
-    |∂I| averaged over channels, forward differences inside the image only."""
-    inv = 1.0 / depth_m.float()
-    n = inv / inv.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+def edge_aware_smoothness(n: torch.Tensor, image: torch.Tensor, gamma: float, guide: str = "channels") -> torch.Tensor:
+    """The one edge-aware smoothness: mean(|∂x n|·e^{−γ|∂x I|}) + mean(|∂y n|·e^{−γ|∂y I|}) of a map
+    n [B,1,H,W] guided by image [B,C,H,W] (detached), forward differences inside the image only.
+    ``guide``: "channels" = |∂I| averaged over channels (training), "grey" = |∂ of the channel mean|
+    (the optimiser's, which keeps edges between colours of equal brightness smooth)."""
     img = image.detach().float()
+    if guide == "grey":
+        img = img.mean(1, keepdim=True)
+    elif guide != "channels":
+        raise ValueError(f"edge_aware_smoothness: guide must be 'channels' or 'grey', got {guide!r}")
     dnx = (n[..., :, 1:] - n[..., :, :-1]).abs()
     dny = (n[..., 1:, :] - n[..., :-1, :]).abs()
     dix = (img[..., :, 1:] - img[..., :, :-1]).abs().mean(dim=1, keepdim=True)
     diy = (img[..., 1:, :] - img[..., :-1, :]).abs().mean(dim=1, keepdim=True)
     loss = 0.0
     if dnx.numel():
-        loss = loss + (dnx * torch.exp(-beta * dix)).mean()
+        loss = loss + (dnx * torch.exp(-gamma * dix)).mean()
     if dny.numel():
-        loss = loss + (dny * torch.exp(-beta * diy)).mean()
-    return torch.as_tensor(loss, device=depth_m.device, dtype=torch.float32)
+        loss = loss + (dny * torch.exp(-gamma * diy)).mean()
+    return torch.as_tensor(loss, device=n.device, dtype=torch.float32)
+
+
+def smoothness_loss(depth_m: torch.Tensor, image: torch.Tensor, beta: float = 2.5) -> torch.Tensor:
+    """Edge-aware smoothness (:func:`edge_aware_smoothness`, channel guide) of n = (1/d)/mean(1/d)
+    (per image, scale-invariant), depth [B,1,H,W] m, image [B,3,H,W]."""
+    inv = 1.0 / depth_m.float()
+    n = inv / inv.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+    return edge_aware_smoothness(n, image, beta, "channels")
 
 
 def focus_sharpness_map(img: torch.Tensor, window: int = 7, eps: float = 1e-2) -> torch.Tensor:

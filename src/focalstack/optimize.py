@@ -47,22 +47,41 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .losses import photometric_loss
+from .losses import edge_aware_smoothness, photometric_loss
 from .optics.camera import FocalStackCamera
 
 __all__ = ["OptimizeConfig", "OptimizeResult", "optimize_stack", "recon_metrics",
            "relative_render"]
 
 
+# Iterations per stage (coarse → fine) of each schedule. "reference" is the optimiser as it was
+# before issue 15 (fixed iterations, kept for the side-by-side benchmark); "fast" caps the stages
+# lower and ends each one when the loss has converged (see ``stop_rel_tol``).
+# "fast" also moves work to the cheap coarse levels: where a coarse level ran, the full-resolution
+# stage (whose render window grows with the blur, k = 2⌈3σ⌉+1) gets ``fine_iters_after_coarse``.
+SCHEDULES = {"reference": {"iters": (60, 40, 40), "stop_rel_tol": 0.0, "fine_iters_after_coarse": None,
+                           "min_level_sigma_px": 2.0},
+             "fast": {"iters": (40, 30, 40), "stop_rel_tol": 2e-3, "fine_iters_after_coarse": 15,
+                      "min_level_sigma_px": 1.0}}
+
+
 @dataclass
 class OptimizeConfig:
-    """Defaults: small-blur cameras run 40 Adam steps at full resolution only (a 128² 5-frame stack
-    took 60–100 s and a 256² one ~150 s on 2 heavily shared CPU cores with the fused CPU renderer;
-    scale with :meth:`scaled` for speed)."""
+    """Settings of the zero-shot optimiser. ``schedule`` picks the iteration budget and the stopping
+    rule (:data:`SCHEDULES`); ``iters`` / ``stop_rel_tol`` given explicitly override it.
+
+    Convergence stopping: a stage ends once its best loss has improved by less than
+    ``stop_rel_tol`` (relative) over the last ``stop_patience`` steps, after at least
+    ``stop_min_iters`` steps (0 disables: every stage runs all its iterations)."""
 
     levels: tuple[int, ...] = (4, 2, 1)       # candidate downsampling factors, coarse → fine
-    iters: tuple[int, ...] = (60, 40, 40)     # Adam steps per stage
-    min_level_sigma_px: float = 2.0           # a coarse level s is used only if the largest blur σ/s ≥ this
+    iters: tuple[int, ...] | None = None      # Adam steps per stage (None: the schedule's)
+    schedule: str = "fast"                    # "fast" | "reference" (issue 15's comparison)
+    stop_rel_tol: float | None = None         # None: the schedule's; 0: never stop early
+    stop_patience: int = 6
+    stop_min_iters: int = 8
+    fine_iters_after_coarse: int | None = -1  # -1: the schedule's; None: the fine stage keeps its iters
+    min_level_sigma_px: float | None = None   # a coarse level s runs only if the largest blur σ/s ≥ this (None: the schedule's)
     lr_depth: float = 0.05                    # on the inverse-depth logit
     lr_aif: float = 0.003                     # on the AIF values
     lr_focus: float = 0.02                    # unknown focus: on ρ_k logits and log a, b
@@ -81,10 +100,26 @@ class OptimizeConfig:
     psf: str = "gaussian"
     threads: int | None = None                # torch.set_num_threads for the run (None: leave)
 
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"OptimizeConfig: schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}")
+        if self.iters is None:
+            self.iters = tuple(SCHEDULES[self.schedule]["iters"])
+        sched = SCHEDULES[self.schedule]
+        if self.stop_rel_tol is None:
+            self.stop_rel_tol = float(sched["stop_rel_tol"])
+        if self.fine_iters_after_coarse == -1:
+            self.fine_iters_after_coarse = sched["fine_iters_after_coarse"]
+        if self.min_level_sigma_px is None:
+            self.min_level_sigma_px = float(sched["min_level_sigma_px"])
+        self.iters = tuple(int(i) for i in self.iters)
+
     def scaled(self, factor: float) -> "OptimizeConfig":
         """The same schedule with ``factor`` × the iterations (at least 1 per stage)."""
         from dataclasses import replace
-        return replace(self, iters=tuple(max(1, int(round(i * factor))) for i in self.iters))
+        fine = self.fine_iters_after_coarse
+        return replace(self, iters=tuple(max(1, int(round(i * factor))) for i in self.iters),
+                       fine_iters_after_coarse=None if fine is None else max(1, int(round(fine * factor))))
 
 
 @dataclass
@@ -121,16 +156,6 @@ def recon_metrics(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.85,
             "psnr_db": float(10 * torch.log10(1.0 / mse)), "l1_per_frame": [float(v) for v in l1f]}
 
 
-def _smoothness(n: torch.Tensor, image: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Edge-aware first-order smoothness of n [1,1,H,W] guided by image [1,3,H,W]."""
-    g = image.mean(1, keepdim=True)
-    dnx = (n[..., :, 1:] - n[..., :, :-1]).abs()
-    dny = (n[..., 1:, :] - n[..., :-1, :]).abs()
-    wx = torch.exp(-gamma * (g[..., :, 1:] - g[..., :, :-1]).abs())
-    wy = torch.exp(-gamma * (g[..., 1:, :] - g[..., :-1, :]).abs())
-    return (dnx * wx).mean() + (dny * wy).mean()
-
-
 def _logit(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     x = x.clamp(eps, 1 - eps)
     return torch.log(x) - torch.log1p(-x)
@@ -160,7 +185,10 @@ def _render_metric(aif, rho, camera: FocalStackCamera, cap: int, psf: str, frame
     from .render import render_stack
     depth = 1.0 / rho
     with torch.no_grad():
-        smax = float(camera.sigma_px(depth, frames).max())
+        # σ_k is ∝ |1/d − 1/d_k|, so its largest value over the image is at the nearest or the
+        # farthest pixel: two depths instead of a σ map per frame
+        ext = torch.stack([depth.min(), depth.max()]).view(1, 1, 1, 2)
+        smax = float(camera.sigma_px(ext, frames).max())
     return render_stack(aif, depth, camera, frames=frames, kernel_size=_odd_kernel(smax, cap), psf=psf)[0]
 
 
@@ -187,15 +215,6 @@ def _frame_subset(nf: int, k: int, gen: torch.Generator) -> list[int] | None:
     return sorted(torch.randperm(nf, generator=gen)[:k].tolist())
 
 
-def _max_blur_px(camera: FocalStackCamera, known_focus: bool, extra) -> float:
-    """Largest blur σ (px, full resolution) the model can produce over its depth range."""
-    if known_focus:
-        near, far = camera.effective_depth_range_m()
-        return float(camera.sigma_px(torch.tensor([near, far], dtype=torch.float64).view(1, 1, 1, 2)).max())
-    _, log_a, b_raw = extra
-    return float((torch.exp(log_a) + F.softplus(b_raw)).detach())
-
-
 def _is_two_aperture(camera: FocalStackCamera) -> bool:
     """Every frame focused at the same distance: the frames differ in f-number only."""
     return len(set(camera.focus_distances_m)) == 1
@@ -208,10 +227,9 @@ def optimize_stack(frames: torch.Tensor, camera: FocalStackCamera, config: Optim
 
     ``known_focus=False`` switches to the relative (unknown-focus) model (see module doc).
     ``init``: an optional :class:`focalstack.classical.DFFResult` (computed when None).
-    ``progress(step, total, loss)`` is called after every step.
+    ``progress(step, total, loss)`` is called after every step (``total``: the iteration budget;
+    stages that converge early skip the rest of theirs).
     """
-    from .classical import depth_from_focus, fuse
-
     cfg = config or OptimizeConfig()
     if len(cfg.levels) != len(cfg.iters):
         raise ValueError(f"levels {cfg.levels} and iters {cfg.iters} differ in length")
@@ -223,119 +241,178 @@ def optimize_stack(frames: torch.Tensor, camera: FocalStackCamera, config: Optim
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _optimize(frames.float().detach(), camera, cfg, known_focus, init, progress,
-                         depth_from_focus, fuse)
+        t0 = time.perf_counter()
+        frames = frames.float().detach()
+        mode = (_MetricFocus if known_focus else _RelativeFocus)(frames, camera, cfg, init)
+        return _fit(frames, mode, cfg, progress, t0)
     finally:
         if cfg.threads:
             torch.set_num_threads(old_threads)
 
 
-def _optimize(frames, camera, cfg, known_focus, init, progress, depth_from_focus, fuse):
-    t0 = time.perf_counter()
-    nf, _, h, w = frames.shape
-    target = frames.unsqueeze(0)                                         # [1,F,3,H,W]
-    two_aperture = _is_two_aperture(camera) and nf > 1
+def _dff_init(frames, camera, cfg, init):
+    """The DFF start (inverse depth [1,1,H,W] 1/m, fused AIF [1,3,H,W]), computed unless given."""
+    if init is None:
+        from .classical import depth_from_focus
+        init = depth_from_focus(frames.unsqueeze(0), camera, measure=cfg.measure, window=cfg.window,
+                                refine=cfg.refine)
+    return init.inv_depth.float(), init.aif.float()
 
-    # ---- initialisation -----------------------------------------------------------------------
-    if two_aperture and known_focus:
+
+class _MetricFocus:
+    """Known camera: n ∈ (0,1) maps to inverse depth ρ = ρ_far + (ρ_near − ρ_far)·n (1/m)."""
+
+    extra: list = []
+
+    def __init__(self, frames, camera, cfg, init):
+        nf, _, h, w = frames.shape
+        self.camera, self.cfg = camera, cfg
         near, far = camera.effective_depth_range_m()
-        d0 = cfg.two_aperture_init_m or 2.0 * camera.focus_distances_m[0]
-        d0 = min(max(d0, near * 1.05), far / 1.05)
-        n0 = torch.full((1, 1, h, w), ((1 / d0 - 1 / far) / (1 / near - 1 / far)))
-        sharp = max(range(nf), key=lambda i: camera.frame_f_numbers()[i])
-        aif0 = frames[sharp:sharp + 1]
-    else:
-        if init is None:
-            init = depth_from_focus(target, camera, measure=cfg.measure, window=cfg.window, refine=cfg.refine)
-        aif0 = init.aif.float()
-        n0 = None
-    if known_focus:
-        near, far = camera.effective_depth_range_m()
-        rho_near, rho_far = 1.0 / near, 1.0 / far
-        if n0 is None:
-            n0 = ((init.inv_depth.float() - rho_far) / (rho_near - rho_far)).clamp(0.02, 0.98)
-    else:
+        self.rho_near, self.rho_far = 1.0 / near, 1.0 / far
+        if _is_two_aperture(camera) and nf > 1:
+            d0 = cfg.two_aperture_init_m or 2.0 * camera.focus_distances_m[0]
+            d0 = min(max(d0, near * 1.05), far / 1.05)
+            self.n0 = torch.full((1, 1, h, w), ((1 / d0 - 1 / far) / (1 / near - 1 / far)))
+            sharp = max(range(nf), key=lambda i: camera.frame_f_numbers()[i])
+            self.aif0 = frames[sharp:sharp + 1]
+        else:
+            inv, self.aif0 = _dff_init(frames, camera, cfg, init)
+            self.n0 = ((inv - self.rho_far) / (self.rho_near - self.rho_far)).clamp(0.02, 0.98)
+
+    def rho(self, n):
+        return self.rho_far + (self.rho_near - self.rho_far) * n
+
+    def max_blur_px(self) -> float:
+        """Largest blur σ (px, full resolution) over the depth range."""
+        near, far = self.camera.effective_depth_range_m()
+        return float(self.camera.sigma_px(torch.tensor([near, far], dtype=torch.float64).view(1, 1, 1, 2)).max())
+
+    def render(self, n, aif, s, frames=None):
+        cam_s = self.camera.resized(1.0 / s) if s != 1 else self.camera
+        return _render_metric(aif, self.rho(n), cam_s, self.cfg.max_kernel, self.cfg.psf, frames)
+
+    def result(self, n, aif, init_n, **kw) -> OptimizeResult:
+        rho, rho_i = self.rho(n), self.rho(init_n)
+        return OptimizeResult(depth_m=(1.0 / rho)[0, 0], inv_depth=rho[0, 0], aif=aif[0], depth_kind="metric",
+                              init_depth_m=(1.0 / rho_i)[0, 0], init_inv_depth=rho_i[0, 0], **kw)
+
+
+class _RelativeFocus:
+    """Unknown focus distances: σ_k = a·|ρ − ρ_k| + b with learned ρ_k, a, b (module doc)."""
+
+    def __init__(self, frames, camera, cfg, init):
+        nf, _, h, w = frames.shape
+        self.cfg = cfg
+        inv, self.aif0 = _dff_init(frames, camera, cfg, init)
         rk = torch.tensor([1.0 / d for d in camera.focus_distances_m])
         lo, hi = float(rk.min()), float(rk.max())
         span = max(hi - lo, 1e-12)
         q0 = 0.1 + 0.8 * (rk - lo) / span                                  # frame positions in (0,1)
-        if n0 is None:
-            n0 = 0.1 + 0.8 * ((init.inv_depth.float() - lo) / span).clamp(0, 1)
-    z_full = _logit(n0, 1e-2)
-    u_full = aif0.clone()
-
-    def params_to_maps(z, u):
-        return torch.sigmoid(z), u.clamp(0, 1)
-
-    if known_focus:
-        def render(n, aif, cam_s, s, frames=None):
-            return _render_metric(aif, rho_far + (rho_near - rho_far) * n, cam_s, cfg.max_kernel, cfg.psf, frames)
-        extra = []
-    else:
-        q_logit = _logit(q0, 1e-3).clone().requires_grad_(True)
+        self.n0 = 0.1 + 0.8 * ((inv - lo) / span).clamp(0, 1)
+        self.q_logit = _logit(q0, 1e-3).clone().requires_grad_(True)
         # grid search of the blur scale a (σ span over the stack, full-resolution px) at the
         # coarsest level that keeps ≥ min_level_px pixels, with b = 0.5 px
         s0 = max([lv for lv in cfg.levels if min(h, w) / lv >= cfg.min_level_px] or [1])
         tgt0 = _down(frames, s0)
-        n_c, aif_c = params_to_maps(_down(z_full, s0), _down(u_full, s0))
+        n_c, aif_c = torch.sigmoid(_down(_logit(self.n0, 1e-2), s0)), _down(self.aif0, s0).clamp(0, 1)
         sub = _frame_subset(nf, cfg.frames_per_step, torch.Generator().manual_seed(0))
         tgt0 = tgt0 if sub is None else tgt0[sub]
         best = None
-        for span in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0):
-            a_try = span / 0.8
+        for span_px in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0):
+            a_try = span_px / 0.8
             with torch.no_grad():
                 r = relative_render(aif_c, n_c, q0, torch.tensor(a_try / s0), torch.tensor(0.5 / s0),
                                     cfg.max_kernel, cfg.psf, frames=sub)
                 loss = float(photometric_loss(r, tgt0, cfg.alpha, cfg.ssim_window))
             if best is None or loss < best[0]:
                 best = (loss, a_try)
-        log_a = torch.tensor(math.log(best[1])).requires_grad_(True)
-        b_raw = torch.tensor(math.log(math.expm1(0.5))).requires_grad_(True)
+        self.log_a = torch.tensor(math.log(best[1])).requires_grad_(True)
+        self.b_raw = torch.tensor(math.log(math.expm1(0.5))).requires_grad_(True)
+        self.extra = [self.q_logit, self.log_a, self.b_raw]
 
-        def render(n, aif, cam_s, s, frames=None):
-            return relative_render(aif, n, torch.sigmoid(q_logit), torch.exp(log_a) / s,
-                                   F.softplus(b_raw) / s, cfg.max_kernel, cfg.psf, frames)
-        extra = [q_logit, log_a, b_raw]
+    def max_blur_px(self) -> float:
+        return float((torch.exp(self.log_a) + F.softplus(self.b_raw)).detach())
 
-    # reconstruction error of the initialisation at full resolution
-    with torch.no_grad():
-        n_i, aif_i = params_to_maps(z_full, u_full)
-        rec0 = render(n_i, aif_i, camera, 1)
-        before = recon_metrics(rec0, frames, cfg.alpha, cfg.ssim_window)
-    init_n = n_i.clone()
+    def render(self, n, aif, s, frames=None):
+        return relative_render(aif, n, torch.sigmoid(self.q_logit), torch.exp(self.log_a) / s,
+                               F.softplus(self.b_raw) / s, self.cfg.max_kernel, self.cfg.psf, frames)
 
-    # ---- coarse to fine -------------------------------------------------------------------------
+    def result(self, n, aif, init_n, **kw) -> OptimizeResult:
+        qk = torch.sigmoid(self.q_logit.detach())
+        return OptimizeResult(depth_m=None, inv_depth=n[0, 0], aif=aif[0], depth_kind="relative_inverse",
+                              focus_positions=[float(v) for v in qk], blur_scale_px=float(torch.exp(self.log_a.detach())),
+                              blur_offset_px=float(F.softplus(self.b_raw.detach())), init_inv_depth=init_n[0, 0], **kw)
+
+
+class _Converged:
+    """Convergence rule of one stage: True once the best loss has improved by less than ``tol``
+    (relative) over the last ``patience`` steps and the current loss is within ``tol`` of the best,
+    after ≥ ``min_iters`` steps (tol 0: never)."""
+
+    def __init__(self, tol: float, patience: int, min_iters: int):
+        self.tol, self.patience, self.min_iters = tol, max(1, patience), min_iters
+        self.best: list[float] = []                                          # best loss after each step
+
+    def __call__(self, loss: float) -> bool:
+        self.best.append(min(loss, self.best[-1]) if self.best else loss)
+        k = len(self.best)
+        if self.tol <= 0 or k < max(self.min_iters, self.patience + 1):
+            return False
+        before, best = self.best[-1 - self.patience], self.best[-1]
+        # a plateau of the best loss, and the current step back at it (not in an Adam overshoot, whose
+        # parameters would be worse than the best seen)
+        return before - best < self.tol * abs(before) and loss - best <= self.tol * abs(best)
+
+
+def _fit(frames, mode, cfg: OptimizeConfig, progress, t0) -> OptimizeResult:
+    """One coarse-to-fine loop for both modes: per stage, Adam on residuals (dz, du) of the
+    full-resolution logits at that level; depth residuals carried up bilinearly."""
+    nf, _, h, w = frames.shape
+    z_full = _logit(mode.n0, 1e-2)
+    u_full = mode.aif0.clone()
+
+    def params_to_maps(z, u):
+        return torch.sigmoid(z), u.clamp(0, 1)
+
+    with torch.no_grad():  # reconstruction error of the initialisation at full resolution
+        init_n, aif_i = params_to_maps(z_full, u_full)
+        before = recon_metrics(mode.render(init_n, aif_i, 1), frames, cfg.alpha, cfg.ssim_window)
+
     history = []
     gen = torch.Generator().manual_seed(1)
-    sigma_max = _max_blur_px(camera, known_focus, extra)
+    sigma_max = mode.max_blur_px()
     stages = [(s, it) for s, it in zip(cfg.levels, cfg.iters)
               if s == 1 or (min(h, w) / s >= cfg.min_level_px and sigma_max / s >= cfg.min_level_sigma_px)]
+    if len(stages) > 1 and cfg.fine_iters_after_coarse is not None and stages[-1][0] == 1:
+        stages[-1] = (1, min(stages[-1][1], cfg.fine_iters_after_coarse))
     total = sum(it for _, it in stages)
     step = 0
     for s, iters in stages:
         tgt = _down(frames, s)
-        cam_s = camera.resized(1.0 / s) if s != 1 else camera
         zb, ub = _down(z_full, s), _down(u_full, s)
         dz = torch.zeros_like(zb, requires_grad=True)
         du = torch.zeros_like(ub, requires_grad=True)
         groups = [{"params": [dz], "lr": cfg.lr_depth}, {"params": [du], "lr": cfg.lr_aif}]
-        if extra:
-            groups.append({"params": extra, "lr": cfg.lr_focus})
+        if mode.extra:
+            groups.append({"params": mode.extra, "lr": cfg.lr_focus})
         opt = torch.optim.Adam(groups)
+        converged = _Converged(cfg.stop_rel_tol, cfg.stop_patience, cfg.stop_min_iters)
         for _ in range(iters):
             opt.zero_grad(set_to_none=True)
             n, aif = params_to_maps(zb + dz, ub + du)
             sub = _frame_subset(nf, cfg.frames_per_step, gen)
-            rec = render(n, aif, cam_s, s, sub)
+            rec = mode.render(n, aif, s, sub)
             loss = photometric_loss(rec, tgt if sub is None else tgt[sub], cfg.alpha, cfg.ssim_window)
             if cfg.smooth_weight > 0:
-                loss = loss + cfg.smooth_weight * _smoothness(n, aif.detach(), cfg.edge_gamma)
+                loss = loss + cfg.smooth_weight * edge_aware_smoothness(n, aif, cfg.edge_gamma, "grey")
             loss.backward()
             opt.step()
             step += 1
             history.append((s, float(loss.detach())))
             if progress:
                 progress(step, total, history[-1][1])
+            if converged(history[-1][1]):
+                break
         with torch.no_grad():
             z_full = z_full + _up(dz.detach(), (h, w))
             if s == 1 or cfg.transfer_aif:
@@ -343,17 +420,7 @@ def _optimize(frames, camera, cfg, known_focus, init, progress, depth_from_focus
 
     with torch.no_grad():
         n, aif = params_to_maps(z_full, u_full)
-        rec = render(n, aif, camera, 1)
+        rec = mode.render(n, aif, 1)
         after = recon_metrics(rec, frames, cfg.alpha, cfg.ssim_window)
-    seconds = time.perf_counter() - t0
-    if known_focus:
-        rho = rho_far + (rho_near - rho_far) * n
-        rho_i = rho_far + (rho_near - rho_far) * init_n
-        return OptimizeResult(depth_m=(1.0 / rho)[0, 0], inv_depth=rho[0, 0], aif=aif[0], rendered=rec,
-                              depth_kind="metric", recon_before=before, recon_after=after, seconds=seconds,
-                              history=history, init_depth_m=(1.0 / rho_i)[0, 0], init_inv_depth=rho_i[0, 0])
-    qk = torch.sigmoid(q_logit.detach())
-    return OptimizeResult(depth_m=None, inv_depth=n[0, 0], aif=aif[0], rendered=rec, depth_kind="relative_inverse",
-                          recon_before=before, recon_after=after, seconds=seconds, history=history,
-                          focus_positions=[float(v) for v in qk], blur_scale_px=float(torch.exp(log_a.detach())),
-                          blur_offset_px=float(F.softplus(b_raw.detach())), init_inv_depth=init_n[0, 0])
+    return mode.result(n, aif, init_n, rendered=rec, recon_before=before, recon_after=after,
+                       seconds=time.perf_counter() - t0, history=history)
