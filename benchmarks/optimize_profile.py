@@ -1,21 +1,25 @@
 """Where the time of ``predict --method optimize`` goes (issue 15: profile first).
 
-    .venv/bin/python benchmarks/optimize_profile.py [--out benchmarks/results] [--threads 2]
+    .venv/bin/python benchmarks/optimize_profile.py [--out benchmarks/results] [--threads 2] [--kornia]
 
-One stack per set — a 192² procedural stack and a 322×216 stack synthesised from a DSLR RGB-D
-pair (35 mm f/2.8, 5 frames; skipped when ../shared/data is absent) — optimised with the default
-``OptimizeConfig`` under ``torch.profiler``, once with the fused SSIM (``focalstack.ssim``) and
-once with kornia's (the previous implementation), same iterations. Time is split into: DFF
-initialisation, SSIM (forward + backward), renderer (forward + backward), Adam, other tensor
-ops (L1, smoothness, sigmoid, resizing), and the rest (Python, autograd engine) = wall − ops.
-Also per stage: iterations, and the step after which the loss stays within 1 % of the stage's
-final loss (how many iterations convergence needed). Writes optimize_profile.{md,json}.
+One stack per set — a 192² procedural stack, a 322×216 stack synthesised from a DSLR RGB-D pair
+(the source's 35 mm f/2.8 camera, 5 frames, small blur) and the same scene through the 50 mm f/2
+camera of ``benchmarks/general.py`` (σ up to 9 px over its range; both skipped when
+../shared/data is absent) — optimised under ``torch.profiler`` with the ``reference`` schedule
+(the optimiser before issue 15) and the default ``fast`` one, fused SSIM (``--kornia``: also the
+reference schedule with kornia's SSIM, the implementation before the fused one). Time is split
+into: DFF initialisation, SSIM (forward + backward), renderer (forward + backward), Adam, other
+tensor ops (L1, smoothness, sigmoid, resizing), and the rest (Python, autograd engine) = wall −
+ops; and per coarse-to-fine stage: seconds, iterations, and the step after which the loss stays
+within 1 % of the stage's final loss. Writes optimize_profile.{md,json}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+
+import focalstack  # noqa: F401  (first: sets torch's OpenMP wait policy, see focalstack/__init__)
 import platform
 import time
 from pathlib import Path
@@ -36,8 +40,14 @@ def stacks():
         src = get_source("dslr_indoor", src_dir)
         name, aif, depth = next(iter(src))
         aif, depth = resize_rgbd(aif, depth, 0.5)
-        out["DSLR-synth 322×216"] = make_sample(aif, depth, src.default_camera.resized(0.5), name,
-                                                noise_std=0.01, seed=[0])
+        out["DSLR-synth 322×216, 35 mm f/2.8"] = make_sample(aif, depth, src.default_camera.resized(0.5), name,
+                                                             noise_std=0.01, seed=[0])
+        import sys
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from general import CAMERAS
+        from focalstack.optics import FocalStackCamera
+        cam50 = FocalStackCamera.from_dict(CAMERAS["dslr50"])
+        out["DSLR-synth 322×216, 50 mm f/2"] = make_sample(aif, depth, cam50, name, noise_std=0.01, seed=[0])
     return out
 
 
@@ -61,7 +71,7 @@ def converged_at(losses: list[float], tol: float = 0.01) -> int:
     return len(losses)
 
 
-def profile_one(sample, fused: bool) -> dict:
+def profile_one(sample, fused: bool, schedule: str) -> dict:
     import focalstack.ssim as fs
     from focalstack.classical import depth_from_focus
     from focalstack.optimize import OptimizeConfig, optimize_stack
@@ -71,15 +81,17 @@ def profile_one(sample, fused: bool) -> dict:
     if not fused:
         fs._fused_ok = lambda *a, **k: False
     try:
-        cfg = OptimizeConfig()
+        cfg = OptimizeConfig(schedule=schedule)
         t0 = time.perf_counter()
         init = depth_from_focus(sample.frames.unsqueeze(0), sample.camera, measure=cfg.measure, window=cfg.window,
                                 refine=cfg.refine)
         t_dff = time.perf_counter() - t0
         optimize_stack(sample.frames, sample.camera, OptimizeConfig(levels=(1,), iters=(2,)), init=init)  # warm-up
         with profile(activities=[ProfilerActivity.CPU]) as prof:
+            stamps = []
             t0 = time.perf_counter()
-            res = optimize_stack(sample.frames, sample.camera, cfg, init=init)
+            res = optimize_stack(sample.frames, sample.camera, cfg, init=init,
+                                 progress=lambda i, n, loss: stamps.append(time.perf_counter()))
             wall = time.perf_counter() - t0
     finally:
         fs._fused_ok = real
@@ -89,12 +101,16 @@ def profile_one(sample, fused: bool) -> dict:
         cats[c] += ev.self_cpu_time_total / 1e6
     ops = sum(cats.values())
     stages: dict[int, list[float]] = {}
-    for s, loss in res.history:
+    stage_s: dict[int, float] = {}
+    prev = t0
+    for (s, loss), t in zip(res.history, stamps):
         stages.setdefault(s, []).append(loss)
+        stage_s[s] = stage_s.get(s, 0.0) + t - prev
+        prev = t
     return {"dff_init_s": t_dff, "optimize_s": wall, **{f"{k}_s": v for k, v in cats.items()},
             "python_autograd_s": max(0.0, wall - ops), "iterations": len(res.history),
-            "stages": [{"level": s, "iters": len(v), "converged_at": converged_at(v), "first_loss": v[0],
-                        "final_loss": v[-1]} for s, v in stages.items()],
+            "stages": [{"level": s, "iters": len(v), "seconds": stage_s[s], "converged_at": converged_at(v),
+                        "first_loss": v[0], "final_loss": v[-1]} for s, v in stages.items()],
             "recon_after": res.recon_after["loss"]}
 
 
@@ -102,20 +118,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kornia", action="store_true", help="also the reference schedule with kornia's SSIM")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = {}
     for name, sample in stacks().items():
-        for fused in (False, True):
-            label = f"{name}, {'fused' if fused else 'kornia'} SSIM"
+        runs = [(False, "reference")] if args.kornia else []
+        for fused, schedule in runs + [(True, "reference"), (True, "fast")]:
+            label = f"{name}, {schedule}" + ("" if fused else ", kornia SSIM")
             print(label, flush=True)
-            rows[label] = profile_one(sample, fused)
+            rows[label] = profile_one(sample, fused, schedule)
     keys = ["dff_init_s", "optimize_s", "ssim_s", "renderer_s", "adam_s", "other tensor ops_s", "python_autograd_s"]
-    lines = ["| stack, SSIM | DFF init (s) | optimize (s) | SSIM fwd+bwd | renderer fwd+bwd | Adam | other ops | "
-             "Python + autograd | iterations (converged at, per stage) | final recon loss |",
+    lines = ["| stack, schedule | DFF init (s) | optimize (s) | SSIM fwd+bwd | renderer fwd+bwd | Adam | other ops | "
+             "Python + autograd | per stage 1/s: seconds, iterations (converged at) | final recon loss |",
              "|---|" + "---:|" * 9]
     for label, r in rows.items():
-        st = ", ".join(f"1/{s['level']}: {s['iters']} ({s['converged_at']})" for s in r["stages"])
+        st = ", ".join(f"1/{s['level']}: {s['seconds']:.2f} s, {s['iters']} ({s['converged_at']})" for s in r["stages"])
         cells = [f"{r[k]:.2f}" for k in keys[:2]]
         cells += [f"{r[k]:.2f} ({100 * r[k] / r['optimize_s']:.0f} %)" for k in keys[2:]]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {st} | {r['recon_after']:.4f} |")

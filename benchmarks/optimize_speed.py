@@ -16,7 +16,8 @@ Sections (each written as it finishes, so a partial run keeps what it measured):
   so the blur in pixels — and the render window — is the same at every size): seconds per stack
   and per megapixel-frame.
 * ``phone`` — the 25-frame 1280×720 Mobile Depth "balls" stack (unknown focus, imported and
-  aligned by ``focalstack import``; the import is not timed), fast vs reference.
+  aligned by ``focalstack import``; the import is not timed), fast (``--phone-reference``: also
+  the reference schedule, which takes many minutes).
 * ``refine`` — ``--refine 100`` on a 5-frame 256² procedural stack (shipped general model): the
   refinement's own seconds (the network's are reported apart).
 
@@ -101,7 +102,7 @@ def section_scaling() -> dict:
     return out
 
 
-def section_phone(work: Path) -> dict:
+def section_phone(work: Path, with_reference: bool) -> dict:
     from focalstack.data import load_sample
     from focalstack.data.importer import import_photos
     from focalstack.optimize import OptimizeConfig
@@ -113,7 +114,7 @@ def section_phone(work: Path) -> dict:
         import_photos(src, dst)
     s = load_sample(dst)
     out = {}
-    for schedule in ("fast", "reference"):
+    for schedule in ("fast", "reference") if with_reference else ("fast",):
         r, sec = _run(s, OptimizeConfig(schedule=schedule), known_focus=False)
         out[schedule] = {"seconds": sec, "steps": len(r.history), "loss": r.recon_after["loss"],
                          "size": list(s.size_hw), "frames": s.num_frames}
@@ -143,6 +144,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--num", type=int, default=8, help="stacks per accuracy set")
     ap.add_argument("--sections", nargs="+", default=["accuracy", "scaling", "phone", "refine"])
+    ap.add_argument("--phone-reference", action="store_true", help="also the reference schedule on the phone stack")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -154,7 +156,7 @@ def main() -> int:
     results["meta"] = {"machine": platform.processor() or platform.machine(), "threads": 2,
                        "torch": torch.__version__}
     fns = {"accuracy": lambda: section_accuracy(args.num), "scaling": section_scaling,
-           "phone": lambda: section_phone(work), "refine": section_refine}
+           "phone": lambda: section_phone(work, args.phone_reference), "refine": section_refine}
     for name in args.sections:
         results[name] = fns[name]()
         atomic_write_file(path, json.dumps(results, indent=2) + "\n")

@@ -61,7 +61,7 @@ __all__ = ["OptimizeConfig", "OptimizeResult", "optimize_stack", "recon_metrics"
 # stage (whose render window grows with the blur, k = 2⌈3σ⌉+1) gets ``fine_iters_after_coarse``.
 SCHEDULES = {"reference": {"iters": (60, 40, 40), "stop_rel_tol": 0.0, "fine_iters_after_coarse": None,
                            "min_level_sigma_px": 2.0},
-             "fast": {"iters": (40, 30, 40), "stop_rel_tol": 2e-3, "fine_iters_after_coarse": 15,
+             "fast": {"iters": (40, 30, 40), "stop_rel_tol": 2e-3, "fine_iters_after_coarse": 25,
                       "min_level_sigma_px": 1.0}}
 
 
