@@ -15,15 +15,20 @@ Known camera (``depth_kind = "metric"``)
       cannot tell a depth in front of the focus plane from its mirror behind it; starting on the
       far side is a prior (indoor scenes shot focused near), not something the data decides.
     * coarse to fine: candidate ``levels`` 1/4 → 1/2 → 1; a coarse level is used only where
-      defocus stays visible there (largest blur σ over the depth range / level ≥ 2 px) and the
-      image keeps ≥ 32 px, so small-blur cameras run at full resolution only. Each level
+      defocus stays visible there (largest blur σ over the depth range / level ≥
+      ``min_level_sigma_px``: 1 px in the ``fast`` schedule, 2 px in ``reference``) and the
+      image keeps ≥ 32 px, so the smallest-blur cameras run at full resolution only. Coarse steps
+      are cheap (¼ and 1/16 of the pixels, smaller render windows); a full-resolution step's render
+      window k = 2⌈3σ⌉+1 grows with the blur, so ``fast`` gives the full-resolution stage fewer
+      steps (``fine_iters_after_coarse``) once a coarse level has run. Each stage ends early when
+      its loss has converged (``stop_rel_tol``; never in ``reference``). Each level
       optimises a residual on area-downsampled frames with the camera resized accordingly; the
       depth residual is upsampled (bilinear) into the full-resolution logits (AIF corrections are
       carried up only with ``transfer_aif``: the full-resolution fused AIF keeps its detail).
     * loss: α·(1 − SSIM)/2 + (1 − α)·L1 over all frames (:func:`focalstack.losses.photometric_loss`,
       the training loss's photometric term, here with a 7-px SSIM window, α = 0.85) +
       λ·edge-aware smoothness |∇n|·exp(−γ|∇I|) of the normalised inverse depth n ∈ [0,1]
-      (I = grey AIF, detached). Adam.
+      (:func:`focalstack.losses.edge_aware_smoothness`, I = grey AIF, detached). Adam.
 
 Unknown focus distances (``depth_kind = "relative_inverse"``; camera.json has
 ``"focus_known": false`` = ``FocalStackCamera.focus_known``, written by ``focalstack import``)
