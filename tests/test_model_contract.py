@@ -106,3 +106,12 @@ def test_options_are_typed_dataclasses():
         cfg.parse_option("width=wide")
     with pytest.raises(ValueError, match="valid:"):
         cfg.parse_option("variant=camera", "ddfs")
+
+
+@pytest.mark.parametrize("config, field_name", [("DAIFNetConfig", "aif_mode"), ("DAIFNetConfig", "variant"),
+                                                ("DDFSConfig", "sampling"), ("DDFSConfig", "psf"),
+                                                ("GurWolfConfig", "fusion"), ("AiFDepthNetConfig", "space")])
+def test_every_choice_field_is_checked_by_the_base_config(config, field_name):
+    import focalstack.models as models
+    with pytest.raises(ValueError, match=rf"{field_name} must be one of .*got 'nonsense'"):
+        getattr(models, config)(**{field_name: "nonsense"})

@@ -64,7 +64,7 @@ __all__ = ["OptimizeConfig", "OptimizeResult", "optimize_stack", "recon_metrics"
 # lower and ends each one when the loss has converged (see ``stop_rel_tol``).
 # "fast" also moves work to the cheap coarse levels: where a coarse level ran, the full-resolution
 # stage (whose render window grows with the blur, k = 2⌈3σ⌉+1) gets ``fine_iters_after_coarse``.
-SCHEDULES = {"reference": {"iters": (60, 40, 40), "stop_rel_tol": 0.0, "fine_iters_after_coarse": None,
+SCHEDULES = {"reference": {"iters": (60, 40, 40), "stop_rel_tol": 0.0, "fine_iters_after_coarse": 0,
                            "min_level_sigma_px": 2.0},
              "fast": {"iters": (40, 30, 40), "stop_rel_tol": 2e-3, "fine_iters_after_coarse": 25,
                       "min_level_sigma_px": 1.0}}
@@ -72,12 +72,14 @@ SCHEDULES = {"reference": {"iters": (60, 40, 40), "stop_rel_tol": 0.0, "fine_ite
 
 @dataclass
 class OptimizeConfig:
-    """Settings of the zero-shot optimiser. ``schedule`` picks the iteration budget and the stopping
-    rule (:data:`SCHEDULES`); ``iters`` / ``stop_rel_tol`` given explicitly override it.
+    """Settings of the zero-shot optimiser. ``schedule`` picks the iteration budget, the stopping
+    rule and the coarse-level rule (:data:`SCHEDULES`); each of those fields given explicitly (not
+    None) overrides the schedule's value.
 
     Convergence stopping: a stage ends once its best loss has improved by less than
-    ``stop_rel_tol`` (relative) over the last ``stop_patience`` steps, after at least
-    ``stop_min_iters`` steps (0 disables: every stage runs all its iterations)."""
+    ``stop_rel_tol`` (relative) over the last ``stop_patience`` steps and the current loss is back
+    at that best, after at least ``stop_min_iters`` steps (``stop_rel_tol`` 0: every stage runs all
+    its iterations)."""
 
     levels: tuple[int, ...] = (4, 2, 1)       # candidate downsampling factors, coarse → fine
     iters: tuple[int, ...] | None = None      # Adam steps per stage (None: the schedule's)
@@ -85,7 +87,7 @@ class OptimizeConfig:
     stop_rel_tol: float | None = None         # None: the schedule's; 0: never stop early
     stop_patience: int = 6
     stop_min_iters: int = 8
-    fine_iters_after_coarse: int | None = -1  # -1: the schedule's; None: the fine stage keeps its iters
+    fine_iters_after_coarse: int | None = None  # cap on the fine stage after a coarse one (0: none; None: the schedule's)
     min_level_sigma_px: float | None = None   # a coarse level s runs only if the largest blur σ/s ≥ this (None: the schedule's)
     lr_depth: float = 0.05                    # on the inverse-depth logit
     lr_aif: float = 0.003                     # on the AIF values
@@ -108,23 +110,21 @@ class OptimizeConfig:
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise ValueError(f"OptimizeConfig: schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}")
-        if self.iters is None:
-            self.iters = tuple(SCHEDULES[self.schedule]["iters"])
         sched = SCHEDULES[self.schedule]
+        self.iters = tuple(int(i) for i in (sched["iters"] if self.iters is None else self.iters))
         if self.stop_rel_tol is None:
             self.stop_rel_tol = float(sched["stop_rel_tol"])
-        if self.fine_iters_after_coarse == -1:
-            self.fine_iters_after_coarse = sched["fine_iters_after_coarse"]
+        if self.fine_iters_after_coarse is None:
+            self.fine_iters_after_coarse = int(sched["fine_iters_after_coarse"])
         if self.min_level_sigma_px is None:
             self.min_level_sigma_px = float(sched["min_level_sigma_px"])
-        self.iters = tuple(int(i) for i in self.iters)
 
     def scaled(self, factor: float) -> "OptimizeConfig":
         """The same schedule with ``factor`` × the iterations (at least 1 per stage)."""
         from dataclasses import replace
         fine = self.fine_iters_after_coarse
         return replace(self, iters=tuple(max(1, int(round(i * factor))) for i in self.iters),
-                       fine_iters_after_coarse=None if fine is None else max(1, int(round(fine * factor))))
+                       fine_iters_after_coarse=max(1, int(round(fine * factor))) if fine else 0)
 
 
 @dataclass
@@ -388,7 +388,7 @@ def _fit(frames, mode, cfg: OptimizeConfig, progress, t0) -> OptimizeResult:
     sigma_max = mode.max_blur_px()
     stages = [(s, it) for s, it in zip(cfg.levels, cfg.iters)
               if s == 1 or (min(h, w) / s >= cfg.min_level_px and sigma_max / s >= cfg.min_level_sigma_px)]
-    if len(stages) > 1 and cfg.fine_iters_after_coarse is not None and stages[-1][0] == 1:
+    if len(stages) > 1 and cfg.fine_iters_after_coarse and stages[-1][0] == 1:
         stages[-1] = (1, min(stages[-1][1], cfg.fine_iters_after_coarse))
     total = sum(it for _, it in stages)
     step = 0

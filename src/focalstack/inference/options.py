@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from ..optimize import SCHEDULES
+
 __all__ = ["MethodOptions", "ClassicalOptions", "DFFOptions", "DFDOptions", "OptimizeOptions", "NetOptions",
            "PredictOptions", "METHOD_OPTIONS", "SCHEDULES", "sample_focus_known"]
 
-SCHEDULES = ("fast", "reference")   # the names focalstack.optimize.SCHEDULES defines (OptimizeConfig.schedule)
 
 
 @dataclass
@@ -69,7 +70,7 @@ class OptimizeOptions(ClassicalOptions):
         "flag": "--iters-scale", "help": "optimize: × the default iteration counts"})
     threads: int | None = field(default=None, metadata={"flag": "--threads", "help": "torch CPU threads"})
     schedule: str = field(default="fast", metadata={
-        "flag": "--schedule", "choices": SCHEDULES,
+        "flag": "--schedule", "choices": tuple(SCHEDULES),
         "help": "optimize: fast (default: a stage ends once its loss has converged) or reference (every stage "
                 "runs all its iterations)"})
 

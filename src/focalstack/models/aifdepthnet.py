@@ -88,10 +88,9 @@ class AiFDepthNetConfig(ModelConfig):
     space: str = field(default="inverse", metadata={"choices": SPACES, "help": "space of the depth sum"})
 
     def __post_init__(self):
+        super().__post_init__()   # space
         if self.width < 1 or self.levels < 1:
             raise ValueError(f"AiFDepthNet: width and levels must be ≥ 1, got {self.width}, {self.levels}")
-        if self.space not in SPACES:
-            raise ValueError(f"AiFDepthNet: space must be 'inverse' or 'metric', got {self.space!r}")
 
 
 class AiFDepthNet(FocalStackModel):

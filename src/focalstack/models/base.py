@@ -45,7 +45,17 @@ __all__ = ["ModelConfig", "FocalStackModel", "StackInputs"]
 @dataclass(frozen=True)
 class ModelConfig:
     """Base of the per-model option dataclasses (fields with defaults; ``__post_init__`` checks
-    values and raises ValueError naming the model)."""
+    values and raises ValueError naming the model). A field whose metadata has ``"choices"`` is
+    checked here, for every model; a subclass's ``__post_init__`` calls this one, then checks its
+    numbers."""
+
+    def __post_init__(self):
+        name = type(self).__name__.removesuffix("Config")
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices is not None and getattr(self, f.name) not in choices:
+                raise ValueError(f"{name}: {f.name} must be one of {', '.join(map(str, choices))}, "
+                                 f"got {getattr(self, f.name)!r}")
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -123,12 +123,9 @@ class DAIFNetConfig(ModelConfig):
     cost_window: int = field(default=7, metadata={"help": "cost aggregation window, px (camera)"})
 
     def __post_init__(self):
+        super().__post_init__()   # aif_mode, variant
         if self.width < 1 or self.levels < 1:
             raise ValueError(f"DAIFNet: width and levels must be ≥ 1, got {self.width}, {self.levels}")
-        if self.aif_mode not in AIF_MODES:
-            raise ValueError(f"DAIFNet: aif_mode must be 'select' or 'direct', got {self.aif_mode!r}")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"DAIFNet: variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.variant == "camera" and self.hypotheses < 2:
             raise ValueError(f"DAIFNet: hypotheses must be ≥ 2, got {self.hypotheses}")
 

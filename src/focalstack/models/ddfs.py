@@ -276,11 +276,10 @@ class DDFSConfig(ModelConfig):
     aggregation: bool = field(default=True, metadata={"help": "adaptive cost aggregation (paper eq. 11)"})
 
     def __post_init__(self):
+        super().__post_init__()   # sampling, psf
         if self.width < 1 or self.levels < 1 or self.num_hypotheses < 2:
             raise ValueError(f"DDFSNet: width, levels ≥ 1 and num_hypotheses ≥ 2 required, got "
                              f"{self.width}, {self.levels}, {self.num_hypotheses}")
-        if self.sampling not in SAMPLINGS or self.psf not in PSFS:
-            raise ValueError(f"DDFSNet: bad sampling {self.sampling!r} or psf {self.psf!r}")
 
 
 class DDFSNet(FocalStackModel):

@@ -145,12 +145,11 @@ class GurWolfConfig(ModelConfig):
     fusion: str = field(default="pyramid", metadata={"choices": FUSIONS, "help": "stack → input image"})
 
     def __post_init__(self):
+        super().__post_init__()   # fusion
         if self.width < 1 or self.levels < 2:
             raise ValueError(f"GurWolfNet: width ≥ 1 and levels ≥ 2 required, got {self.width}, {self.levels}")
         if not 0 < self.input_scale <= 1:
             raise ValueError(f"GurWolfNet: input_scale must be in (0, 1], got {self.input_scale}")
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"GurWolfNet: fusion must be 'pyramid' or 'soft', got {self.fusion!r}")
 
 
 class GurWolfNet(FocalStackModel):
