@@ -1,6 +1,11 @@
 """Frame alignment for ``focalstack import``: OpenCV ECC against focus breathing and hand-held
 motion, chained between neighbours towards the middle frame, then a crop to the region valid in
-every warped frame (see :mod:`.importer`, step 4)."""
+every warped frame (see :mod:`.importer`, step 4).
+
+:func:`align_frames` aligns frames held in memory. It is composed of pieces that need one frame at a
+time — :func:`alignment_grey` (the small grey copy ECC works on), :func:`estimate_warps` (the chained
+ECC on those copies, warps scaled to full resolution), :func:`common_crop` (the crop, from the warps
+alone) and :func:`warp_image` — which the importer uses to align photo-sized stacks in bounded memory."""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ import numpy as np
 
 from .photo_meta import PhotoImportError
 
-__all__ = ["MOTIONS", "estimate_warp", "warp_image", "largest_valid_rect", "AlignResult", "align_frames"]
+__all__ = ["MOTIONS", "estimate_warp", "warp_image", "largest_valid_rect", "AlignResult", "align_frames",
+           "alignment_scale", "alignment_grey", "estimate_warps", "warp_scales", "common_crop"]
 
 MOTIONS = ("affine", "homography", "euclidean", "translation", "none")
 
@@ -105,24 +111,48 @@ class AlignResult:
     failed: list = field(default_factory=list)
 
 
-def align_frames(images: Sequence[np.ndarray], motion: str = "affine", reference: int | None = None,
-                 align_size: int = 640, levels: int = 3, crop: bool = True) -> AlignResult:
-    """Align frames (HxWx3 float32) onto the ``reference`` (default: the middle frame); see module doc."""
+def alignment_scale(size_hw: tuple[int, int], align_size: int = 640) -> float:
+    """The factor f (≤ 1) that brings a frame of ``size_hw`` to the ECC's working size: the long
+    side at most ``align_size`` px. Warps found at that size are scaled back with diag(f, f, 1)
+    (:func:`estimate_warps`)."""
+    h, w = size_hw
+    return min(1.0, align_size / max(h, w))
+
+
+def alignment_grey(img: np.ndarray, align_size: int = 640) -> np.ndarray:
+    """The small grey copy of one frame (HxWx3 float32) that the ECC works on: luma (Rec. 601
+    weights), INTER_AREA-downscaled by :func:`alignment_scale` (each side at least 8 px).
+
+    This is all alignment needs from a frame, so a caller can read a frame, keep this copy (≤
+    ``align_size``² floats) and drop the full-resolution pixels — :func:`focalstack.data.importer.
+    import_photos` aligns photo-sized stacks that way in bounded memory."""
+    import cv2
+    h, w = img.shape[:2]
+    f = alignment_scale((h, w), align_size)
+    g = _grey_u8(img)
+    if f < 1:
+        g = cv2.resize(g, (max(8, round(w * f)), max(8, round(h * f))), interpolation=cv2.INTER_AREA)
+    return g
+
+
+def estimate_warps(small: Sequence[np.ndarray], motion: str = "affine", scale: float = 1.0,
+                   reference: int | None = None, levels: int = 3) -> tuple[list, list]:
+    """Warps of every frame onto the ``reference`` (default: the middle frame), from the small grey
+    copies ``small`` (:func:`alignment_grey`) of frames downscaled by ``scale``
+    (:func:`alignment_scale`). Returns (warps, failed): 3×3 matrices at **full** resolution mapping
+    reference → frame pixel coordinates (M_full = S⁻¹·M_small·S, S = diag(scale, scale, 1), with f
+    itself rather than the ratio of the rounded sizes, as align_frames always did), and the
+    frame indices whose ECC did not converge (each of those reuses its neighbour's pair transform).
+
+    Frames are chained to their neighbour towards the reference: ECC estimates neighbour pairs
+    (k → k∓1, initialised with the previous pair), whose products give each frame's warp."""
     import cv2
     if motion not in MOTIONS:
         raise PhotoImportError(f"unknown motion model {motion!r}; choose from {', '.join(MOTIONS)}")
-    nf = len(images)
-    h, w = images[0].shape[:2]
+    nf = len(small)
     ref = nf // 2 if reference is None else reference
     if motion == "none":
-        warps = [np.eye(3) for _ in range(nf)]
-        return AlignResult(list(images), warps, (0, h, 0, w), [1.0] * nf, ref)
-    f = min(1.0, align_size / max(h, w))
-    small = []
-    for im in images:
-        g = _grey_u8(im)
-        small.append(cv2.resize(g, (max(8, round(w * f)), max(8, round(h * f))), interpolation=cv2.INTER_AREA)
-                     if f < 1 else g)
+        return [np.eye(3) for _ in range(nf)], []
     pair = {}
     failed = []
     for direction in (-1, 1):
@@ -141,19 +171,63 @@ def align_frames(images: Sequence[np.ndarray], motion: str = "affine", reference
         while 0 <= k < nf:
             warps_small[k] = pair[k] @ warps_small[k - direction]
             k += direction
-    s = np.diag([f, f, 1.0])
-    warps = [np.linalg.inv(s) @ warps_small[k] @ s for k in range(nf)]
+    s = np.diag([scale, scale, 1.0])
+    return [np.linalg.inv(s) @ warps_small[k] @ s for k in range(nf)], sorted(failed)
+
+
+def warp_scales(warps: Sequence[np.ndarray]) -> list:
+    """sqrt|det| of each warp's linear part: the frame's magnification against the reference."""
+    return [float(math.sqrt(abs(np.linalg.det(m[:2, :2])))) for m in warps]
+
+
+def common_crop(warps: Sequence[np.ndarray], size_hw: tuple[int, int],
+                reference: int | None = None) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): the largest axis-aligned rectangle (:func:`largest_valid_rect`) valid in every
+    frame warped by ``warps`` onto the reference's ``size_hw`` grid — a pixel is valid when the
+    bilinearly warped all-ones mask exceeds 0.999 in every non-reference frame; the intersection is
+    eroded by one pixel (3×3) against interpolation at the border.
+
+    Computed at full resolution, exactly, from the warps alone, one frame at a time: memory is one
+    boolean intersection plus one float32 mask and its warp (≈ 10 bytes a pixel, less than one
+    float32 RGB frame's 12), independent of the number of frames."""
+    import cv2
+    h, w = size_hw
+    nf = len(warps)
+    ref = nf // 2 if reference is None else reference
+    valid = np.ones((h, w), bool)
+    ones = np.ones((h, w), np.float32)
+    for k in range(nf):
+        if k != ref:
+            valid &= warp_image(ones, warps[k], (w, h), cv2.INTER_LINEAR) > 0.999
+    del ones
+    valid = cv2.erode(valid.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return largest_valid_rect(valid)
+
+
+def align_frames(images: Sequence[np.ndarray], motion: str = "affine", reference: int | None = None,
+                 align_size: int = 640, levels: int = 3, crop: bool = True) -> AlignResult:
+    """Align frames (HxWx3 float32) onto the ``reference`` (default: the middle frame); see module doc.
+
+    Holds every frame and its warped copy in memory; for photo-sized stacks use the pieces it is made
+    of one frame at a time, as :func:`focalstack.data.importer.import_photos` does:
+    :func:`alignment_grey` per frame → :func:`estimate_warps` → :func:`common_crop` →
+    :func:`warp_image` and crop per frame (bit-identical results)."""
+    if motion not in MOTIONS:
+        raise PhotoImportError(f"unknown motion model {motion!r}; choose from {', '.join(MOTIONS)}")
+    nf = len(images)
+    h, w = images[0].shape[:2]
+    ref = nf // 2 if reference is None else reference
+    if motion == "none":
+        warps = [np.eye(3) for _ in range(nf)]
+        return AlignResult(list(images), warps, (0, h, 0, w), [1.0] * nf, ref)
+    f = alignment_scale((h, w), align_size)
+    small = [alignment_grey(im, align_size) for im in images]
+    warps, failed = estimate_warps(small, motion, f, ref, levels)
     aligned = [im if k == ref else warp_image(im, warps[k], (w, h)) for k, im in enumerate(images)]
-    scales = [float(math.sqrt(abs(np.linalg.det(m[:2, :2])))) for m in warps]
+    scales = warp_scales(warps)
     box = (0, h, 0, w)
     if crop:
-        valid = np.ones((h, w), bool)
-        ones = np.ones((h, w), np.float32)
-        for k in range(nf):
-            if k != ref:
-                valid &= warp_image(ones, warps[k], (w, h), cv2.INTER_LINEAR) > 0.999
-        valid = cv2.erode(valid.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        box = largest_valid_rect(valid)
+        box = common_crop(warps, (h, w), ref)
         y0, y1, x0, x1 = box
         aligned = [a[y0:y1, x0:x1] for a in aligned]
-    return AlignResult(aligned, warps, box, scales, ref, sorted(failed))
+    return AlignResult(aligned, warps, box, scales, ref, failed)

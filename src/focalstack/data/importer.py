@@ -38,6 +38,22 @@
    other photos keep their bit depth and get ``"encoding": "srgb"`` (see
    :mod:`focalstack.data.encoding`).
 
+**Memory** (issue #13: 30 frames of 24 MP held as float32 RGB would take ≈ 8.6 GB, twice that with
+the warped copies). The frames are never all in memory; each photo is decoded twice, one at a time:
+
+* pass 1 (:func:`_scan_photos`) decodes every file for its size (the equal-size check), bit depth and
+  a small grey copy (≤ ``align_size`` px, after the ``max_size`` downscale) and drops the pixels;
+  the ECC works on the small greys only (as it always did), giving full-resolution warps
+  (:func:`.align.estimate_warps`), from which the common crop follows exactly at full resolution,
+  one frame's mask at a time (:func:`.align.common_crop`);
+* pass 2 (:func:`_write_sample`) decodes each frame again in output order, downscales, warps, crops
+  and writes it into the temporary output folder before reading the next.
+
+Peak memory is about two float32 frames (one decoded frame and its warped copy) plus the small greys,
+whatever the number of frames; the frames written are bit-identical to aligning all frames in memory
+with :func:`.align.align_frames`. The price is the second decode of every photo (for camera RAW
+files, LibRaw's demosaic dominates the import time).
+
 Steps 1–2 live in :mod:`.photo_meta`, step 4 in :mod:`.align`; this module runs the pipeline.
 """
 
@@ -53,8 +69,8 @@ import numpy as np
 
 from ..optics.camera import CameraError, FocalStackCamera
 from ..optics.thin_lens import ThinLens
-from .align import MOTIONS, align_frames
-from .io import atomic_write_dir, check_replaceable, to_uint, write_image
+from .align import MOTIONS, alignment_grey, alignment_scale, common_crop, estimate_warps, warp_image, warp_scales
+from .io import atomic_write_dir, check_replaceable, write_image
 from .photo_meta import (PLACEHOLDER_FOCUS_RANGE_M, PLACEHOLDER_LENS, PhotoImportError, is_raw, list_photos,
                          read_exif, read_photo, resolve_focus, resolve_lens)
 
@@ -100,7 +116,6 @@ def import_photos(photos_dir: str | Path, out_dir: str | Path, focus: Sequence[f
                   order: str = "name", min_frames: int = 2, align_size: int = 640,
                   depth_range_m: tuple[float, float] | None = None) -> ImportReport:
     """Import the photos of ``photos_dir`` as one sample folder ``out_dir`` (see module doc)."""
-    import cv2
     photos_dir = Path(photos_dir)
     out_dir = Path(out_dir)
     if order not in ("auto", "name", "reverse"):
@@ -126,16 +141,9 @@ def import_photos(photos_dir: str | Path, out_dir: str | Path, focus: Sequence[f
                                f"least {min_frames} frames")
     names = [p.name for p in paths]
 
-    # pixels
-    images, bits = [], 8
-    for p in paths:
-        img, b = read_photo(p)
-        bits = max(bits, b)
-        if images and img.shape != images[0].shape:
-            raise PhotoImportError(f"{p}: size {img.shape[1]}x{img.shape[0]} (after EXIF orientation) differs "
-                                   f"from {paths[0].name}'s {images[0].shape[1]}x{images[0].shape[0]}")
-        images.append(img)
-    h0, w0 = images[0].shape[:2]
+    # pixels, pass 1 (see _scan_photos): sizes, bit depth, and the small grey copies ECC aligns
+    do_align = align and motion != "none"
+    (h0, w0), bits, factor, size_wh, small = _scan_photos(paths, max_size, align_size if do_align else None)
 
     # metadata: lens from options → EXIF, focus from --focus → sidecar → EXIF (photo_meta)
     metas = [read_exif(p, (w0, h0)) for p in paths]
@@ -157,36 +165,35 @@ def import_photos(photos_dir: str | Path, out_dir: str | Path, focus: Sequence[f
     lens_source = lens.source
     lens_known = all(v != "placeholder" for v in lens_source.values())
 
-    # downscale
-    factor = 1.0
-    if max_size and max(h0, w0) > max_size:
-        factor = max_size / max(h0, w0)
-        size = (max(2, round(w0 * factor)), max(2, round(h0 * factor)))
-        images = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in images]
-
     # order (focus known: ascending focus distance; ties keep name order)
     idx = list(range(len(paths)))
     if known:
         idx.sort(key=lambda i: (fd[i], i))
     elif order == "reverse":
         idx.reverse()
-    images = [images[i] for i in idx]
 
-    # align
-    if align and motion != "none":
-        res = align_frames(images, motion, align_size=align_size)
+    # align: warps from the small greys (full-resolution matrices), then the common crop from the warps
+    nf = len(paths)
+    wd, hd = size_wh                    # frame size after the optional downscale
+    ref = nf // 2                       # the middle frame (in this order) is the reference
+    if do_align:
+        warps, failed = estimate_warps([small[i] for i in idx], motion, alignment_scale((hd, wd), align_size), ref)
+        del small
+        scales = warp_scales(warps)
+        crop = common_crop(warps, (hd, wd), ref)
+        # the reference is written as read (not resampled by an identity warp), as align_frames does
+        frame_warps = [None if k == ref else warps[k] for k in range(nf)]
     else:
-        res = align_frames(images, "none")
-    if res.failed:
-        notes.append("ECC did not converge for " + ", ".join(names[idx[k]] for k in res.failed)
+        failed, scales, crop, frame_warps = [], [1.0] * nf, (0, hd, 0, wd), [None] * nf
+    if failed:
+        notes.append("ECC did not converge for " + ", ".join(names[idx[k]] for k in failed)
                      + " (previous transform reused)")
-    scales = res.scales
     if not known and order == "auto" and align and motion != "none":
         r = _spearman(list(range(len(scales))), scales)
         if r >= 0.5:   # magnification grows with index → the last frame is the nearest focus
             notes.append(f"order: reversed (magnification grows with file order, Spearman {r:.2f}: "
                          "near focus magnifies more, so the last file is the nearest)")
-            res.aligned.reverse()
+            frame_warps.reverse()
             scales = scales[::-1]
             idx.reverse()
         elif r <= -0.5:
@@ -196,7 +203,6 @@ def import_photos(photos_dir: str | Path, out_dir: str | Path, focus: Sequence[f
                          "assuming the first file is focused nearest")
 
     # camera
-    nf = len(paths)
     if known:
         focus_m = [fd[i] for i in idx]
     else:
@@ -214,37 +220,102 @@ def import_photos(photos_dir: str | Path, out_dir: str | Path, focus: Sequence[f
     if factor != 1.0:
         cam = cam.resized(factor)
 
-    # write
-    hh, ww = res.aligned[0].shape[:2]
-    report = ImportReport(out_dir, nf, (hh, ww), known, fsrc, lens_source, [names[i] for i in idx],
-                          [float(s) for s in scales], tuple(int(v) for v in res.crop),
-                          [names[idx[k]] for k in res.failed], notes)
-    _write_sample(out_dir, photos_dir, cam, res.aligned, bits, report, {
+    # write (pass 2: each frame read again, warped, cropped and written, one at a time)
+    y0, y1, x0, x1 = crop
+    report = ImportReport(out_dir, nf, (y1 - y0, x1 - x0), known, fsrc, lens_source, [names[i] for i in idx],
+                          [float(s) for s in scales], tuple(int(v) for v in crop),
+                          [names[idx[k]] for k in failed], notes)
+    frames = [(paths[i], m) for i, m in zip(idx, frame_warps)]
+    _write_sample(out_dir, photos_dir, cam, frames, (h0, w0), size_wh, crop, bits, report, {
         "source": str(photos_dir), "frames": report.order, "focus_known": known, "focus_source": fsrc,
         "encoding": encoding, "bit_depth": bits,
         **({"raw_decoding": "rawpy (LibRaw) postprocess: use_camera_wb=True, gamma=(1, 1), no_auto_bright=True, "
                             "output_bps=16 (linear light, camera white balance, sRGB primaries)"} if raws else {}),
         "lens_source": lens_source, "downscale": factor, "motion": motion if align else "none",
-        "reference_frame": res.reference, "magnification": report.scales, "crop_yyxx": list(report.crop),
+        "reference_frame": ref, "magnification": report.scales, "crop_yyxx": list(report.crop),
         "ecc_failed": report.failed_alignment, "notes": notes,
         "order": "near to far (frame_00 = nearest focus)" + ("" if known else " — assumed, focus unknown"),
     })
     return report
 
 
-def _write_sample(out_dir: Path, photos_dir: Path, camera: FocalStackCamera, frames: list, bits: int,
+def _scan_photos(paths: Sequence[Path], max_size: int | None, align_size: int | None):
+    """Pass 1 over the photos, one at a time: every file decoded (so an unreadable file or one whose
+    size differs stops the import here, naming it, before anything is written), the largest bit
+    depth, and — when ``align_size`` is given — the small grey copy the ECC aligns
+    (:func:`.align.alignment_grey` of the frame after the ``max_size`` downscale, exactly what
+    ``align_frames`` computes from the in-memory frames). The full-resolution pixels are dropped
+    after each file; :func:`_write_sample` decodes them again.
+
+    Decoding twice costs time (noticeable for camera RAW files, whose LibRaw decode dominates) but
+    keeps the peak memory at about one float32 frame here, instead of every frame of the stack (30 ×
+    24 MP × 3 channels × 4 B ≈ 8.6 GB). Returns ((h0, w0) as read, bits, downscale factor, (w, h)
+    after it, small greys in file order or None)."""
+    first, bits, factor, size_wh, small = None, 8, 1.0, None, [] if align_size else None
+    for p in paths:
+        img, b = read_photo(p)
+        bits = max(bits, b)
+        if first is None:
+            first = img.shape
+            h0, w0 = first[:2]
+            size_wh = (w0, h0)
+            if max_size and max(h0, w0) > max_size:
+                factor = max_size / max(h0, w0)
+                size_wh = (max(2, round(w0 * factor)), max(2, round(h0 * factor)))
+        elif img.shape != first:
+            raise PhotoImportError(f"{p}: size {img.shape[1]}x{img.shape[0]} (after EXIF orientation) differs "
+                                   f"from {paths[0].name}'s {first[1]}x{first[0]}")
+        if small is not None:
+            small.append(alignment_grey(_downscale(img, size_wh), align_size))
+        del img
+    return first[:2], bits, factor, size_wh, small
+
+
+def _downscale(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """The ``max_size`` downscale (INTER_AREA to ``size_wh``); the frame itself when it already has
+    that size."""
+    import cv2
+    if (img.shape[1], img.shape[0]) == tuple(size_wh):
+        return img
+    return cv2.resize(img, tuple(size_wh), interpolation=cv2.INTER_AREA)
+
+
+def _to_uint_inplace(a: np.ndarray, bits: int) -> np.ndarray:
+    """HxWx3 float32 in [0,1] → uint8/uint16, rounded: the arithmetic of :func:`.io.to_uint`
+    (clamp to [0,1], × 255 or 65535 in float32, round half to even) done in place on ``a`` (which is
+    overwritten), so no extra float copy of a photo-sized frame is made."""
+    maxv = 255 if bits == 8 else 65535
+    np.clip(a, 0, 1, out=a)
+    a *= maxv
+    np.rint(a, out=a)
+    return a.astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def _write_sample(out_dir: Path, photos_dir: Path, camera: FocalStackCamera, frames: list,
+                  size_hw0: tuple[int, int], size_wh: tuple[int, int], crop: tuple, bits: int,
                   report: ImportReport, provenance: dict) -> None:
     """The sample folder (camera.json, frame_NN.png near → far at ``bits`` bits, in the camera's
     encoding, import.json), atomically; never over the photos or a folder focalstack did not write
-    (:func:`focalstack.data.io.atomic_write_dir`)."""
+    (:func:`focalstack.data.io.atomic_write_dir`).
+
+    Pass 2 of the import: ``frames`` lists (photo path, warp or None) in output order; each photo is
+    decoded again, downscaled to ``size_wh``, warped onto the reference grid (M maps reference →
+    frame pixels, :func:`.align.warp_image`), cropped to ``crop`` (y0, y1, x0, x1), converted to
+    ``bits`` bits and written before the next one is read. Peak memory: the decoded frame and its
+    warped copy (two float32 frames), whatever the number of frames."""
     width = max(2, len(str(len(frames) - 1)))
+    wd, hd = size_wh
+    y0, y1, x0, x1 = crop
     with atomic_write_dir(out_dir, "sample", inputs=[photos_dir]) as tmp:
         camera.save(tmp / "camera.json")
-        for k, im in enumerate(frames):
-            write_image(tmp / f"frame_{k:0{width}d}.png", to_uint(_as_chw(im), bits))
+        for k, (path, warp) in enumerate(frames):
+            im, _ = read_photo(path)
+            if im.shape[:2] != tuple(size_hw0):
+                raise PhotoImportError(f"{path}: size {im.shape[1]}x{im.shape[0]} changed while importing "
+                                       f"(was {size_hw0[1]}x{size_hw0[0]})")
+            im = _downscale(im, size_wh)
+            if warp is not None:
+                im = warp_image(im, warp, (wd, hd))
+            write_image(tmp / f"frame_{k:0{width}d}.png", _to_uint_inplace(im[y0:y1, x0:x1], bits))
+            del im
         (tmp / "import.json").write_text(json.dumps(provenance, indent=2) + "\n")
-
-
-def _as_chw(im: np.ndarray):
-    import torch
-    return torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))

@@ -92,7 +92,10 @@ def read_raw(path: str | Path) -> tuple[np.ndarray, int]:
         raise PhotoImportError(f"{path}: not a readable camera RAW file ({type(e).__name__}: {why})") from None
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise PhotoImportError(f"{path}: LibRaw decoded an array of shape {rgb.shape}, not an RGB image")
-    return rgb.astype(np.float32) / 65535.0, 16
+    out = rgb.astype(np.float32)
+    del rgb
+    out /= 65535.0   # in place: one float copy of a photo-sized frame at a time (importer streams)
+    return out, 16
 
 
 def read_photo(path: str | Path) -> tuple[np.ndarray, int]:
@@ -114,8 +117,12 @@ def read_photo(path: str | Path) -> tuple[np.ndarray, int]:
         bits, scale = 16, 1.0
     else:
         raise PhotoImportError(f"{path}: unsupported pixel type {arr.dtype}")
-    rgb = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB).astype(np.float32) / scale
-    return np.clip(rgb, 0, 1), bits
+    rgb = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    del arr
+    rgb = rgb.astype(np.float32)   # then in place: at most one float copy of a photo-sized frame
+    rgb /= scale
+    np.clip(rgb, 0, 1, out=rgb)
+    return rgb, bits
 
 
 def _ratio(v) -> float | None:
