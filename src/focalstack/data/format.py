@@ -201,6 +201,58 @@ def load_sample(sample_dir: str | Path, load_depth: bool = True, load_aif: bool 
     return FocalStackSample(stack, camera, depth, aif, name=d.name)
 
 
+@dataclass
+class SampleFiles:
+    """A sample folder opened without decoding its frames — for stacks too large to hold
+    (:func:`open_sample_files`; ``predict`` streams photo-sized stacks through it). Frames are read one
+    at a time, in the working encoding like :func:`load_sample`'s; ``frames`` is None (the stack is
+    never held), so code written for :class:`FocalStackSample` sees at once that it has no pixels."""
+
+    paths: list
+    camera: FocalStackCamera
+    size_hw: tuple[int, int]
+    name: str = ""
+    frames: None = None
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.paths)
+
+    def read_frame(self, i: int):
+        """Frame i as an H×W×3 float32 array in [0,1], working encoding (a frame whose size differs
+        from frame 0's raises SampleError naming the file)."""
+        from .io import read_image_array
+        x = read_image_array(self.paths[i])
+        if x.shape[:2] != tuple(self.size_hw):
+            raise SampleError(f"{self.paths[i]}: frame size {x.shape[:2]} differs from {self.paths[0].name}'s "
+                              f"{tuple(self.size_hw)}")
+        return to_working(x, self.camera.encoding)
+
+    def downscaled(self, size_hw: tuple[int, int], frames: dict | None = None) -> FocalStackSample:
+        """The stack area-averaged to ``size_hw`` (H, W) as an in-memory sample whose camera has the
+        larger pixel pitch (:meth:`FocalStackCamera.resized`); ``frames``: already downscaled frames by
+        index ([3,h,w] tensors), the others are read here one at a time."""
+        import cv2
+        h, w = (int(v) for v in size_hw)
+        out = []
+        for i in range(self.num_frames):
+            if frames and i in frames:
+                out.append(frames[i])
+                continue
+            small = cv2.resize(self.read_frame(i), (w, h), interpolation=cv2.INTER_AREA)
+            out.append(torch.from_numpy(small).permute(2, 0, 1).contiguous())
+        factor = w / self.size_hw[1]
+        return FocalStackSample(torch.stack(out), self.camera.resized(factor), name=self.name)
+
+
+def open_sample_files(sample_dir: str | Path, min_frames: int = 1) -> SampleFiles:
+    """A sample folder's camera and frame files, checked (:func:`check_sample`) but not decoded."""
+    d = Path(sample_dir)
+    _, hw = check_sample(d, min_frames)
+    camera, paths = _camera_and_frame_paths(d, min_frames)
+    return SampleFiles(paths, camera, hw, d.name)
+
+
 def save_sample(sample: FocalStackSample, sample_dir: str | Path, bit_depth: int = 8, inputs=()) -> Path:
     """Write a sample folder atomically (temporary folder, then rename). An existing ``sample_dir``
     is replaced only if focalstack wrote it as a sample (see :func:`focalstack.data.io.check_replaceable`);

@@ -23,6 +23,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 def read_image(path: str | Path) -> torch.Tensor:
     """Read an 8- or 16-bit image (PNG/JPEG/TIFF) as float32 RGB [3,H,W] in [0,1]."""
+    return torch.from_numpy(read_image_array(path)).permute(2, 0, 1).contiguous()
+
+
+def read_image_array(path: str | Path) -> np.ndarray:
+    """Read an 8- or 16-bit image (PNG/JPEG/TIFF) as a float32 RGB H×W×3 array in [0,1] (OpenCV's
+    layout: what the streaming paths filter without a transposed copy)."""
     import cv2
 
     path = Path(path)
@@ -47,7 +53,8 @@ def read_image(path: str | Path) -> torch.Tensor:
         arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
     else:
         raise SampleError(f"{path}: unsupported channel count {arr.shape[2]}")
-    out = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32) / scale).permute(2, 0, 1).contiguous()
+    out = np.ascontiguousarray(arr).astype(np.float32)
+    out /= scale
     return out
 
 

@@ -12,7 +12,7 @@ from ..data.format import FocalStackSample
 from .options import DFDOptions, DFFOptions, OptimizeOptions, sample_focus_known
 from .prediction import Prediction
 
-__all__ = ["predict_dff", "predict_dfd", "predict_optimize"]
+__all__ = ["predict_dff", "predict_dfd", "predict_optimize", "dff_prediction"]
 
 
 def predict_dff(sample: FocalStackSample, opts: DFFOptions | None = None) -> Prediction:
@@ -27,6 +27,13 @@ def predict_dff(sample: FocalStackSample, opts: DFFOptions | None = None) -> Pre
     t0 = time.perf_counter()
     r = depth_from_focus(sample.frames, cam, measure=o.measure, window=o.window, interp=o.interp,
                          refine="guided" if o.guided_filter else None, fusion=o.fusion)
+    return dff_prediction(r, sample, o, time.perf_counter() - t0)
+
+
+def dff_prediction(r, sample, o: DFFOptions, seconds: float) -> Prediction:
+    """A :class:`focalstack.classical.DFFResult` (B = 1) as the ``dff`` method's prediction: metric depth
+    when the focus distances are known, else relative inverse depth in [0,1] over the focus range."""
+    cam = sample.camera
     extras: dict = {"measure": o.measure, "window": o.window, "mean_confidence": float(r.confidence.mean())}
     if sample_focus_known(sample, o):
         depth = r.depth_m[0, 0]
@@ -36,7 +43,7 @@ def predict_dff(sample: FocalStackSample, opts: DFFOptions | None = None) -> Pre
         lo, hi = float(rho.min()), float(rho.max())
         depth = ((r.inv_depth[0, 0] - lo) / (hi - lo)).clamp(0, 1)
         extras["depth_kind"] = "relative_inverse"
-    extras["seconds_method"] = time.perf_counter() - t0
+    extras["seconds_method"] = seconds
     return Prediction(depth, r.aif[0], extras)
 
 

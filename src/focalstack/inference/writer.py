@@ -6,7 +6,7 @@ Output folder of one sample (:func:`write_prediction`, written atomically)::
                        relative inverse depth in [0,1], larger = nearer, affine-ambiguous
                        (depth_kind "relative_inverse": stacks whose focus distances are unknown)
     depth.png          uint16: millimetres (metric, clipped to 65.535 m), or relative inverse depth × 65535
-    depth_color.png    colour-mapped depth with a colour bar (matplotlib)
+    depth_color.png    colour-mapped depth with a colour bar (matplotlib; a preview, ≤ 2048 px wide)
     aif.png            all-in-focus image (8-bit, sRGB)
     aif.tif            the same at 16 bit in linear light — only for samples whose camera.json says
                        "encoding": "linear" (frames imported from camera RAW)
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.format import FocalStackSample
+from ..data.format import FocalStackSample, SampleFiles
 from .prediction import Prediction
 
 __all__ = ["write_prediction", "render_prediction", "check_export", "EXPORTS"]
@@ -63,11 +63,19 @@ def _jsonable(v):
     return v
 
 
+_COLOR_MAX_SIDE_PX = 2048   # depth_color.png is a preview: photo-sized depth maps are area-averaged to this
+
+
 def _depth_color(path: Path, depth: np.ndarray, kind: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     h, w = depth.shape
+    if max(h, w) > _COLOR_MAX_SIDE_PX:
+        import cv2
+        s = _COLOR_MAX_SIDE_PX / max(h, w)
+        h, w = max(1, round(h * s)), max(1, round(w * s))
+        depth = cv2.resize(np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0), (w, h), interpolation=cv2.INTER_AREA)
     fig_w = 6.0
     fig, ax = plt.subplots(figsize=(fig_w, fig_w * h / w * 0.9 + 0.3), dpi=max(100, int(w / fig_w)))
     finite = depth[np.isfinite(depth)]
@@ -107,12 +115,14 @@ def check_export(export, camera, name: str = "sample", kind: str | None = None) 
                              "placeholders (lens_known: false)")
 
 
-def write_prediction(out_dir: str | Path, sample: FocalStackSample, prediction: Prediction,
+def write_prediction(out_dir: str | Path, sample: FocalStackSample | SampleFiles, prediction: Prediction,
                      meta: dict | None = None, inputs=(), export=()) -> Path:
     """Write one sample's outputs atomically into ``out_dir`` (see module doc). An existing
     ``out_dir`` is replaced only if it is empty or a prediction folder focalstack wrote;
     ``inputs``: paths the output must not be, contain or sit inside. ``export``: extra outputs from
-    :data:`EXPORTS` ("ply" → points.ply; refused for relative depth, see :func:`check_export`)."""
+    :data:`EXPORTS` ("ply" → points.ply; refused for relative depth, see :func:`check_export`).
+    ``sample`` may be a :class:`focalstack.data.format.SampleFiles` (a photo-sized stack that was
+    streamed): everything is written but the re-rendering error."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -130,7 +140,8 @@ def write_prediction(out_dir: str | Path, sample: FocalStackSample, prediction: 
     export = tuple(export or ())
     check_export(export, sample.camera, sample.name, kind)
     d = depth.numpy().astype(np.float32)
-    rendered = render_prediction(sample, prediction)
+    # a photo-sized stack (SampleFiles: frames never held) has no full-resolution re-rendering
+    rendered = render_prediction(sample, prediction) if sample.frames is not None else None
     recon = None
     err_map = None
     if rendered is not None:
@@ -158,7 +169,9 @@ def write_prediction(out_dir: str | Path, sample: FocalStackSample, prediction: 
             vmax = float(max(np.percentile(err_map, 99), 1e-3))
             plt.imsave(tmp / "recon_error.png", err_map, cmap="inferno", vmin=0.0, vmax=vmax)
         (tmp / "recon_error.json").write_text(json.dumps(
-            {**(recon or {"error": "no re-rendering available for this prediction"}),
+            {**(recon or {"error": "no re-rendering available for this prediction" + (
+                "" if sample.frames is not None else
+                " (photo-sized stack, streamed: see meta.json recon_after for the working size's)")}),
              "map_png": "recon_error.png: mean |rendered − frame| over frames and channels, "
                         f"colour scale 0..{vmax}" if vmax else None}, indent=2) + "\n")
         extras = {k: v for k, v in prediction.extras.items() if k != "rendered"}
