@@ -138,3 +138,22 @@ def test_figures_written_atomically(tmp_path):
     q = plot_predictions(out, {"oracle": pred, "missing": tmp_path / "none"}, tmp_path / "figs" / "pred.png")
     assert q.is_file()
     assert sorted(x.name for x in (tmp_path / "figs").iterdir()) == ["pred.png", "sample.png"]  # no temp files
+
+
+def test_encoding_linear_writes_16_bit_linear_frames_of_the_same_stack(tmp_path):
+    """--encoding linear: camera.json says linear, the frame files are 16-bit linear light (dark sRGB
+    values map to much smaller linear ones), and loaded back they are the sRGB dataset's frames."""
+    import cv2
+    assert synth(tmp_path / "srgb", "--num", 1, "--size", 32, 40, "--seed", 3) == 0
+    assert synth(tmp_path / "lin", "--num", 1, "--size", 32, 40, "--seed", 3, "--encoding", "linear") == 0
+    d_s, d_l = list_samples(tmp_path / "srgb")[0], list_samples(tmp_path / "lin")[0]
+    assert json.loads((d_l / "camera.json").read_text())["encoding"] == "linear"
+    raw_s = cv2.imread(str(d_s / "frame_01.png"), cv2.IMREAD_UNCHANGED)
+    raw_l = cv2.imread(str(d_l / "frame_01.png"), cv2.IMREAD_UNCHANGED)
+    assert raw_s.dtype == np.uint8 and raw_l.dtype == np.uint16
+    mid = (raw_s > 60) & (raw_s < 120)                       # sRGB 0.24–0.47 is linear 0.05–0.19
+    assert (raw_l[mid] / 65535.0 < raw_s[mid] / 255.0 - 0.1).all()
+    s, lin = load_sample(d_s), load_sample(d_l)
+    assert lin.camera.encoding == "linear"
+    assert float((s.frames - lin.frames).abs().max()) < 2e-3
+    assert synth(tmp_path / "lin", "--num", 1, "--size", 32, 40, "--seed", 3) == 2   # other settings: refused

@@ -200,15 +200,15 @@ def _render_metric(aif, rho, camera: FocalStackCamera, cap: int, psf: str, frame
 def relative_render(aif: torch.Tensor, rho: torch.Tensor, focus_positions: torch.Tensor, a: torch.Tensor,
                     b: torch.Tensor, cap: int = 31, psf: str = "gaussian", frames=None) -> torch.Tensor:
     """Unknown-focus model: σ_k = a·|ρ − ρ_k| + b (px). aif [1,3,H,W], rho [1,1,H,W] → [F,3,H,W]."""
-    from .render import defocus
+    from .render import defocus, from_linear, to_linear
     if frames is not None:
         focus_positions = focus_positions[list(frames)]
     nf = focus_positions.numel()
     sigma = a * (rho - focus_positions.view(-1, 1, 1, 1)).abs() + b         # [F,1,H,W]
     with torch.no_grad():
         smax = float(sigma.max())
-    img = aif.expand(nf, -1, -1, -1).contiguous()
-    return defocus(img, sigma.contiguous(), kernel_size=_odd_kernel(smax, cap), psf=psf)
+    img = to_linear(aif).expand(nf, -1, -1, -1).contiguous()
+    return from_linear(defocus(img, sigma.contiguous(), kernel_size=_odd_kernel(smax, cap), psf=psf))
 
 
 # ---- main entry -------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..optics.camera import CameraBatch, FocalStackCamera
+from ..render.light import to_linear
 from .dff import guided_filter
 from .focus_measures import local_mean
 
@@ -125,7 +126,7 @@ def relative_blur_cost(frames: torch.Tensor, camera: CameraBatch, depth_range_m:
     b, f, _, h, w = frames.shape
     if f < 2:
         raise ValueError("relative_blur_cost: defocus needs at least 2 frames")
-    grey = frames.float().mean(dim=2)                                          # [B,F,H,W]
+    grey = to_linear(frames.float()).mean(dim=2)          # [B,F,H,W]; re-blurring models optics: radiance
     cam = camera.to(frames.device, torch.float32)
     inv = inverse_depth_hypotheses(depth_range_m.to(frames.device, torch.float32), num_hypotheses)  # [B,J]
     sig = hypothesis_sigmas(cam, inv)                                          # [B,F,J]

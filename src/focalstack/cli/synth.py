@@ -52,6 +52,9 @@ def register(sub) -> None:
     p.add_argument("--occlusion-aware", action="store_true", help="layered near-over-far rendering")
     p.add_argument("--layers", type=int, default=16, help="depth layers of --occlusion-aware (default 16)")
     p.add_argument("--psf", choices=["gaussian", "disk"], default="gaussian")
+    p.add_argument("--encoding", choices=["srgb", "linear"], default="srgb",
+                   help="how the written frames encode light: srgb (default) or linear (16-bit linear light, "
+                        "camera.json \"encoding\": \"linear\", like frames imported from RAW)")
     p.add_argument("--split", type=float, metavar="VAL_FRACTION",
                    help="write OUT_DIR/train and OUT_DIR/val, this fraction in val (deterministic by --seed)")
     p.add_argument("--depth-scale", type=float, help="folder source: metres per unit of PNG depth (npy: multiplier)")
@@ -66,7 +69,7 @@ def config_from_args(args) -> SynthConfig:
                        camera=args.camera, camera_distribution=args.camera_distribution, preset=args.preset,
                        focus=args.focus, focus_setup=args.focus_setup, f_number=args.f_number, resize=args.resize,
                        seed=args.seed, noise=args.noise, bits=args.bits, occlusion_aware=args.occlusion_aware,
-                       layers=args.layers, psf=args.psf, split=args.split, depth_scale=args.depth_scale,
+                       layers=args.layers, psf=args.psf, encoding=args.encoding, split=args.split, depth_scale=args.depth_scale,
                        overwrite=args.overwrite, progress=not args.quiet)
 
 

@@ -17,9 +17,10 @@ where a linear file is written (:func:`from_working`: ``save_sample`` of a linea
 16-bit linear ``aif.tif`` of ``predict``).
 
 The defocus model itself is physical only in linear light (a lens blurs radiance, not its gamma
-encoding). The next step of the issue moves the pipeline to linear light: then
-:data:`WORKING_ENCODING` becomes ``"linear"`` and only this module changes (sRGB files get
-:func:`srgb_to_linear` at load time, linear files pass through).
+encoding): every optical operation decodes the working encoding to linear light, blurs and encodes
+back (:mod:`focalstack.render.light`, switched by its ``PHYSICS_LIGHT``), while the tensors between
+loading and writing stay in the working encoding — so networks, focus measures, fusion and the
+photometric loss see the values the files hold.
 
 All functions take tensors or numpy arrays of any shape, values in [0,1] (clamped), and return the
 same type; the transfer function is IEC 61966-2-1 (sRGB), piecewise: linear segment below

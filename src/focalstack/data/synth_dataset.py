@@ -54,6 +54,7 @@ class SynthConfig:
     occlusion_aware: bool = False                   # layered near-over-far rendering
     layers: int = 16                                # depth layers of occlusion_aware
     psf: str = "gaussian"                           # or "disk"
+    encoding: str = "srgb"                          # files: "srgb" (8/16-bit) or "linear" (16-bit linear light)
     split: float | None = None                      # fraction written to out_dir/val (rest: out_dir/train)
     depth_scale: float | None = None                # folder source: metres per unit of PNG depth
     overwrite: bool = False                         # re-render samples that already exist
@@ -74,6 +75,9 @@ class SynthConfig:
             raise ValueError(f"focus_setup must be one of {', '.join(FOCUS_SETUPS)}, got {self.focus_setup!r}")
         if self.bits not in (0, 8, 16):
             raise ValueError(f"bits must be 0, 8 or 16, got {self.bits}")
+        from ..optics.camera import ENCODINGS
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
         if self.psf not in ("gaussian", "disk"):
             raise ValueError(f"psf must be 'gaussian' or 'disk', got {self.psf!r}")
         if self.noise < 0:
@@ -254,6 +258,8 @@ def synthesize_dataset(cfg: SynthConfig, log: Callable[[str], None] | None = Non
                 "resize": cfg.resize, "depth_scale": cfg.depth_scale}
     if cfg.scene_seeds is not None:
         settings["scene_seeds"] = [int(s) for s in cfg.scene_seeds]
+    if cfg.encoding != "srgb":   # (absent = sRGB: datasets written before the option keep their settings)
+        settings["encoding"] = cfg.encoding
     splits = split_of(num, cfg.split, cfg.seed)
     camera_input = None if isinstance(cfg.camera, FocalStackCamera) else cfg.camera
     inputs = [camera_input] + ([] if procedural else [source.root])
@@ -299,6 +305,10 @@ def synthesize_dataset(cfg: SynthConfig, log: Callable[[str], None] | None = Non
             sample = make_sample(aif, depth, cam_i, name, occlusion_aware=cfg.occlusion_aware,
                                  noise_std=cfg.noise, quantize_bits=bits, seed=[cfg.seed, i, 1],
                                  psf=cfg.psf, num_layers=cfg.layers, source=str(source.records[i].rgb))
+        if cfg.encoding != sample.camera.encoding:
+            # the files' encoding only: the tensors stay in the working encoding, save_sample converts
+            # (noise and quantisation were applied to the sRGB values; linear files are 16-bit)
+            sample = replace(sample, camera=replace(sample.camera, encoding=cfg.encoding))
         save_sample(sample, d, bit_depth=16 if cfg.bits == 16 else 8, inputs=inputs)
     return SynthResult(out, num, [name for _, name, _ in todo], skipped, splits, camera,
                        dist.name if dist is not None else None)

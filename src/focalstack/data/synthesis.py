@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from ..optics.camera import FocalStackCamera
-from ..render import render_stack
+from ..render import from_linear, render_stack, to_linear
 from ..render import psf as _psf
 from .format import FocalStackSample
 
@@ -176,7 +176,7 @@ def layered_stack(aif: torch.Tensor, depth_m: torch.Tensor, camera: FocalStackCa
     reach = _psf.support_radius_px(float(sig.max()), psf) if len(reps) > 1 else 0
     if cap is not None:
         reach = min(reach, cap)
-    layers = _extended_layers(aif.detach().cpu().float(), labels, len(reps), reach)
+    layers = _extended_layers(to_linear(aif.detach().cpu().float()), labels, len(reps), reach)   # blur radiance
     h, w = aif.shape[1:]
     frames = []
     for k in range(camera.num_frames):
@@ -194,7 +194,7 @@ def layered_stack(aif: torch.Tensor, depth_m: torch.Tensor, camera: FocalStackCa
             col = ca + (1.0 - aa) * col
             acc = aa + (1.0 - aa) * acc
         frames.append((col / acc.clamp_min(1e-6))[0])
-    return torch.stack(frames).clamp(0.0, 1.0)
+    return from_linear(torch.stack(frames).clamp(0.0, 1.0))
 
 
 # ---- the one entry point -----------------------------------------------------------------------

@@ -64,6 +64,7 @@ import torch.nn.functional as F
 
 from ..optics.camera import CameraBatch
 from ..optics.thin_lens import coc_diameter_m
+from ..render.light import from_linear, to_linear
 from ..render.psf import support_radius_px, window_size_px
 from .base import FocalStackModel, ModelConfig, StackInputs
 from .common import conv_bn_relu, pad_to_multiple
@@ -185,7 +186,7 @@ def ddfs_cost_volume(frames: torch.Tensor, focus_distances_m: torch.Tensor, came
     coc = hypothesis_coc_px(camera, focus_distances_m, hypotheses_m).clamp(max=max_coc_px)   # [B,F,D]
     sigma = coc * camera.psf_scale.view(b, 1, 1).float()
     kern = psf_kernels(sigma, psf)
-    deb = wiener_deconvolve(frames, kern, balance)                                            # [B,F,D,3,H,W]
+    deb = wiener_deconvolve(to_linear(frames), kern, balance)       # [B,F,D,3,H,W]; deconvolves radiance
     d = deb.shape[2]
     ks = window_size_px(cost_sigma)
 
@@ -205,7 +206,7 @@ def ddfs_cost_volume(frames: torch.Tensor, focus_distances_m: torch.Tensor, came
         cost = (cost - lo) / (hi - lo + 1e-6)
     wts = 1.0 / (1.0 + coc ** 2)
     wts = (wts / wts.sum(dim=1, keepdim=True)).view(b, f, d, 1, 1, 1)
-    cand = (wts * deb).sum(dim=1).clamp(0, 1)
+    cand = from_linear((wts * deb).sum(dim=1).clamp(0, 1))
     return cost, cand
 
 

@@ -8,6 +8,7 @@ import torch
 
 from ..optics.camera import CameraBatch, FocalStackCamera
 from .defocus import defocus
+from .light import from_linear, to_linear
 
 
 def render_stack(aif: torch.Tensor, depth_m: torch.Tensor, camera: FocalStackCamera | CameraBatch,
@@ -24,7 +25,8 @@ def render_stack(aif: torch.Tensor, depth_m: torch.Tensor, camera: FocalStackCam
 
     Returns:
         [B,F,C,H,W] defocused frames; frame k blurs each pixel with
-        σ = camera.lens.psf_scale · CoC_px(depth, focus_k).
+        σ = camera.lens.psf_scale · CoC_px(depth, focus_k), in the light :mod:`focalstack.render.light`
+        says (``aif`` and the result are in the working encoding).
     """
     if aif.dim() != 4:
         raise ValueError(f"render_stack: aif must be [B,C,H,W], got {tuple(aif.shape)}")
@@ -38,6 +40,6 @@ def render_stack(aif: torch.Tensor, depth_m: torch.Tensor, camera: FocalStackCam
     c, h, w = aif.shape[1:]
     if sigma.shape[-2:] != aif.shape[-2:] or sigma.shape[0] != aif.shape[0]:
         raise ValueError(f"render_stack: depth {tuple(depth_m.shape)} does not match aif {tuple(aif.shape)}")
-    img = aif.unsqueeze(1).expand(b, f, c, h, w).reshape(b * f, c, h, w)
+    img = to_linear(aif).unsqueeze(1).expand(b, f, c, h, w).reshape(b * f, c, h, w)
     out = defocus(img, sigma.reshape(b * f, 1, h, w), kernel_size=kernel_size, psf=psf, backend=backend)
-    return out.view(b, f, c, h, w)
+    return from_linear(out).view(b, f, c, h, w)

@@ -1,0 +1,53 @@
+"""Light: a lens blurs radiance, the pipeline's images hold encoded values.
+
+Optical blur adds up radiance — a defocused pixel is the PSF-weighted mean of scene *radiance*
+(linear light), not of its gamma-encoded values. Frames from cameras and phones are sRGB-encoded
+(IEC 61966-2-1), and every image tensor in focalstack is in the working encoding
+(:data:`focalstack.data.encoding.WORKING_ENCODING`). So every operation that models the optics —
+:func:`focalstack.render.render_stack` (which the training loss, the optimiser, the synthesis and the
+writer's re-rendering all go through), the unknown-focus renderer of :mod:`focalstack.optimize`,
+the layered synthesis, and the relative-blur cost volume of DFD and the camera-aware DAIF-Net —
+decodes to linear light, blurs, and encodes back: :func:`to_linear` … :func:`from_linear`. Image
+processing that models no optics (focus measures, fusion, SSIM, smoothness) stays on the encoded
+values.
+
+:data:`PHYSICS_LIGHT` is the switch: ``"linear"`` is the physical model; ``"encoded"`` blurs the
+encoded values directly, the convention of every result, benchmark and shipped checkpoint recorded
+so far. It stays ``"encoded"`` until those are re-made under ``"linear"`` (issue 13: the shipped
+model and every benchmark must share one convention), so that the README's numbers remain
+reproducible; tests exercise both. Bright-on-dark edges show the difference: blurred in linear light
+a step from sRGB 0.05 to 1.0 reads 0.74 at the edge centre, blurred as encoded values 0.53.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PHYSICS_LIGHT", "LIGHTS", "to_linear", "from_linear"]
+
+LIGHTS = ("linear", "encoded")
+PHYSICS_LIGHT = "encoded"
+"""What the optical operations blur: "linear" (radiance) or "encoded" (the working encoding's values)."""
+
+
+def _active() -> bool:
+    from ..data.encoding import WORKING_ENCODING
+    if PHYSICS_LIGHT not in LIGHTS:
+        raise ValueError(f"PHYSICS_LIGHT must be one of {LIGHTS}, got {PHYSICS_LIGHT!r}")
+    return PHYSICS_LIGHT == "linear" and WORKING_ENCODING != "linear"
+
+
+def to_linear(x):
+    """Working-encoding values in [0,1] → the values the optics blur (linear light under
+    ``PHYSICS_LIGHT = "linear"``, else unchanged). Differentiable (the sRGB curve's slope is bounded:
+    its linear toe)."""
+    if not _active():
+        return x
+    from ..data.encoding import srgb_to_linear
+    return srgb_to_linear(x)
+
+
+def from_linear(x):
+    """The inverse of :func:`to_linear`."""
+    if not _active():
+        return x
+    from ..data.encoding import linear_to_srgb
+    return linear_to_srgb(x)
