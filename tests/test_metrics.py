@@ -318,3 +318,19 @@ def test_format_table_markdown():
         "| base | 0.2500 | – |"
     )
     assert format_table(rows, keys=["n_images"]).splitlines()[2] == "| ours | 3 |"
+
+
+def test_bumpiness_in_bands_equals_the_whole_map(monkeypatch):
+    """depth_metrics sums the bumpiness band by band (bounded memory on photo-sized maps): the halo
+    makes every band row see its true neighbours, so the result is the whole map's."""
+    import focalstack.metrics as M
+    torch.manual_seed(0)
+    g = torch.rand(70, 40, dtype=torch.float64) + 0.5
+    p = g + 0.1 * torch.rand(70, 40, dtype=torch.float64) ** 3
+    g[3:9, 5:8] = 0
+    v = torch.isfinite(g) & (g > 0)
+    diff = torch.where(v, p - g, torch.zeros_like(g))
+    want = float(M.bumpiness_map(diff)[v].sum())
+    monkeypatch.setattr(M, "_BAND_ROWS", 16)
+    assert M._banded_bumpiness_sum(diff, v) == pytest.approx(want, rel=1e-12)
+    assert depth_metrics(p, g)["bumpiness"] == pytest.approx(100 * want / int(v.sum()), rel=1e-12)
