@@ -333,6 +333,15 @@ def run_stack(frames: int, args, timeout_s: float) -> tuple[dict, dict | None]:
                         "--focal-length-mm", f"{info['focal_length_mm']:g}", "--f-number", f"{info['f_number']:g}",
                         "--pixel-size-um", f"{info['pixel_size_um']:.6f}", "--no-align"],
         done=lambda: (sample / "depth.npy").is_file(), outputs=[sample], after=copy_gt)
+    # the same photos imported with alignment (ECC + common crop at full resolution): its memory and time;
+    # the frames are aligned by construction, so the crop differs from the ground truth's frame by a few
+    # pixels at most and this sample is not evaluated
+    aligned = d / "sample_aligned"
+    steps["import (aligned)"] = r.step(
+        "import_aligned", FS + ["import", str(d / "photos"), "-o", str(aligned), "--focus",
+                                *[f"{x:.6f}" for x in info["focus_m"]], "--focal-length-mm", f"{info['focal_length_mm']:g}",
+                                "--f-number", f"{info['f_number']:g}", "--pixel-size-um", f"{info['pixel_size_um']:.6f}"],
+        done=lambda: (aligned / "camera.json").is_file(), outputs=[aligned])
     for m in args.methods:
         tag = f"net_refine{args.refine_steps}" if m == "net+refine" else m
         pred, ev = d / f"pred_{tag}", d / f"eval_{tag}"

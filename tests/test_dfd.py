@@ -85,3 +85,15 @@ def test_one_frame_is_refused():
     with pytest.raises(ValueError, match="at least 2 frames"):
         relative_blur_cost(torch.rand(1, 1, 3, 16, 16), CameraBatch.from_cameras([_cam(fd=(1.0,))]),
                            torch.tensor([[0.5, 10.0]]))
+
+
+def test_cost_volume_in_hypothesis_chunks_is_the_same_volume(monkeypatch):
+    """relative_blur_cost re-blurs the frames for a chunk of hypotheses at a time (bounded memory with
+    many frames); chunks of 1 hypothesis give exactly the volume of one chunk holding all."""
+    import focalstack.classical.dfd as dfd
+    cam = _cam()
+    frames = _plane(2.2, cam, hw=40)
+    args = (frames, CameraBatch.from_cameras([cam]), torch.tensor([[0.5, 10.0]]), 12)
+    whole = relative_blur_cost(*args).cost
+    monkeypatch.setattr(dfd, "_CHUNK_BYTES", 1)
+    assert torch.equal(relative_blur_cost(*args).cost, whole)

@@ -40,13 +40,14 @@ from .dff import guided_filter
 from .focus_measures import local_mean
 
 __all__ = ["DefocusCostVolume", "inverse_depth_hypotheses", "hypothesis_sigmas", "gaussian_blur_per_plane",
-           "relative_blur_cost", "normalised_cost", "aggregate_cost", "aggregation_radii", "aggregated_costs",
+           "blur_radius_px", "relative_blur_cost", "normalised_cost", "aggregate_cost", "aggregation_radii", "aggregated_costs",
            "depth_from_defocus", "has_defocus_evidence", "DEFAULT_HYPOTHESES", "MAX_BLUR_RADIUS_PX"]
 
 DEFAULT_HYPOTHESES = 32
 # Extra blur beyond this radius (σ > 5 px) is truncated: wider blur carries little depth signal at the
 # working resolution, and the cost of the separable filter grows with the radius.
 MAX_BLUR_RADIUS_PX = 15
+_CHUNK_BYTES = 256 * 2 ** 20   # re-blurred planes per chunk of hypotheses in relative_blur_cost
 
 
 @dataclass
@@ -83,12 +84,21 @@ def _gaussian_taps(sigma: torch.Tensor, radius: int) -> torch.Tensor:
     return w / w.sum(dim=1, keepdim=True)
 
 
-def gaussian_blur_per_plane(x: torch.Tensor, sigma_px: torch.Tensor, max_radius: int = MAX_BLUR_RADIUS_PX) -> torch.Tensor:
+def blur_radius_px(sigma_max_px: float, max_radius: int = MAX_BLUR_RADIUS_PX) -> int:
+    """The window radius (px) :func:`gaussian_blur_per_plane` uses for the largest σ: ⌈3σ⌉, at most
+    ``max_radius``."""
+    return int(min(max_radius, math.ceil(3.0 * sigma_max_px)))
+
+
+def gaussian_blur_per_plane(x: torch.Tensor, sigma_px: torch.Tensor, max_radius: int = MAX_BLUR_RADIUS_PX,
+                            radius: int | None = None) -> torch.Tensor:
     """Blur every plane of x [N,P,H,W] with its own Gaussian σ [N,P] (px), reflect borders, one
-    separable depthwise convolution; σ beyond ``max_radius``/3 is truncated to that window."""
+    separable depthwise convolution; σ beyond ``max_radius``/3 is truncated to that window.
+    ``radius``: the window radius to use (default :func:`blur_radius_px` of the largest σ here; a
+    caller blurring in chunks passes the whole volume's, so every chunk has the same window)."""
     n, p, h, w = x.shape
     smax = float(sigma_px.max()) if sigma_px.numel() else 0.0
-    r = int(min(max_radius, math.ceil(3.0 * smax)))
+    r = blur_radius_px(smax, max_radius) if radius is None else int(radius)
     r = min(r, h - 1, w - 1)
     if r < 1:
         return x
@@ -134,10 +144,18 @@ def relative_blur_cost(frames: torch.Tensor, camera: CameraBatch, depth_range_m:
     sig_ref = sig.gather(1, ref.unsqueeze(1))                                  # [B,1,J]
     extra = (sig.pow(2) - sig_ref.pow(2)).clamp_min(0).sqrt()                  # [B,F,J]
     j = num_hypotheses
-    g_ref = grey.gather(1, ref.view(b, j, 1, 1).expand(b, j, h, w))            # [B,J,H,W]
-    pred = gaussian_blur_per_plane(g_ref.unsqueeze(2).expand(b, j, f, h, w).reshape(b, j * f, h, w),
-                                   extra.transpose(1, 2).reshape(b, j * f), max_radius)
-    err = (pred.view(b, j, f, h, w) - grey.unsqueeze(1)).abs().mean(dim=2)     # [B,J,H,W]
+    extra = extra.transpose(1, 2)                                              # [B,J,F]
+    r = blur_radius_px(float(extra.max()), max_radius)
+    # hypotheses in chunks: the re-blurred frames of all of them at once are J·F planes (GBs for
+    # many frames); each chunk is the same computation on its hypotheses, with the same window
+    err = grey.new_empty(b, j, h, w)
+    jc = max(1, int(_CHUNK_BYTES // max(1, b * f * h * w * 4)))
+    for j0 in range(0, j, jc):
+        jj = min(j, j0 + jc) - j0
+        g_ref = grey.gather(1, ref[:, j0:j0 + jj].reshape(b, jj, 1, 1).expand(b, jj, h, w))   # [B,jj,H,W]
+        pred = gaussian_blur_per_plane(g_ref.unsqueeze(2).expand(b, jj, f, h, w).reshape(b, jj * f, h, w),
+                                       extra[:, j0:j0 + jj].reshape(b, jj * f), max_radius, radius=r)
+        err[:, j0:j0 + jj] = (pred.view(b, jj, f, h, w) - grey.unsqueeze(1)).abs().mean(dim=2)
     gx = (grey[..., :, 1:] - grey[..., :, :-1]).abs().mean(dim=1, keepdim=True)
     gy = (grey[..., 1:, :] - grey[..., :-1, :]).abs().mean(dim=1, keepdim=True)
     tex = F.pad(gx, (0, 1, 0, 0), mode="replicate") + F.pad(gy, (0, 0, 0, 1), mode="replicate")

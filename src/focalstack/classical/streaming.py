@@ -3,27 +3,30 @@
 :func:`focalstack.classical.depth_from_focus` holds the whole stack and its focus volume
 ([F,3,H,W] float32 plus [F,H,W] float64 and the frames' pyramids: ~50 bytes per pixel and frame,
 about 36 GB for 30 frames of 24 MP). :func:`depth_from_focus_streaming` computes the same DFF with
-memory O(H·W) whatever the frame count F, reading each frame twice through a callback:
+memory O(H·W) whatever the frame count F, decoding each frame once, in focus order (far → near):
 
-* pass 1, frames in focus order (far → near): the focus measure of the frame, then per pixel the
-  running maximum, its index in that order and the focus of its two neighbouring frames — the left
-  one is the previous frame's (kept), the right one arrives with the next frame — which is all the
-  sub-frame peak needs (:func:`focalstack.classical.dff.peak_vertex`, the same formula); a running sum
-  for the confidence; the measure itself goes to a temporary file (float32) for pass 2.
-* pass 2, camera order: the Laplacian-pyramid fusion of :func:`focalstack.classical.fusion.pyramid_fusion`
-  with, per pyramid level, the running maximum of the detail energy and the coefficient that won
-  (first frame on ties, as ``argmax``); the coarsest level blends the frames with the soft weights
-  of the cached measure, normalised by pass 1's per-pixel maximum.
+* the frame's focus measure; per pixel the running maximum, its index in focus order and the focus
+  of its two neighbouring frames — the left one is the previous frame's (kept), the right one
+  arrives with the next frame — which is all the sub-frame peak needs
+  (:func:`focalstack.classical.dff.peak_vertex`, the same float64 formula); a running sum for the
+  confidence; the measure itself goes to a temporary file (float32);
+* the frame's Laplacian pyramid (:func:`focalstack.classical.fusion.pyramid_fusion`): per level the
+  running maximum of the detail energy and the coefficient that won (strictly greater wins, so ties
+  keep the earlier frame); the frame's coarsest Gaussian level is kept (1/1024 of the pixels);
+* after the last frame, the coarsest level of the fusion from those, blended with the soft weights of
+  the cached focus measures normalised by the per-pixel peak — one cheap pass over the cache.
 
 The filters are OpenCV's (separable Gaussian and box means, 3-tap Laplacians, bilinear resizes with
-the same half-pixel convention and replicated borders as the torch path): on 2 cores a 24 MP frame's
-focus measure takes ~0.2 s instead of ~1.6 s with ``torch.conv2d`` on one channel. Measures other
-than ``lapm`` fall back to :func:`focalstack.classical.focus_measure` on the one frame (same result,
-slower). One deliberate difference: the coarsest level's weights are area-averaged before being
-normalised over the frames (area(w_k) / Σ_j area(w_j), which needs no third pass) where the in-memory
-path normalises first. On stacks that fit in memory both paths agree to within a few 1e-3 in the AIF
-and in inverse depth (tested); ``predict`` uses this path only when the stack would not fit
-(:data:`STREAM_ABOVE_PIXEL_FRAMES`).
+the same half-pixel convention and replicated borders as the torch path), into work arrays
+allocated once (a fresh 24 MP array costs as much in page faults as the filter that fills it), while
+the next frame is decoded on a second thread: on 2 cores a 24 MP frame takes ~1 s in all, its
+torch focus measure alone ~1.6 s. Measures other than ``lapm`` fall back to
+:func:`focalstack.classical.focus_measure` on the one frame (same result, slower). One deliberate
+difference: the coarsest level's weights are area-averaged before being normalised over the frames
+(area(w_k) / Σ_j area(w_j)) where the in-memory path normalises first. On stacks that fit in memory
+both paths agree to < 1e-4 in inverse depth before the guided filter and to a few 1e-3 after it (the
+filter's guide is the fused AIF), argmax flips aside at exact near-ties (tested); ``predict`` uses
+this path only when the stack would not fit (:data:`STREAM_ABOVE_PIXEL_FRAMES`).
 """
 
 from __future__ import annotations
