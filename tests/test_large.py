@@ -81,3 +81,20 @@ def test_sample_files_read_and_downscale(tmp_path):
     cv2.imwrite(str(files.paths[3]), np.zeros((40, 47, 3), np.uint8))
     with pytest.raises(SampleError, match="frame_03.png: frame size"):
         files.read_frame(3)
+
+
+@pytest.mark.parametrize("argv", [["--method", "dff"], ["--method", "optimize", "--iters-scale", "0.1"]])
+def test_photo_sized_stack_of_unknown_focus_gives_relative_inverse_depth(photo, tmp_path, argv):
+    from dataclasses import replace
+
+    from focalstack.data import load_camera
+    cam = load_camera(photo)
+    replace(cam, focus_known=False).save(photo / "camera.json")
+    out = tmp_path / "rel"
+    assert main(["predict", str(photo), "-o", str(out)] + argv) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["depth_kind"] == "relative_inverse" and "photo_sized" in meta
+    d = np.load(out / "depth.npy")
+    assert d.shape == (64, 80) and d.min() >= 0 and d.max() <= 1
+    # larger = nearer: the near plane (left) has the larger relative inverse depth
+    assert np.median(d[:, 8:30]) > np.median(d[:, 50:72])

@@ -30,7 +30,7 @@ def register(sub) -> None:
                                    "recon_error.json/.png and meta.json per sample (atomically); aif.tif (16-bit "
                                    "linear) for linear (RAW) samples; points.ply with --export ply. Photo-sized stacks (pixels x frames "
                                    "above 4e7, e.g. 5 frames of 8 MP) are streamed in memory O(H x W): DFF and the AIF "
-                                   "at full resolution, dfd/optimize/net on a working-size copy (long side <= 1024 px) "
+                                   "at full resolution, dfd/optimize/net on a working-size copy (long side <= 1024 px, pixels x frames <= 8e6) "
                                    "whose depth is guided-upsampled (focalstack.inference.large).")
     p.add_argument("input", help="a sample folder (holding camera.json) or a folder of sample folders")
     p.add_argument("-o", "--out", required=True,

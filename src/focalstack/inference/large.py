@@ -36,8 +36,9 @@ __all__ = ["is_photo_sized", "working_size", "predict_large", "WORK_MAX_SIDE_PX"
 
 WORK_MAX_SIDE_PX = 1024
 """Long side (px) of the stack that dfd, optimize and net see on a photo-sized input."""
-WORK_MAX_PIXEL_FRAMES = 12_000_000
-"""… and its pixels × frames at most this (30 frames: ~0.4 MP each), so their memory stays bounded."""
+WORK_MAX_PIXEL_FRAMES = 8_000_000
+"""… and its pixels × frames at most this (30 frames: ~0.27 MP each), so their memory stays bounded
+(DAIF-Net keeps per-frame features at full working size: ~4 GB at 1.2e7 pixel-frames, 30 frames)."""
 
 
 def is_photo_sized(num_frames: int, size_hw: tuple[int, int]) -> bool:
@@ -91,15 +92,18 @@ def predict_large(files: SampleFiles, method: str, opts=None, progress: bool = F
         pred.extras.update(info)
         return pred
 
+    aif = r.aif
+    del r                                   # the full-resolution DFF maps (~0.6 GB at 24 MP) are not used
     small = files.downscaled(work_hw, small_frames)
     small_frames.clear()
     pred = fn(small, opts)
+    del small
     kind = pred.depth_kind
     d = pred.depth_m.float()[None, None]
     src = 1.0 / d.clamp_min(1e-6) if kind == "metric" else d          # upsample inverse depth (blur is linear in it)
     lo, hi = float(src.min()), float(src.max())
     span = max(hi - lo, 1e-12)
-    guide = to_grey(r.aif)
+    guide = to_grey(aif)
     guide_low = F.interpolate(guide, size=work_hw, mode="area")
     up = guided_upsample((src - lo) / span, guide_low, guide, box_mean=box_mean_cv)
     up = up.clamp_(0, 1).mul_(span).add_(lo)
@@ -109,4 +113,4 @@ def predict_large(files: SampleFiles, method: str, opts=None, progress: bool = F
                                "frames (the method's own AIF is at the working size)",
                                recon="recon_before/recon_after, where given, are at the working size")
     extras.update(info, seconds_method=time.perf_counter() - t0)
-    return Prediction(depth[0, 0], r.aif[0], extras)
+    return Prediction(depth[0, 0], aif[0], extras)
