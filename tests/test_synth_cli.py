@@ -157,3 +157,16 @@ def test_encoding_linear_writes_16_bit_linear_frames_of_the_same_stack(tmp_path)
     assert lin.camera.encoding == "linear"
     assert float((s.frames - lin.frames).abs().max()) < 2e-3
     assert synth(tmp_path / "lin", "--num", 1, "--size", 32, 40, "--seed", 3) == 2   # other settings: refused
+
+
+def test_a_dataset_rendered_in_another_light_is_refused(tmp_path, monkeypatch, capsys):
+    """Resuming a synth folder after PHYSICS_LIGHT changed would mix frames blurred in two lights:
+    the settings record the light (when it is not the former "encoded") and the run is refused."""
+    import focalstack.render.light as light
+    assert synth(tmp_path / "ds", "--num", 1, "--size", 24, 24) == 0
+    monkeypatch.setattr(light, "PHYSICS_LIGHT", "linear")
+    capsys.readouterr()
+    assert synth(tmp_path / "ds", "--num", 2, "--size", 24, 24) == 2
+    assert "physics_light" in capsys.readouterr().err
+    assert synth(tmp_path / "lin", "--num", 1, "--size", 24, 24) == 0
+    assert json.loads((tmp_path / "lin" / "synth.json").read_text())["physics_light"] == "linear"

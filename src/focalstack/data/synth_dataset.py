@@ -260,6 +260,9 @@ def synthesize_dataset(cfg: SynthConfig, log: Callable[[str], None] | None = Non
         settings["scene_seeds"] = [int(s) for s in cfg.scene_seeds]
     if cfg.encoding != "srgb":   # (absent = sRGB: datasets written before the option keep their settings)
         settings["encoding"] = cfg.encoding
+    from ..render import light
+    if light.PHYSICS_LIGHT != "encoded":   # frames blurred in another light are another dataset (absent = encoded)
+        settings["physics_light"] = light.PHYSICS_LIGHT
     splits = split_of(num, cfg.split, cfg.seed)
     camera_input = None if isinstance(cfg.camera, FocalStackCamera) else cfg.camera
     inputs = [camera_input] + ([] if procedural else [source.root])
