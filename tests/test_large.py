@@ -98,3 +98,17 @@ def test_photo_sized_stack_of_unknown_focus_gives_relative_inverse_depth(photo, 
     assert d.shape == (64, 80) and d.min() >= 0 and d.max() <= 1
     # larger = nearer: the near plane (left) has the larger relative inverse depth
     assert np.median(d[:, 8:30]) > np.median(d[:, 50:72])
+
+
+def test_photo_sized_stack_a_method_cannot_take_is_refused_before_streaming(photo, tmp_path, capsys, monkeypatch):
+    from dataclasses import replace
+
+    from focalstack.data import load_camera
+    cam = load_camera(photo)
+    replace(cam, focus_known=False).save(photo / "camera.json")
+    streamed = []
+    monkeypatch.setattr(streaming, "_focus", lambda *a, **k: streamed.append(1))
+    assert main(["predict", str(photo), "-o", str(tmp_path / "o"), "--method", "dfd"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "photo: --method dfd needs the lens and the focus distances" in err and "\n" not in err
+    assert not streamed and not (tmp_path / "o").exists()

@@ -64,9 +64,10 @@ def predict_large(files: SampleFiles, method: str, opts=None, progress: bool = F
     from ..classical import depth_from_focus_streaming, guided_upsample, to_grey
     from ..classical.streaming import box_mean_cv
     from . import get_method
-    from .methods import dff_prediction
+    from .methods import check_method, dff_prediction
 
     fn = get_method(method)
+    check_method(files, method)            # refused before the frames are streamed
     o = DFFOptions.of(opts)
     nf, (h, w) = files.num_frames, files.size_hw
     work_hw = working_size(nf, (h, w))

@@ -12,7 +12,24 @@ from ..data.format import FocalStackSample
 from .options import DFDOptions, DFFOptions, OptimizeOptions, sample_focus_known
 from .prediction import Prediction
 
-__all__ = ["predict_dff", "predict_dfd", "predict_optimize", "dff_prediction"]
+__all__ = ["predict_dff", "predict_dfd", "predict_optimize", "dff_prediction", "check_method"]
+
+
+def check_method(sample, method: str) -> None:
+    """Raise ValueError (one line naming the sample) when ``method`` cannot run on the stack of
+    ``sample`` (anything with ``.camera`` and ``.name``) — before any work, so that a photo-sized
+    stack is refused before it is streamed."""
+    from ..classical.dfd import has_defocus_evidence
+    cam, name = sample.camera, sample.name or "sample"
+    if method == "dff" and len(set(cam.focus_distances_m)) < 2:
+        raise ValueError(f"{name}: depth from focus needs frames at ≥ 2 focus distances "
+                         "(two-aperture stacks: use --method optimize)")
+    if method == "dfd":
+        if not (cam.focus_known and cam.lens_known):
+            raise ValueError(f"{name}: --method dfd needs the lens and the focus distances "
+                             "(camera.json has placeholders); use --method optimize")
+        if not has_defocus_evidence(cam):
+            raise ValueError(f"{name}: --method dfd needs ≥ 2 frames that differ in focus or aperture")
 
 
 def predict_dff(sample: FocalStackSample, opts: DFFOptions | None = None) -> Prediction:
@@ -21,9 +38,7 @@ def predict_dff(sample: FocalStackSample, opts: DFFOptions | None = None) -> Pre
     from ..classical import depth_from_focus
     o = DFFOptions.of(opts)
     cam = sample.camera
-    if len(set(cam.focus_distances_m)) < 2:
-        raise ValueError(f"{sample.name or 'sample'}: depth from focus needs frames at ≥ 2 focus distances "
-                         "(two-aperture stacks: use --method optimize)")
+    check_method(sample, "dff")
     t0 = time.perf_counter()
     r = depth_from_focus(sample.frames, cam, measure=o.measure, window=o.window, interp=o.interp,
                          refine="guided" if o.guided_filter else None, fusion=o.fusion)
@@ -51,15 +66,11 @@ def predict_dfd(sample: FocalStackSample, opts: DFDOptions | None = None) -> Pre
     """Camera-aware depth from defocus (metric; needs the lens and the focus distances): the argmin of
     the relative-blur cost volume after image-guided cost aggregation; AIF = per pixel the frame with
     the smallest blur at that depth."""
-    from ..classical.dfd import depth_from_defocus, has_defocus_evidence, normalised_cost
+    from ..classical.dfd import depth_from_defocus, normalised_cost
     from ..losses import coarse_aif
     from ..optics.camera import CameraBatch
     cam = sample.camera
-    if not (cam.focus_known and cam.lens_known):
-        raise ValueError(f"{sample.name or 'sample'}: --method dfd needs the lens and the focus distances "
-                         "(camera.json has placeholders); use --method optimize")
-    if not has_defocus_evidence(cam):
-        raise ValueError(f"{sample.name or 'sample'}: --method dfd needs ≥ 2 frames that differ in focus or aperture")
+    check_method(sample, "dfd")
     o = DFDOptions.of(opts)
     t0 = time.perf_counter()
     frames = sample.frames.float().unsqueeze(0)
