@@ -112,3 +112,25 @@ def test_photo_sized_stack_a_method_cannot_take_is_refused_before_streaming(phot
     err = capsys.readouterr().err.strip()
     assert "photo: --method dfd needs the lens and the focus distances" in err and "\n" not in err
     assert not streamed and not (tmp_path / "o").exists()
+
+
+def test_photo_sized_linear_raw_stack_streams_with_a_16_bit_linear_aif(tmp_path, monkeypatch):
+    """A stack of 16-bit linear frames (a RAW import) goes through the streamed path: the frames are
+    converted to the working encoding as they are read, aif.tif holds the full-size linear AIF."""
+    from dataclasses import replace
+    import cv2
+    monkeypatch.setattr(streaming, "STREAM_ABOVE_PIXEL_FRAMES", 1000)
+    s = tiny_sample(6, hw=(48, 64))
+    s = replace(s, camera=replace(s.camera, encoding="linear"))
+    save_sample(s, tmp_path / "raw")
+    out = tmp_path / "o"
+    assert main(["predict", str(tmp_path / "raw"), "-o", str(out), "--method", "dff"]) == 0
+    tif = cv2.imread(str(out / "aif.tif"), cv2.IMREAD_UNCHANGED)
+    png = cv2.imread(str(out / "aif.png"), cv2.IMREAD_UNCHANGED)
+    assert tif.dtype == np.uint16 and tif.shape[:2] == (48, 64) and png.shape[:2] == (48, 64)
+    # linear light is darker than its sRGB encoding in the mid-tones
+    mid = (png > 80) & (png < 160)
+    assert (tif[mid] / 65535.0 < png[mid] / 255.0).mean() > 0.95
+    mem = load_sample(tmp_path / "raw")
+    files = open_sample_files(tmp_path / "raw")
+    assert np.allclose(files.read_frame(2), mem.frames[2].permute(1, 2, 0).numpy(), atol=1e-6)
