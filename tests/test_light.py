@@ -101,3 +101,16 @@ def test_unknown_physics_light_is_refused(monkeypatch):
     monkeypatch.setattr(light, "PHYSICS_LIGHT", "gamma")
     with pytest.raises(ValueError, match="PHYSICS_LIGHT must be one of"):
         light.to_linear(torch.zeros(1))
+
+
+def test_the_environment_sets_the_light_for_a_run():
+    import os
+    import subprocess
+    import sys
+    code = "import focalstack.render.light as l; print(l.PHYSICS_LIGHT)"
+    env = {**os.environ, "FOCALSTACK_PHYSICS_LIGHT": "linear"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "linear"
+    env.pop("FOCALSTACK_PHYSICS_LIGHT")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "encoded"

@@ -21,11 +21,15 @@ a step from sRGB 0.05 to 1.0 reads 0.74 at the edge centre, blurred as encoded v
 
 from __future__ import annotations
 
+import os
+
 __all__ = ["PHYSICS_LIGHT", "LIGHTS", "to_linear", "from_linear"]
 
 LIGHTS = ("linear", "encoded")
-PHYSICS_LIGHT = "encoded"
-"""What the optical operations blur: "linear" (radiance) or "encoded" (the working encoding's values)."""
+PHYSICS_LIGHT = os.environ.get("FOCALSTACK_PHYSICS_LIGHT", "encoded")
+"""What the optical operations blur: "linear" (radiance) or "encoded" (the working encoding's values);
+the environment variable ``FOCALSTACK_PHYSICS_LIGHT`` sets it for a whole run (e.g. a benchmark
+re-made in the other light; ``synth`` records it, so a dataset is never resumed in the other light)."""
 
 
 def _active() -> bool:
