@@ -70,7 +70,7 @@ import numpy as np
 from ..optics.camera import CameraError, FocalStackCamera
 from ..optics.thin_lens import ThinLens
 from .align import MOTIONS, alignment_grey, alignment_scale, common_crop, estimate_warps, warp_image, warp_scales
-from .io import atomic_write_dir, check_replaceable, write_image
+from .io import atomic_write_dir, check_replaceable, to_uint, write_image
 from .photo_meta import (PLACEHOLDER_FOCUS_RANGE_M, PLACEHOLDER_LENS, PhotoImportError, is_raw, list_photos,
                          read_exif, read_photo, resolve_focus, resolve_lens)
 
@@ -188,7 +188,7 @@ def import_photos(photos_dir: str | Path, out_dir: str | Path, focus: Sequence[f
     if failed:
         notes.append("ECC did not converge for " + ", ".join(names[idx[k]] for k in failed)
                      + " (previous transform reused)")
-    if not known and order == "auto" and align and motion != "none":
+    if not known and order == "auto" and do_align:
         r = _spearman(list(range(len(scales))), scales)
         if r >= 0.5:   # magnification grows with index → the last frame is the nearest focus
             notes.append(f"order: reversed (magnification grows with file order, Spearman {r:.2f}: "
@@ -280,17 +280,6 @@ def _downscale(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, tuple(size_wh), interpolation=cv2.INTER_AREA)
 
 
-def _to_uint_inplace(a: np.ndarray, bits: int) -> np.ndarray:
-    """HxWx3 float32 in [0,1] → uint8/uint16, rounded: the arithmetic of :func:`.io.to_uint`
-    (clamp to [0,1], × 255 or 65535 in float32, round half to even) done in place on ``a`` (which is
-    overwritten), so no extra float copy of a photo-sized frame is made."""
-    maxv = 255 if bits == 8 else 65535
-    np.clip(a, 0, 1, out=a)
-    a *= maxv
-    np.rint(a, out=a)
-    return a.astype(np.uint8 if bits == 8 else np.uint16)
-
-
 def _write_sample(out_dir: Path, photos_dir: Path, camera: FocalStackCamera, frames: list,
                   size_hw0: tuple[int, int], size_wh: tuple[int, int], crop: tuple, bits: int,
                   report: ImportReport, provenance: dict) -> None:
@@ -316,6 +305,6 @@ def _write_sample(out_dir: Path, photos_dir: Path, camera: FocalStackCamera, fra
             im = _downscale(im, size_wh)
             if warp is not None:
                 im = warp_image(im, warp, (wd, hd))
-            write_image(tmp / f"frame_{k:0{width}d}.png", _to_uint_inplace(im[y0:y1, x0:x1], bits))
+            write_image(tmp / f"frame_{k:0{width}d}.png", to_uint(im[y0:y1, x0:x1], bits))
             del im
         (tmp / "import.json").write_text(json.dumps(provenance, indent=2) + "\n")

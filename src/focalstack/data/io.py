@@ -58,15 +58,22 @@ def read_image_array(path: str | Path) -> np.ndarray:
     return out
 
 
-def to_uint(image: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
-    """[3,H,W] or [H,W] float in [0,1] → HxWx3 (or HxW) uint8/uint16, rounded."""
+def to_uint(image: torch.Tensor | np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """[3,H,W] or [H,W] float tensor, or an HxWx3 / HxW float32 array, in [0,1] → HxWx3 (or HxW)
+    uint8/uint16: clamped, × 255 or 65535 in float32, rounded half to even. An array is converted in
+    place (it is overwritten: no extra float copy of a photo-sized frame, as the importer streams)."""
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
-    maxv = 255 if bit_depth == 8 else 65535
-    a = image.detach().cpu().float().clamp(0, 1).numpy()
-    if a.ndim == 3:
-        a = a.transpose(1, 2, 0)
-    return np.round(a * maxv).astype(np.uint8 if bit_depth == 8 else np.uint16)
+    if isinstance(image, torch.Tensor):
+        a = image.detach().cpu().float().clamp(0, 1).numpy()   # a fresh array
+        if a.ndim == 3:
+            a = a.transpose(1, 2, 0)
+    else:
+        a = image
+    np.clip(a, 0, 1, out=a)
+    a *= 255 if bit_depth == 8 else 65535
+    np.rint(a, out=a)
+    return a.astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
 def write_image(path: str | Path, image: torch.Tensor | np.ndarray, bit_depth: int = 8) -> None:
