@@ -123,19 +123,26 @@ def focus_confidence(focus: torch.Tensor) -> torch.Tensor:
     return ((peak - mean) / (peak + tau)).clamp(0, 1)
 
 
-def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float = 1e-3,
-                  box_mean=None) -> torch.Tensor:
-    """Grey guided filter (He et al. 2010): guide [B,1,H,W] (or RGB → grey), src [B,C,H,W].
-    ``box_mean(t, k)``: the k×k box mean with replicated borders (default :func:`local_mean`; the
-    streaming path passes OpenCV's, ~10× faster on photo-sized images)."""
-    guide = to_grey(guide)
+def _guided_coefficients(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float, box_mean):
+    """The guided filter's per-window linear model src ≈ a·guide + b (He et al. 2010) and the box mean
+    that fitted it: (a, b, mean). ``guide`` grey [B,1,H,W], ``src`` [B,C,H,W]; ``box_mean(t, k)`` the
+    k×k box mean with replicated borders (None: :func:`local_mean`)."""
     k = 2 * int(radius) + 1
     mean = (lambda t: local_mean(t, k, "box")) if box_mean is None else (lambda t: box_mean(t, k))  # noqa: E731
     mi, mp = mean(guide), mean(src)
     cov = mean(guide * src) - mi * mp
     var = mean(guide * guide) - mi * mi
     a = cov / (var + eps)
-    b = mp - a * mi
+    return a, mp - a * mi, mean
+
+
+def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float = 1e-3,
+                  box_mean=None) -> torch.Tensor:
+    """Grey guided filter (He et al. 2010): guide [B,1,H,W] (or RGB → grey), src [B,C,H,W].
+    ``box_mean(t, k)``: the k×k box mean with replicated borders (default :func:`local_mean`; the
+    streaming path passes OpenCV's, ~10× faster on photo-sized images)."""
+    guide = to_grey(guide)
+    a, b, mean = _guided_coefficients(guide, src, radius, eps, box_mean)
     return mean(a) * guide + mean(b)
 
 
@@ -146,12 +153,8 @@ def guided_upsample(src: torch.Tensor, guide_low: torch.Tensor, guide: torch.Ten
     full-resolution guide downscaled to h×w) are averaged, upsampled bilinearly and applied to the
     full-resolution ``guide`` [B,1,H,W] → [B,C,H,W]: edges come from the guide, values from ``src``.
     ``radius`` (px at h×w) and ``eps`` as :func:`guided_filter` for a ``src`` in [0,1] (normalise first)."""
-    guide_low, guide = to_grey(guide_low), to_grey(guide)
-    k = 2 * int(radius) + 1
-    mean = (lambda t: local_mean(t, k, "box")) if box_mean is None else (lambda t: box_mean(t, k))  # noqa: E731
-    mi, mp = mean(guide_low), mean(src)
-    a = (mean(guide_low * src) - mi * mp) / (mean(guide_low * guide_low) - mi * mi + eps)
-    b = mp - a * mi
+    guide = to_grey(guide)
+    a, b, mean = _guided_coefficients(to_grey(guide_low), src, radius, eps, box_mean)
     size = tuple(guide.shape[-2:])
     up = lambda t: torch.nn.functional.interpolate(mean(t), size=size, mode="bilinear", align_corners=False)  # noqa: E731
     out = up(a)

@@ -40,7 +40,7 @@ import torch
 
 from ..optics.camera import FocalStackCamera
 from .dff import DFFResult, focus_order, peak_vertex, refine_inverse_depth
-from .focus_measures import DEFAULT_MEASURE, DEFAULT_WINDOW, _gauss1d, focus_measure
+from .focus_measures import _LUMA as _LUMA_WEIGHTS, DEFAULT_MEASURE, DEFAULT_WINDOW, _gauss1d, focus_measure
 
 __all__ = ["depth_from_focus_streaming", "box_mean_cv", "STREAM_ABOVE_PIXEL_FRAMES"]
 
@@ -48,7 +48,7 @@ STREAM_ABOVE_PIXEL_FRAMES = 40_000_000
 """Stacks with more pixels × frames than this (e.g. 5 frames of 8 MP) go through the streaming
 path in ``predict``: the in-memory DFF needs ~50 bytes per pixel-frame, ~2 GB here."""
 
-_LUMA = np.array([[0.299, 0.587, 0.114]], np.float32)
+_LUMA = np.array([_LUMA_WEIGHTS], np.float32)   # the torch path's Rec. 601 luma (to_grey)
 _ONES3 = np.ones((1, 3), np.float32)
 _PYR5 = np.array([1, 4, 6, 4, 1], np.float32) / 16.0
 _ROWS = 512  # rows per chunk of the float64 peak fit (bounds its temporaries)
@@ -81,17 +81,20 @@ def _as_hwc(img) -> np.ndarray:
     return np.ascontiguousarray(img, dtype=np.float32)
 
 
-def _local_mean(x: np.ndarray, window: int, aggregate: str) -> np.ndarray:
-    """:func:`focalstack.classical.focus_measures.local_mean` of an H×W array (replicate border)."""
+def _local_mean(x: np.ndarray, window: int, aggregate: str, out: np.ndarray) -> np.ndarray:
+    """:func:`focalstack.classical.focus_measures.local_mean` of an H×W array (replicate border), into
+    ``out``."""
     cv2 = _cv2()
     if window == 1:
-        return x
-    if aggregate == "box":
-        return cv2.blur(x, (window, window), borderType=cv2.BORDER_REPLICATE)
-    if aggregate == "gaussian":
+        np.copyto(out, x)
+    elif aggregate == "box":
+        cv2.blur(x, (window, window), dst=out, borderType=cv2.BORDER_REPLICATE)
+    elif aggregate == "gaussian":
         g = _gauss1d(window, torch.float32, "cpu").numpy()
-        return cv2.sepFilter2D(x, -1, g, g, borderType=cv2.BORDER_REPLICATE)
-    raise ValueError(f"aggregate must be 'box' or 'gaussian', got {aggregate!r}")
+        cv2.sepFilter2D(x, -1, g, g, dst=out, borderType=cv2.BORDER_REPLICATE)
+    else:
+        raise ValueError(f"aggregate must be 'box' or 'gaussian', got {aggregate!r}")
+    return out
 
 
 def box_mean_cv(t: torch.Tensor, k: int) -> torch.Tensor:
@@ -126,16 +129,7 @@ def _focus(x: np.ndarray, measure: str, window: int, aggregate: str, buf: _Buffe
     np.abs(ml, out=ml)
     np.abs(ly, out=ly)
     ml += ly
-    out = buf("focus_out", hw) if out is None else out
-    if window == 1:
-        np.copyto(out, ml)
-    elif aggregate == "box":
-        cv2.blur(ml, (window, window), dst=out, borderType=cv2.BORDER_REPLICATE)
-    elif aggregate == "gaussian":
-        gk = _gauss1d(window, torch.float32, "cpu").numpy()
-        cv2.sepFilter2D(ml, -1, gk, gk, dst=out, borderType=cv2.BORDER_REPLICATE)
-    else:
-        raise ValueError(f"aggregate must be 'box' or 'gaussian', got {aggregate!r}")
+    out = _local_mean(ml, window, aggregate, buf("focus_out", hw) if out is None else out)
     return np.maximum(out, 0.0, out=out)
 
 
