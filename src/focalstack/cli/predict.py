@@ -28,10 +28,11 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="predict depth + all-in-focus for a sample or a dataset folder",
                        description="Writes depth.npy (metres), depth.png (uint16 mm), depth_color.png, aif.png, "
                                    "recon_error.json/.png and meta.json per sample (atomically); aif.tif (16-bit "
-                                   "linear) for linear (RAW) samples; points.ply with --export ply. Photo-sized stacks (pixels x frames "
-                                   "above 4e7, e.g. 5 frames of 8 MP) are streamed in memory O(H x W): DFF and the AIF "
-                                   "at full resolution, dfd/optimize/net on a working-size copy (long side <= 1024 px, pixels x frames <= 8e6) "
-                                   "whose depth is guided-upsampled (focalstack.inference.large).")
+                                   "linear) for linear (RAW) samples; points.ply with --export ply. Photo-sized stacks "
+                                   "(pixels x frames above 4e7, e.g. 5 frames of 8 MP) are streamed in memory O(H x W): "
+                                   "DFF and the AIF at full resolution, dfd/optimize/net on a working-size copy (long "
+                                   "side <= 1024 px, pixels x frames <= 8e6) whose depth is guided-upsampled "
+                                   "(focalstack.inference.large).")
     p.add_argument("input", help="a sample folder (holding camera.json) or a folder of sample folders")
     p.add_argument("-o", "--out", required=True,
                    help="output folder: new, empty, or one focalstack predict wrote before (never the input "
@@ -66,7 +67,7 @@ def method_options(method: str, args, **fixed):
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ..data.format import check_sample, is_sample_dir, list_samples, load_camera, load_sample, open_sample_files
+    from ..data.format import is_sample_dir, list_samples, load_camera, load_sample, open_sample_files
     from ..data.io import check_replaceable, claim_output_dir
     from ..inference import get_method, write_prediction
     from ..inference.large import is_photo_sized, predict_large
@@ -108,9 +109,9 @@ def run(args) -> int:
     bar = tqdm(samples, desc=f"predict ({args.method})", unit="sample", disable=True if len(samples) < 2 else None)
     for sd in bar:
         t0 = time.perf_counter()
-        nf, hw = check_sample(sd, min_frames=2)
-        if is_photo_sized(nf, hw):   # streamed: the frames are never held (focalstack.inference.large)
-            sample = open_sample_files(sd, min_frames=2)
+        files = open_sample_files(sd, min_frames=2)   # checked, not decoded
+        if is_photo_sized(files.num_frames, files.size_hw):   # streamed: the frames are never held
+            sample = files
             pred = predict_large(sample, args.method, opts, progress=len(samples) == 1)
         else:
             sample = load_sample(sd, load_depth=False, load_aif=False, min_frames=2)
