@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -44,6 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_common   # benchmarks/ (the script's folder is on sys.path)
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,23 +156,8 @@ def fuse_all(sample, tmp: Path) -> tuple[dict, dict, np.ndarray, int]:
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import cv2
-    import torch
-
-    import focalstack
     ver = subprocess.run(["enfuse", "--version"], capture_output=True, text=True).stdout.splitlines()
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "opencv": cv2.__version__,
-            "numpy": np.__version__, "focalstack": getattr(focalstack, "__version__", "?"),
-            "enfuse": ver[0] if ver else "?", "enfuse_args": ENFUSE_ARGS}
+    return bench_common.machine(enfuse=ver[0] if ver else "?", enfuse_args=ENFUSE_ARGS)
 
 
 # ---- sections -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: run the CLI, and build the benchmark datasets the same way
+"""Shared by the benchmark scripts: the machine header, run the CLI, and build the benchmark datasets the same way
 everywhere (so the supervision and models tables are trained and tested on identical data) with the
 library's dataset synthesis (``focalstack.data.synthesize_dataset``, what ``focalstack synth`` runs)."""
 
@@ -9,6 +9,36 @@ import sys
 from pathlib import Path
 
 FS = [sys.executable, "-m", "focalstack"]
+
+
+def machine(**extra) -> dict:
+    """The machine a table was measured on, for its header: CPU model (/proc/cpuinfo where readable),
+    cores, RAM (GiB), torch's thread count and the library versions; ``extra`` (a tool's version, …)
+    added."""
+    import os
+    import platform
+
+    import cv2
+    import numpy as np
+    import torch
+
+    import focalstack
+    cpu = platform.processor() or platform.machine()
+    mem_gb = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gb = int(line.split()[1]) / 2**20
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_total_gb": mem_gb, "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__, "opencv": cv2.__version__,
+            "numpy": np.__version__, "focalstack": getattr(focalstack, "__version__", "?"), **extra}
 
 
 def sh(args: list[str]) -> None:

@@ -51,13 +51,13 @@ import focalstack  # noqa: F401  (first: sets torch's OpenMP wait policy, see fo
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import bench_common   # benchmarks/ (the script's folder is on sys.path)
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,27 +125,6 @@ def last_line(path: Path) -> str:
         return ""
     lines = [ln.strip() for ln in data.replace("\r", "\n").split("\n") if ln.strip()]
     return lines[-1][:300] if lines else ""
-
-
-def machine() -> dict:
-    import cv2
-    import torch
-    cpu = platform.processor() or platform.machine()
-    mem_gb = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem_gb = int(line.split()[1]) / 2**20
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "mem_total_gb": mem_gb, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "opencv": cv2.__version__,
-            "focalstack": getattr(focalstack, "__version__", "?")}
 
 
 class Runner:
@@ -439,7 +418,7 @@ def main(argv=None) -> int:
         ap.error("--work-size must have the aspect ratio of --size")
     args.work = args.work.resolve()
     t0 = time.perf_counter()
-    res = {"machine": machine(),
+    res = {"machine": bench_common.machine(),
            "settings": {"size": list(args.size), "work_size": list(args.work_size), "frames": args.frames,
                         "methods": args.methods, "refine_steps": args.refine_steps, "scene": args.scene,
                         "timeout_min": args.timeout_min, "work": str(args.work)},
