@@ -134,6 +134,7 @@ def train_eval(tag: str, model: str, mode: str, train_dir: Path, test_dir: Path,
         sh(FS + ["train", str(train_dir), "--out", str(run), "--model", model, "--supervision", mode,
                  "--max-steps", str(args.steps), "--crop", str(args.crop), str(args.crop), "--val-interval", iv,
                  "--ckpt-interval", iv, "--val-samples", "4", "--workers", "1", "--no-progress", "--no-tensorboard",
+                 "--ssim-alpha", "0.85",   # the core paper's loss, the default when this table was made
                  *MODEL_ARGS.get(model, []), *EXTRA.get((model, mode), []), *extra])
         (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
     m = predict_eval(tag, run, test_dir, out)

@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 FS=${FS:-.venv/bin/focalstack}
 W=bench_work/pretrain
 STEPS=${STEPS:-20000}
+NUM_PROCEDURAL=${NUM_PROCEDURAL:-1500}
 SHARED=../shared/data
 mkdir -p "$W"
 
@@ -26,7 +27,7 @@ synth() {  # synth OUT ARGS...: skip a finished dataset (synth itself resumes an
   touch "$W/$out.done"
 }
 
-synth procedural --num 1500 --size 128 128 --seed 11
+synth procedural --num "$NUM_PROCEDURAL" --size 128 128 --seed 11
 synth procedural_val --num 24 --size 128 128 --seed 12
 if [ -d "$SHARED/dfd_indoor_carvalho2018" ]; then
   synth dslr_r50 --source dslr_indoor --resize 0.5 --split 0.2 --seed 0

@@ -16,10 +16,10 @@ from focalstack.inference import (METHOD_OPTIONS, DFDOptions, DFFOptions, NetOpt
 
 from .conftest import tiny_sample
 
-# the `focalstack train` flags as they were written by hand before the generator
+# the `focalstack train` flags as they were written by hand before the generator (+ --ssim-alpha, added since)
 TRAIN_FLAGS = {
     "--out", "--no-strict", "--val", "--max-steps", "--max-minutes", "--supervision", "--teacher",
-    "--teacher-iters-scale", "--model", "--init", "--width", "--levels", "--aif-mode", "--variant", "--model-opt",
+    "--teacher-iters-scale", "--ssim-alpha", "--model", "--init", "--width", "--levels", "--aif-mode", "--variant", "--model-opt",
     "--scale-aug", "--scale-aug-step", "--batch-size", "--crop", "--frames", "--no-flip", "--no-permute", "--lr",
     "--weight-decay", "--warmup", "--grad-clip", "--depth-range", "--kernel-size", "--max-kernel-size",
     "--val-interval", "--ckpt-interval", "--log-interval", "--val-samples", "--workers", "--amp", "--device", "--seed",

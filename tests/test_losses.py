@@ -100,3 +100,25 @@ def test_compute_losses_modes_and_ablation():
                        LossConfig(supervision="depth", kernel_size=K))
     with pytest.raises(ValueError, match="supervision"):
         LossConfig(supervision="gt")
+
+
+def test_default_photometric_loss_finds_the_true_blur_where_ssim_prefers_less():
+    """Why the default SSIM share is 0 (losses.photometric_loss): a noisy frame blurred by σ = 2 px,
+    re-rendered from an AIF estimate that carries noise too. L1 alone is minimal at the true blur;
+    the core paper's SSIM share (0.85) prefers less blur, the noise energy it keeps matching the frame's."""
+    from focalstack.losses import photometric_loss
+    from focalstack.render import defocus
+    g = torch.Generator().manual_seed(0)
+    clean = F.interpolate(torch.rand(1, 3, 12, 12, generator=g), size=(96, 96), mode="bilinear", align_corners=False)
+    blur = lambda x, s: defocus(x, torch.full((1, 1, 96, 96), s), kernel_size=21)   # noqa: E731
+    frame = blur(clean, 2.0) + 0.03 * torch.randn(clean.shape, generator=g)
+    aif = clean + 0.03 * torch.randn(clean.shape, generator=g)
+    sigmas = [1.0 + 0.1 * i for i in range(21)]
+
+    def best(alpha=None):
+        kw = {} if alpha is None else {"alpha": alpha}
+        losses = [float(photometric_loss(blur(aif, s), frame, **kw)) for s in sigmas]
+        return sigmas[min(range(len(sigmas)), key=losses.__getitem__)]
+
+    assert abs(best() - 2.0) < 0.05
+    assert best(0.85) < 1.85

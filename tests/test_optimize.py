@@ -48,9 +48,15 @@ def test_two_aperture_stack_through_the_same_optimiser():
     depth = torch.full((1, 1, 40, 40), 3.5)                # beyond the focus plane: no sign ambiguity issue
     depth[..., 20:] = 6.0
     frames = render_stack(aif, depth, cam)[0]
-    r = optimize_stack(frames, cam, OptimizeConfig(iters=(0, 0, 30)))
-    assert r.recon_after["loss"] < r.recon_before["loss"]
     near, far = cam.effective_depth_range_m()
+    # from the sharp (f/8) frame and a constant depth the loss is already tiny, and Adam's first steps
+    # (every AIF pixel moved by ~lr) overshoot it: the last iterate is worse than the start ...
+    last = optimize_stack(frames, cam, OptimizeConfig(iters=(0, 0, 30), keep_best=False))
+    assert last.recon_after["loss"] > last.recon_before["loss"]
+    # ... so the fast schedule returns each stage's lowest-loss iterate, never worse than its start
+    r = optimize_stack(frames, cam, OptimizeConfig(iters=(0, 0, 30)))
+    assert r.recon_after["loss"] <= r.recon_before["loss"] + 1e-9
+    assert r.recon_after["loss"] < last.recon_after["loss"]
     assert r.depth_m.min() >= near - 1e-4 and r.depth_m.max() <= far + 1e-4
 
 
@@ -132,7 +138,8 @@ def test_fast_schedule_stops_at_convergence_and_matches_the_reference_loss():
     cam, aif, depth = planar_scene(40, 40, seed=5)
     frames = _noisy(render_stack(aif, depth, cam)[0])
     init = depth_from_focus(frames.unsqueeze(0), cam)
-    ref = optimize_stack(frames, cam, OptimizeConfig(schedule="reference", iters=(0, 0, 80)), init=init)
+    # the same loss in both (the reference schedule's own is the core paper's SSIM + L1)
+    ref = optimize_stack(frames, cam, OptimizeConfig(schedule="reference", iters=(0, 0, 80), alpha=0.0), init=init)
     fast = optimize_stack(frames, cam, OptimizeConfig(iters=(0, 0, 80), stop_rel_tol=2e-3), init=init)
     assert len(ref.history) == 80                      # reference: every iteration
     assert len(fast.history) < 80                       # fast: stopped on convergence
@@ -147,3 +154,12 @@ def test_convergence_rule_waits_out_an_overshoot():
     rule = _Converged(tol=1e-2, patience=3, min_iters=3)
     # the best (1.0) has not moved for 3 steps, but the current loss sits above it: keep going
     assert [rule(v) for v in (1.0, 1.5, 1.4, 1.3, 1.2, 1.005)] == [False] * 5 + [True]
+
+
+def test_fast_schedule_optimises_the_training_loss_and_reference_keeps_the_papers():
+    """One objective: the default schedule (the engine of --refine and of distillation) uses the
+    training loss's SSIM share; the reference schedule stays the optimiser as it was (α = 0.85)."""
+    from focalstack.losses import PHOTOMETRIC_ALPHA, LossConfig
+    assert OptimizeConfig().alpha == LossConfig().alpha == PHOTOMETRIC_ALPHA == 0.0
+    assert OptimizeConfig(schedule="reference").alpha == 0.85
+    assert OptimizeConfig(alpha=0.5).alpha == 0.5              # an explicit value wins over the schedule's

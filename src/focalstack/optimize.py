@@ -21,12 +21,14 @@ Known camera (``depth_kind = "metric"``)
       are cheap (¼ and 1/16 of the pixels, smaller render windows); a full-resolution step's render
       window k = 2⌈3σ⌉+1 grows with the blur, so ``fast`` gives the full-resolution stage fewer
       steps (``fine_iters_after_coarse``) once a coarse level has run. Each stage ends early when
-      its loss has converged (``stop_rel_tol``; never in ``reference``). Each level
+      its loss has converged (``stop_rel_tol``; never in ``reference``) and, in ``fast``, returns its
+      lowest-loss iterate (``keep_best``: Adam's steps can overshoot a good start). Each level
       optimises a residual on area-downsampled frames with the camera resized accordingly; the
       depth residual is upsampled (bilinear) into the full-resolution logits (AIF corrections are
       carried up only with ``transfer_aif``: the full-resolution fused AIF keeps its detail).
     * loss: α·(1 − SSIM)/2 + (1 − α)·L1 over all frames (:func:`focalstack.losses.photometric_loss`,
-      the training loss's photometric term, here with a 7-px SSIM window, α = 0.85) +
+      the training loss's photometric term: α = 0, L1 alone, in the ``fast`` schedule, as in training;
+      ``reference`` keeps the core paper's α = 0.85 with a 7-px SSIM window) +
       λ·edge-aware smoothness |∇n|·exp(−γ|∇I|) of the normalised inverse depth n ∈ [0,1]
       (:func:`focalstack.losses.edge_aware_smoothness`, I = grey AIF, detached). Adam.
 
@@ -52,7 +54,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .losses import edge_aware_smoothness, photometric_loss
+from .losses import PHOTOMETRIC_ALPHA, edge_aware_smoothness, photometric_loss
 from .optics.camera import FocalStackCamera
 
 __all__ = ["OptimizeConfig", "OptimizeResult", "optimize_stack", "recon_metrics",
@@ -64,10 +66,12 @@ __all__ = ["OptimizeConfig", "OptimizeResult", "optimize_stack", "recon_metrics"
 # lower and ends each one when the loss has converged (see ``stop_rel_tol``).
 # "fast" also moves work to the cheap coarse levels: where a coarse level ran, the full-resolution
 # stage (whose render window grows with the blur, k = 2⌈3σ⌉+1) gets ``fine_iters_after_coarse``.
+# "alpha" is the SSIM share of the photometric loss: "fast" uses training's (losses.PHOTOMETRIC_ALPHA, L1
+# alone), "reference" the core paper's 0.85 it always had.
 SCHEDULES = {"reference": {"iters": (60, 40, 40), "stop_rel_tol": 0.0, "fine_iters_after_coarse": 0,
-                           "min_level_sigma_px": 2.0},
+                           "min_level_sigma_px": 2.0, "alpha": 0.85, "keep_best": False},
              "fast": {"iters": (40, 30, 40), "stop_rel_tol": 2e-3, "fine_iters_after_coarse": 25,
-                      "min_level_sigma_px": 1.0}}
+                      "min_level_sigma_px": 1.0, "alpha": PHOTOMETRIC_ALPHA, "keep_best": True}}
 
 
 @dataclass
@@ -94,7 +98,8 @@ class OptimizeConfig:
     lr_focus: float = 0.02                    # unknown focus: on ρ_k logits and log a, b
     smooth_weight: float = 0.02               # λ, edge-aware smoothness on normalised inverse depth
     edge_gamma: float = 10.0                  # γ in exp(−γ|∇I|)
-    alpha: float = 0.85                       # SSIM weight in the reconstruction loss
+    alpha: float | None = None                # SSIM share of the photometric loss (None: the schedule's)
+    keep_best: bool | None = None             # each stage returns its lowest-loss iterate, not its last (None: the schedule's)
     ssim_window: int = 7
     max_kernel: int = 31                      # cap on the render window (px, odd) at every level
     transfer_aif: bool = False                # carry coarse-level AIF corrections up (default: depth only)
@@ -118,6 +123,10 @@ class OptimizeConfig:
             self.fine_iters_after_coarse = int(sched["fine_iters_after_coarse"])
         if self.min_level_sigma_px is None:
             self.min_level_sigma_px = float(sched["min_level_sigma_px"])
+        if self.alpha is None:
+            self.alpha = float(sched["alpha"])
+        if self.keep_best is None:
+            self.keep_best = bool(sched["keep_best"])
 
     def scaled(self, factor: float) -> "OptimizeConfig":
         """The same schedule with ``factor`` × the iterations (at least 1 per stage)."""
@@ -402,6 +411,7 @@ def _fit(frames, mode, cfg: OptimizeConfig, progress, t0) -> OptimizeResult:
             groups.append({"params": mode.extra, "lr": cfg.lr_focus})
         opt = torch.optim.Adam(groups)
         converged = _Converged(cfg.stop_rel_tol, cfg.stop_patience, cfg.stop_min_iters)
+        best = None   # (loss, dz, du, extra) of the lowest-loss iterate seen (keep_best; all frames only)
         for _ in range(iters):
             opt.zero_grad(set_to_none=True)
             n, aif = params_to_maps(zb + dz, ub + du)
@@ -410,6 +420,10 @@ def _fit(frames, mode, cfg: OptimizeConfig, progress, t0) -> OptimizeResult:
             loss = photometric_loss(rec, tgt if sub is None else tgt[sub], cfg.alpha, cfg.ssim_window)
             if cfg.smooth_weight > 0:
                 loss = loss + cfg.smooth_weight * edge_aware_smoothness(n, aif, cfg.edge_gamma, "grey")
+            if cfg.keep_best and sub is None and (best is None or float(loss.detach()) < best[0]):
+                # the loss belongs to the parameters before this step: an Adam overshoot late in a
+                # stage (or a start already better than any step) must not be what the stage returns
+                best = (float(loss.detach()), dz.detach().clone(), du.detach().clone(), [p.detach().clone() for p in mode.extra])
             loss.backward()
             opt.step()
             step += 1
@@ -419,6 +433,10 @@ def _fit(frames, mode, cfg: OptimizeConfig, progress, t0) -> OptimizeResult:
             if converged(history[-1][1]):
                 break
         with torch.no_grad():
+            if best is not None:
+                dz, du = best[1], best[2]
+                for p, v in zip(mode.extra, best[3]):
+                    p.copy_(v)
             z_full = z_full + _up(dz.detach(), (h, w))
             if s == 1 or cfg.transfer_aif:
                 u_full = u_full + _up(du.detach(), (h, w))

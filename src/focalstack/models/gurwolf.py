@@ -160,7 +160,7 @@ class GurWolfNet(FocalStackModel):
     image_input = True
     # loss weights of the paper (eq. 13) applied by `focalstack train` to a fresh run of this model
     LOSS_DEFAULTS = {"recon": 1.0, "aif_guide": 0.0, "aif_sharp": 0.0, "smooth": 1e-3, "smooth_beta": 1.0,
-                     "render_sharp": 0.1}
+                     "render_sharp": 0.1, "alpha": 0.85}   # the paper's SSIM share (focalstack's default is 0)
 
     def __init__(self, config: GurWolfConfig | None = None, **options):
         super().__init__(config, **options)
