@@ -163,3 +163,21 @@ def test_fast_schedule_optimises_the_training_loss_and_reference_keeps_the_paper
     assert OptimizeConfig().alpha == LossConfig().alpha == PHOTOMETRIC_ALPHA == 0.0
     assert OptimizeConfig(schedule="reference").alpha == 0.85
     assert OptimizeConfig(alpha=0.5).alpha == 0.5              # an explicit value wins over the schedule's
+
+
+def test_step_budget_of_refine_is_never_exceeded():
+    """``--refine N`` runs the default schedule scaled to at most N Adam steps (coarse to fine where the
+    blur allows, else the full-resolution stage alone) — whichever levels a stack ends up using."""
+    base = OptimizeConfig()
+    assert base.max_steps() == 95 and OptimizeConfig(schedule="reference").max_steps() == 140
+    for n in (1, 2, 3, 7, 50, 100, 333):
+        cfg = OptimizeConfig().within(n)
+        assert cfg.max_steps() <= n and cfg.alpha == base.alpha
+        assert cfg.max_steps() >= 0.9 * n or n < 10                 # and uses (nearly) all of it
+    assert OptimizeConfig().within(2).levels == (1,)                # fewer steps than stages: full resolution only
+    with pytest.raises(ValueError, match="steps"):
+        OptimizeConfig().within(0)
+    cam, aif, depth = planar_scene(40, 40, seed=6)
+    frames = _noisy(render_stack(aif, depth, cam)[0])
+    r = optimize_stack(frames, cam, OptimizeConfig(stop_rel_tol=0.0).within(12))
+    assert 0 < len(r.history) <= 12

@@ -128,6 +128,27 @@ class OptimizeConfig:
         if self.keep_best is None:
             self.keep_best = bool(sched["keep_best"])
 
+    def max_steps(self) -> int:
+        """The most Adam steps this schedule can run on any stack (every candidate level used, or the
+        full-resolution stage alone)."""
+        coarse = sum(self.iters[:-1])
+        fine = min(self.iters[-1], self.fine_iters_after_coarse) if self.fine_iters_after_coarse else self.iters[-1]
+        return max(coarse + fine, self.iters[-1])
+
+    def within(self, steps: int) -> "OptimizeConfig":
+        """The same schedule scaled so it never runs more than ``steps`` Adam steps (``--refine N``)."""
+        if steps < 1:
+            raise ValueError(f"OptimizeConfig.within: steps must be ≥ 1, got {steps}")
+        from dataclasses import replace
+        factor = steps / self.max_steps()
+        for _ in range(8):                        # rounding a stage up can overshoot by a step or two
+            cfg = self.scaled(factor)
+            if cfg.max_steps() <= steps:
+                return cfg
+            factor *= (steps - 0.5) / cfg.max_steps()
+        # too few steps for one per stage: the full-resolution stage alone
+        return replace(self, levels=self.levels[-1:], iters=(steps,), fine_iters_after_coarse=0)
+
     def scaled(self, factor: float) -> "OptimizeConfig":
         """The same schedule with ``factor`` × the iterations (at least 1 per stage)."""
         from dataclasses import replace

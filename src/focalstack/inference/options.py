@@ -84,7 +84,9 @@ class NetOptions(MethodOptions):
         "help": "run folder, .safetensors, or shipped[:general|procedural] (--method net without it: the "
                 "shipped general model)"})
     refine_steps: int = field(default=0, metadata={
-        "flag": "--refine", "metavar": "STEPS", "help": "test-time optimisation steps after the network"})
+        "flag": "--refine", "metavar": "STEPS",
+        "help": "test-time optimisation after the network: at most STEPS steps of the optimiser's default "
+                "schedule (coarse to fine, stops on convergence)"})
     tile: int | None = field(default=None, metadata={"flag": "--tile", "help": "tile size for large images"})
     scale: float | None = field(default=None, metadata={"flag": "--scale", "help": "resize factor before the network"})
     device: str = field(default="cpu", metadata={"flag": "--device"})
