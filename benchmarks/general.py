@@ -125,9 +125,13 @@ def main() -> None:
             results[key] = evaluate("net", samples, SimpleNamespace(checkpoint=str(run), device="cpu"))
             print(key, results[key], flush=True)
         for ck in args.checkpoint:
-            for steps in ([0, args.refine] if args.refine else [0]):
-                key = f"{cam} / net {Path(ck).name}" + (f" + refine {steps}" if steps else "")
-                sub = samples[: args.optimize_num] if steps else samples
+            # with --refine: the network alone on all stacks and, like the refinement, on the first
+            # --optimize-num (the slow methods' subset), so refine and optimize compare on the same stacks
+            runs = [(0, samples)] + ([(0, samples[: args.optimize_num]), (args.refine, samples[: args.optimize_num])]
+                                     if args.refine else [])
+            for steps, sub in runs:
+                key = f"{cam} / net {Path(ck).name}" + (f" + refine {steps}" if steps else "") + \
+                    (f" (first {len(sub)})" if args.refine and not steps and len(sub) < len(samples) else "")
                 results[key] = evaluate("net", sub, SimpleNamespace(checkpoint=ck, refine_steps=steps, device="cpu"))
                 print(key, results[key], flush=True)
     lines = [f"Camera generality — {platform.processor() or platform.machine()}, 2 threads, torch {torch.__version__}",
