@@ -441,14 +441,15 @@ def _fit(frames, mode, cfg: OptimizeConfig, progress, t0) -> OptimizeResult:
             loss = photometric_loss(rec, tgt if sub is None else tgt[sub], cfg.alpha, cfg.ssim_window)
             if cfg.smooth_weight > 0:
                 loss = loss + cfg.smooth_weight * edge_aware_smoothness(n, aif, cfg.edge_gamma, "grey")
-            if cfg.keep_best and sub is None and (best is None or float(loss.detach()) < best[0]):
+            value = float(loss.detach())
+            if cfg.keep_best and sub is None and (best is None or value < best[0]):
                 # the loss belongs to the parameters before this step: an Adam overshoot late in a
                 # stage (or a start already better than any step) must not be what the stage returns
-                best = (float(loss.detach()), dz.detach().clone(), du.detach().clone(), [p.detach().clone() for p in mode.extra])
+                best = (value, dz.detach().clone(), du.detach().clone(), [p.detach().clone() for p in mode.extra])
             loss.backward()
             opt.step()
             step += 1
-            history.append((s, float(loss.detach())))
+            history.append((s, value))
             if progress:
                 progress(step, total, history[-1][1])
             if converged(history[-1][1]):
