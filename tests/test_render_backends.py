@@ -170,6 +170,26 @@ def test_bands_and_thread_counts_agree_with_the_reference(k):
 
 
 @needs_numba
+@pytest.mark.parametrize("need_sigma", [True, False])
+def test_wide_gaussian_windows_split_their_row_taps_and_agree_with_the_reference(need_sigma):
+    """R = 15: the forward's and the backward's row taps run in two unrolled passes
+    (cpu_gaussian._FWD/_BWD_TAPS_PER_PASS); with σ up to 6 px the taps past the first pass carry
+    weight, so values and gradients must still match the float64 reference."""
+    from focalstack.render.backends import cpu_gaussian
+    radius = 15
+    assert radius > cpu_gaussian._FWD_TAPS_PER_PASS and radius > cpu_gaussian._BWD_TAPS_PER_PASS
+    image, sigma = make_inputs(2, 3, 26, 41, 6.0, seed=5)
+    cot = make_inputs(2, 3, 26, 41, 1.0, seed=6)[0] - 0.5
+    need = (True, need_sigma)
+    ref_out, ref_g = grads(defocus_reference, image.double(), sigma.double(), radius, "gaussian", cot.double(), need)
+    out, g = grads(cpu_backend, image, sigma, radius, "gaussian", cot, need)
+    torch.testing.assert_close(out.double(), ref_out, rtol=0, atol=2e-6)
+    assert_rel_close(g[0].double(), ref_g[0], 2e-6)
+    if need_sigma:   # float32 sums over 31² taps: ~1e-4 of the largest ∂L/∂σ (as before the split)
+        assert_rel_close(g[1].double(), ref_g[1], 3e-4)
+
+
+@needs_numba
 def test_per_radius_kernels_are_resolved_once():
     """The per-radius Gaussian kernels are called through their compiled entry point: a second
     call with the same radius and dtypes must not add a specialisation (re-entering numba's
