@@ -42,6 +42,26 @@ def test_optimize_lowers_recon_error_and_improves_dff_depth():
     assert abs(recon_metrics(again, frames)["l1"] - r.recon_after["l1"]) < 2e-3
 
 
+def test_optimiser_renders_in_inverse_depth_like_render_stack():
+    """The optimiser's σ_k = a_k·|ρ − 1/d_k| (camera.sigma_slope_px) is the thin-lens σ of
+    camera.sigma_px, and its render equals render_stack's, per frame subset and per level."""
+    from focalstack.optimize import _MetricFocus, _render_metric
+    cam, aif, depth = planar_scene(40, 40, seed=9)
+    cam = replace(cam, f_numbers=tuple(2.0 + 0.5 * i for i in range(cam.num_frames)))   # per-frame apertures
+    d = torch.linspace(0.3, 9.0, 50, dtype=torch.float64).view(1, 1, 1, 50)
+    a = cam.sigma_slope_px()
+    rk = torch.tensor([1 / f for f in cam.focus_distances_m], dtype=torch.float64).view(-1, 1, 1, 1)
+    torch.testing.assert_close(a.view(-1, 1, 1, 1) * (1 / d - rk).abs(), cam.sigma_px(d)[0], rtol=1e-12, atol=1e-12)
+    frames = render_stack(aif, depth, cam)[0]
+    mode = _MetricFocus(frames, cam, OptimizeConfig(), None)
+    n = ((1 / depth - mode.rho_far) / (mode.rho_near - mode.rho_far)).float()
+    for s, sub in ((1, None), (1, [0, 3]), (2, [1, 2, 4])):
+        cam_s = cam.resized(1.0 / s) if s != 1 else cam
+        a_img, n_s = torch.nn.functional.avg_pool2d(aif, s), torch.nn.functional.avg_pool2d(n, s)
+        want = _render_metric(a_img, mode.rho(n_s), cam_s, 31, "gaussian", sub)
+        torch.testing.assert_close(mode.render(n_s, a_img, s, sub), want, rtol=0, atol=2e-5)
+
+
 def test_two_aperture_stack_through_the_same_optimiser():
     cam = get_preset("dslr_indoor").resized(0.25)         # f/2.8 + f/8 at 1.7 m, 144 µm pixels
     _, aif, _ = planar_scene(40, 40, seed=3)
@@ -190,6 +210,24 @@ def test_full_resolution_stage_is_shortened_for_wide_render_windows():
     assert fine_steps() == round(25 * (21 / 31) ** 2) == 11
     assert fine_steps(fine_window_px=0) == 25
     assert fine_steps(fine_window_px=41) == 25                 # never more than the cap
+
+
+def test_small_stages_run_torch_ops_on_one_thread_and_the_kernels_on_all():
+    pytest.importorskip("numba")
+    from focalstack.render.backends import cpu
+    cam, aif, depth = planar_scene(40, 40, seed=8)
+    frames = render_stack(aif, depth, cam)[0]
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for bound, expected in ((1_000_000, (1, 2)), (0, (2, 2))):
+            seen = []
+            optimize_stack(frames, cam, OptimizeConfig(iters=(0, 0, 3), one_thread_ops_below_px=bound),
+                           progress=lambda *_: seen.append((torch.get_num_threads(), cpu.num_threads())))
+            assert set(seen) == {expected}
+            assert torch.get_num_threads() == 2 and cpu.num_threads() == 2      # restored
+    finally:
+        torch.set_num_threads(old)
 
 
 def test_step_budget_of_refine_is_never_exceeded():

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -120,6 +121,7 @@ class OptimizeConfig:
     refine: str | None = "guided"
     psf: str = "gaussian"
     threads: int | None = None                # torch.set_num_threads for the run (None: leave)
+    one_thread_ops_below_px: int = 1_000_000  # stages with fewer pixels × frames per step run torch's ops on one thread (0: never)
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -240,6 +242,19 @@ def _render_metric(aif, rho, camera: FocalStackCamera, cap: int, psf: str, frame
     return render_stack(aif, depth, camera, frames=frames, kernel_size=_odd_kernel(smax, cap), psf=psf)[0]
 
 
+def _render_inverse(aif, rho, slope, rho_k, cap: int, psf: str):
+    """Known camera in inverse depth: σ_k = a_k·|ρ − ρ_k| (px; :meth:`FocalStackCamera.sigma_slope_px`)
+    — the thin-lens render of :func:`focalstack.render.render_stack` with three ops per pixel for σ
+    instead of depth = 1/ρ and the CoC formula. aif [1,3,H,W], rho [1,1,H,W] 1/m → [F,3,H,W]."""
+    from .render import defocus, from_linear, to_linear
+    sigma = slope * (rho - rho_k).abs()                                    # [F,1,H,W]
+    with torch.no_grad():
+        # |ρ − ρ_k| is largest at the smallest or largest ρ: two values instead of the σ map
+        smax = float((slope * torch.maximum((rho.min() - rho_k).abs(), (rho.max() - rho_k).abs())).max())
+    img = to_linear(aif).expand(sigma.shape[0], -1, -1, -1).contiguous()
+    return from_linear(defocus(img, sigma.contiguous(), kernel_size=_odd_kernel(smax, cap), psf=psf))
+
+
 def relative_render(aif: torch.Tensor, rho: torch.Tensor, focus_positions: torch.Tensor, a: torch.Tensor,
                     b: torch.Tensor, cap: int = 31, psf: str = "gaussian", frames=None) -> torch.Tensor:
     """Unknown-focus model: σ_k = a·|ρ − ρ_k| + b (px). aif [1,3,H,W], rho [1,1,H,W] → [F,3,H,W]."""
@@ -315,6 +330,7 @@ class _MetricFocus:
     def __init__(self, frames, camera, cfg, init):
         nf, _, h, w = frames.shape
         self.camera, self.cfg = camera, cfg
+        self._slopes = {}     # (level, frames) → (a_k [F,1,1,1] px·m, 1/d_k [F,1,1,1]): σ_k = a_k·|ρ − 1/d_k|
         near, far = camera.effective_depth_range_m()
         self.rho_near, self.rho_far = 1.0 / near, 1.0 / far
         if _is_two_aperture(camera) and nf > 1:
@@ -336,8 +352,14 @@ class _MetricFocus:
         return float(self.camera.sigma_px(torch.tensor([near, far], dtype=torch.float64).view(1, 1, 1, 2)).max())
 
     def render(self, n, aif, s, frames=None):
-        cam_s = self.camera.resized(1.0 / s) if s != 1 else self.camera
-        return _render_metric(aif, self.rho(n), cam_s, self.cfg.max_kernel, self.cfg.psf, frames)
+        key = (s, None if frames is None else tuple(frames))
+        if key not in self._slopes:
+            cam_s = self.camera.resized(1.0 / s) if s != 1 else self.camera
+            idx = list(range(self.camera.num_frames)) if frames is None else list(frames)
+            self._slopes[key] = (cam_s.sigma_slope_px(frames).float().view(-1, 1, 1, 1),
+                                 torch.tensor([1.0 / self.camera.focus_distances_m[i] for i in idx]).view(-1, 1, 1, 1))
+        slope, rho_k = self._slopes[key]
+        return _render_inverse(aif, self.rho(n), slope, rho_k, self.cfg.max_kernel, self.cfg.psf)
 
     def result(self, n, aif, init_n, **kw) -> OptimizeResult:
         rho, rho_i = self.rho(n), self.rho(init_n)
@@ -412,6 +434,32 @@ class _Converged:
         return before - best < self.tol * abs(before) and loss - best <= self.tol * abs(best)
 
 
+@contextmanager
+def _small_op_threads(frames: torch.Tensor, s: int, cfg: OptimizeConfig):
+    """Within a stage of fewer than ``cfg.one_thread_ops_below_px`` pixels × frames per step (on
+    CPU): torch's elementwise ops on one thread, the render kernels on all of torch's threads.
+    Each of a step's ~70 small ops wakes torch's thread pool, which costs more than it saves at
+    these sizes (a 5-frame 256² stack: 30 → 24 ms a full-resolution step on 2 cores; 1024²: 1.2×
+    slower, hence the bound)."""
+    threads = torch.get_num_threads()
+    h, w = frames.shape[-2:]
+    work = (h // s) * (w // s) * min(frames.shape[0], cfg.frames_per_step or frames.shape[0])
+    if threads < 2 or frames.device.type != "cpu" or work >= cfg.one_thread_ops_below_px:
+        yield
+        return
+    try:
+        from .render.backends.cpu import kernel_threads
+    except ImportError:            # no numba: the reference renderer is torch ops too
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        with kernel_threads(threads):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _fit(frames, mode, cfg: OptimizeConfig, progress, t0) -> OptimizeResult:
     """One coarse-to-fine loop for both modes: per stage, Adam on residuals (dz, du) of the
     full-resolution logits at that level; depth residuals carried up bilinearly."""
@@ -442,45 +490,46 @@ def _fit(frames, mode, cfg: OptimizeConfig, progress, t0) -> OptimizeResult:
     total = sum(it for _, it in stages)
     step = 0
     for s, iters in stages:
-        tgt = _down(frames, s)
-        zb, ub = _down(z_full, s), _down(u_full, s)
-        dz = torch.zeros_like(zb, requires_grad=True)
-        du = torch.zeros_like(ub, requires_grad=True)
-        groups = [{"params": [dz], "lr": cfg.lr_depth}, {"params": [du], "lr": cfg.lr_aif}]
-        if mode.extra:
-            groups.append({"params": mode.extra, "lr": cfg.lr_focus})
-        opt = torch.optim.Adam(groups)
-        converged = _Converged(cfg.stop_rel_tol, cfg.stop_patience, cfg.stop_min_iters)
-        best = None   # (loss, dz, du, extra) of the lowest-loss iterate seen (keep_best; all frames only)
-        for _ in range(iters):
-            opt.zero_grad(set_to_none=True)
-            n, aif = params_to_maps(zb + dz, ub + du)
-            sub = _frame_subset(nf, cfg.frames_per_step, gen)
-            rec = mode.render(n, aif, s, sub)
-            loss = photometric_loss(rec, tgt if sub is None else tgt[sub], cfg.alpha, cfg.ssim_window)
-            if cfg.smooth_weight > 0:
-                loss = loss + cfg.smooth_weight * edge_aware_smoothness(n, aif, cfg.edge_gamma, "grey")
-            value = float(loss.detach())
-            if cfg.keep_best and sub is None and (best is None or value < best[0]):
-                # the loss belongs to the parameters before this step: an Adam overshoot late in a
-                # stage (or a start already better than any step) must not be what the stage returns
-                best = (value, dz.detach().clone(), du.detach().clone(), [p.detach().clone() for p in mode.extra])
-            loss.backward()
-            opt.step()
-            step += 1
-            history.append((s, value))
-            if progress:
-                progress(step, total, history[-1][1])
-            if converged(history[-1][1]):
-                break
-        with torch.no_grad():
-            if best is not None:
-                dz, du = best[1], best[2]
-                for p, v in zip(mode.extra, best[3]):
-                    p.copy_(v)
-            z_full = z_full + _up(dz.detach(), (h, w))
-            if s == 1 or cfg.transfer_aif:
-                u_full = u_full + _up(du.detach(), (h, w))
+        with _small_op_threads(frames, s, cfg):
+            tgt = _down(frames, s)
+            zb, ub = _down(z_full, s), _down(u_full, s)
+            dz = torch.zeros_like(zb, requires_grad=True)
+            du = torch.zeros_like(ub, requires_grad=True)
+            groups = [{"params": [dz], "lr": cfg.lr_depth}, {"params": [du], "lr": cfg.lr_aif}]
+            if mode.extra:
+                groups.append({"params": mode.extra, "lr": cfg.lr_focus})
+            opt = torch.optim.Adam(groups)
+            converged = _Converged(cfg.stop_rel_tol, cfg.stop_patience, cfg.stop_min_iters)
+            best = None   # (loss, dz, du, extra) of the lowest-loss iterate seen (keep_best; all frames only)
+            for _ in range(iters):
+                opt.zero_grad(set_to_none=True)
+                n, aif = params_to_maps(zb + dz, ub + du)
+                sub = _frame_subset(nf, cfg.frames_per_step, gen)
+                rec = mode.render(n, aif, s, sub)
+                loss = photometric_loss(rec, tgt if sub is None else tgt[sub], cfg.alpha, cfg.ssim_window)
+                if cfg.smooth_weight > 0:
+                    loss = loss + cfg.smooth_weight * edge_aware_smoothness(n, aif, cfg.edge_gamma, "grey")
+                value = float(loss.detach())
+                if cfg.keep_best and sub is None and (best is None or value < best[0]):
+                    # the loss belongs to the parameters before this step: an Adam overshoot late in a
+                    # stage (or a start already better than any step) must not be what the stage returns
+                    best = (value, dz.detach().clone(), du.detach().clone(), [p.detach().clone() for p in mode.extra])
+                loss.backward()
+                opt.step()
+                step += 1
+                history.append((s, value))
+                if progress:
+                    progress(step, total, history[-1][1])
+                if converged(history[-1][1]):
+                    break
+            with torch.no_grad():
+                if best is not None:
+                    dz, du = best[1], best[2]
+                    for p, v in zip(mode.extra, best[3]):
+                        p.copy_(v)
+                z_full = z_full + _up(dz.detach(), (h, w))
+                if s == 1 or cfg.transfer_aif:
+                    u_full = u_full + _up(du.detach(), (h, w))
 
     with torch.no_grad():
         n, aif = params_to_maps(z_full, u_full)

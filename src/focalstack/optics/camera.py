@@ -112,6 +112,16 @@ class FocalStackCamera:
         d, fd, fn = self._per_frame(depth_m, frames)
         return self.lens.sigma_px(d, fd, fn)
 
+    def sigma_slope_px(self, frames: Sequence[int] | None = None) -> torch.Tensor:
+        """a_k (px·m), float64 [F]: the thin-lens σ_k = a_k·|1/d − 1/d_k| is linear in inverse depth
+        (C = f²·d_k/(N_k·(d_k − f))·|1/d − 1/d_k|), so a renderer working in inverse depth needs
+        one multiply per pixel. Evaluated through :meth:`sigma_px` at d = d_k/2, where
+        |1/d − 1/d_k| = 1/d_k (one owner of the formula)."""
+        idx = list(range(self.num_frames)) if frames is None else list(frames)
+        fd = torch.tensor([self.focus_distances_m[i] for i in idx], dtype=torch.float64)
+        s = torch.stack([self.sigma_px((fd[j] / 2).view(1, 1, 1, 1), [i])[0, 0, 0, 0, 0] for j, i in enumerate(idx)])
+        return s * fd
+
     # ---- derived cameras ----------------------------------------------------------------
     def subset(self, frames: Sequence[int]) -> "FocalStackCamera":
         """The camera of a sub-stack (frames in the given order)."""

@@ -354,9 +354,29 @@ def _factor_flush_below(dtype: torch.dtype) -> float:
     return 1e-16 if dtype == torch.float32 else 1e-150
 
 
+_kernel_threads: list[int] = []   # a stack of overrides (kernel_threads), innermost last
+
+
 def num_threads() -> int:
-    """Worker threads of the kernels: torch's intra-op thread count (``torch.set_num_threads``)."""
-    return max(1, torch.get_num_threads())
+    """Worker threads of the kernels: torch's intra-op thread count (``torch.set_num_threads``),
+    unless :func:`kernel_threads` overrides it."""
+    return _kernel_threads[-1] if _kernel_threads else max(1, torch.get_num_threads())
+
+
+class kernel_threads:
+    """``with kernel_threads(n):`` the kernels use n threads whatever torch's own count is — so a
+    caller can run torch's small elementwise ops on one thread (their parallel regions cost more
+    than they save on small tensors) while the kernels keep every core."""
+
+    def __init__(self, n: int):
+        self.n = max(1, int(n))
+
+    def __enter__(self):
+        _kernel_threads.append(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        _kernel_threads.pop()
 
 
 def _rows_per_task(b: int, h: int, threads: int) -> int:
