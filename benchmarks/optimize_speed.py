@@ -19,7 +19,7 @@ Sections (each written as it finishes, so a partial run keeps what it measured):
   aligned by ``focalstack import``; the import is not timed), fast (``--phone-reference``: also
   the reference schedule, which takes many minutes).
 * ``refine`` — ``--refine 100`` on a 5-frame 256² procedural stack (shipped general model): the
-  refinement's own seconds (the network's are reported apart).
+  refinement's own seconds (``optimize_stack``'s, median of 5 runs; the network's are reported apart).
 
 Writes <out>/optimize_speed.{md,json}. Time on this machine, 2 threads, nothing else running.
 """
@@ -128,14 +128,15 @@ def section_refine() -> dict:
     from focalstack.inference import PredictOptions, predict_net
     s = make_procedural_sample(3000, size_hw=(256, 256))
     predict_net(s, PredictOptions(refine_steps=2))                             # warm-up (model load, kernels)
-    out = {}
-    for steps in (0, 100):
+    runs = []
+    for _ in range(5):                            # median of 5: single runs vary ±10 % on this machine
         t0 = time.perf_counter()
-        p = predict_net(s, PredictOptions(refine_steps=steps))
-        sec = time.perf_counter() - t0
-        out[f"refine {steps}"] = {"seconds": sec, "network_seconds": p.extras["network_seconds"]}
-    ref = out["refine 100"]["seconds"] - out["refine 0"]["seconds"]
-    out["refine 100"]["refine_seconds"] = ref
+        p = predict_net(s, PredictOptions(refine_steps=100))
+        runs.append({"seconds": time.perf_counter() - t0, "network_seconds": p.extras["network_seconds"],
+                     "refine_seconds": p.extras["refine_seconds"]})
+    med = {k: sorted(r[k] for r in runs)[len(runs) // 2] for k in runs[0]}
+    out = {"refine 100": med | {"runs": runs}}
+    ref = med["refine_seconds"]
     print(f"--refine 100 on 256² × 5: {ref:.2f} s of refinement", flush=True)
     return out
 

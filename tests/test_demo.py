@@ -39,6 +39,7 @@ def test_predict_net_refine_reports_error_before_and_after(tiny_dataset, tmp_pat
                  "--refine", "15", "-o", str(out)]) == 0
     meta = json.loads((out / "meta.json").read_text())
     assert meta["refine_steps"] == 15
+    assert 0 < meta["refine_seconds"] < meta["seconds"]       # the refinement's own time, within the total
     # the optical model validates and refines the network's prediction
     assert meta["recon_after"]["loss"] < meta["recon_before"]["loss"]
 

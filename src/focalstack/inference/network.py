@@ -136,7 +136,7 @@ def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Pre
         res = optimize_stack(sample.frames.float(), cam_r, cfg, init=init)
         depth, aif = res.depth_m, res.aif
         extras.update(refine_steps=steps, recon_before=res.recon_before, recon_after=res.recon_after,
-                      rendered=res.rendered)
+                      rendered=res.rendered, refine_seconds=res.seconds)
     extras["seconds"] = time.perf_counter() - t0
     return Prediction(depth.float(), aif.float().clamp(0, 1), extras)
 
