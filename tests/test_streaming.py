@@ -61,11 +61,13 @@ def test_streaming_memory_does_not_grow_with_the_frame_count():
                       focus_distances_m=tuple(0.5 + 0.2 * k for k in range(nf)), f_numbers=None)
         read = lambda i: np.ascontiguousarray(np.roll(base, i, axis=1))  # noqa: E731
         depth_from_focus_streaming(read, cam, (h, w), refine=None)       # warm-up (imports, caches)
-        tracemalloc.start()
-        depth_from_focus_streaming(read, cam, (h, w), refine=None)
-        p = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        return p
+        peaks = []
+        for _ in range(2):   # the least of two: the read-ahead thread's timing moves the peak (a loaded machine)
+            tracemalloc.start()
+            depth_from_focus_streaming(read, cam, (h, w), refine=None)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+        return min(peaks)
 
     frame = h * w * 3 * 4
     p3, p12 = peak(3), peak(12)
