@@ -46,6 +46,19 @@ _FWD_TAPS_PER_PASS = 8
 _BWD_TAPS_PER_PASS = 14
 
 
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
+def _row_taps(Ex, a0, a1, q, lo, hi, t0, t1):  # pragma: no cover - numba
+    """Forward row taps |dx| = lo..hi of channels a0, a1 around padded column q, added to (t0, t1).
+    Inlined in numba's IR, so with constant lo/hi (R a literal) LLVM unrolls the loop."""
+    for ax in range(lo, hi + 1):
+        axu = np.uint64(ax)
+        ea = Ex[axu, q - axu]
+        eb = Ex[axu, q + axu]
+        t0 += ea * a0[q - axu] + eb * a0[q + axu]
+        t1 += ea * a1[q - axu] + eb * a1[q + axu]
+    return t0, t1
+
+
 @njit(nogil=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _forward_r(img, sig, out, den, R, tiny, lowp, rows, first, step):  # pragma: no cover - numba
     B, C, H, W = img.shape
@@ -93,28 +106,10 @@ def _forward_r(img, sig, out, den, R, tiny, lowp, rows, first, step):  # pragma:
                         h1 = HZ[c + 1]
                         for j in range(Wu):
                             e = Ex[0, Ru + j]
-                            t0 = e * a0[Ru + j]
-                            t1 = e * a1[Ru + j]
-                            for ax in range(1, RA + 1):      # unrolled: RA is a constant
-                                axu = np.uint64(ax)
-                                ea = Ex[axu, Ru + j - axu]
-                                eb = Ex[axu, Ru + j + axu]
-                                t0 += ea * a0[Ru + j - axu] + eb * a0[Ru + j + axu]
-                                t1 += ea * a1[Ru + j - axu] + eb * a1[Ru + j + axu]
-                            h0[j] = t0
-                            h1[j] = t1
+                            h0[j], h1[j] = _row_taps(Ex, a0, a1, Ru + j, 1, RA, e * a0[Ru + j], e * a1[Ru + j])
                         if R > RA:                           # the taps past RA: a second unrolled pass
                             for j in range(Wu):
-                                t0 = h0[j]
-                                t1 = h1[j]
-                                for ax in range(RA + 1, R + 1):
-                                    axu = np.uint64(ax)
-                                    ea = Ex[axu, Ru + j - axu]
-                                    eb = Ex[axu, Ru + j + axu]
-                                    t0 += ea * a0[Ru + j - axu] + eb * a0[Ru + j + axu]
-                                    t1 += ea * a1[Ru + j - axu] + eb * a1[Ru + j + axu]
-                                h0[j] = t0
-                                h1[j] = t1
+                                h0[j], h1[j] = _row_taps(Ex, a0, a1, Ru + j, RA + 1, R, h0[j], h1[j])
                     for k in range(2):
                         if (dn if k == 0 else up):
                             o = s + ay if k == 0 else s - ay
@@ -137,6 +132,26 @@ def _forward_r(img, sig, out, den, R, tiny, lowp, rows, first, step):  # pragma:
                     for j in range(Wu):
                         orow[j] = sc[j] / d0[j]
                 slot[:, :] = 0.0
+
+
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
+def _row_taps_g(Ex, vr, q, Ru, lo, hi, t0):  # pragma: no cover - numba
+    """Backward row taps |dx| = lo..hi of source q: t0 + Σ E[ax]·(v(q−ax) + v(q+ax))."""
+    for ax in range(lo, hi + 1):
+        axu = np.uint64(ax)
+        t0 += Ex[axu, q] * (vr[Ru + q - axu] + vr[Ru + q + axu])
+    return t0
+
+
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
+def _row_taps_k(Ex, vr, sq, q, Ru, lo, hi, t0, t2):  # pragma: no cover - numba
+    """As :func:`_row_taps_g`, with t2 + Σ ax²·E[ax]·(…) beside it (the ∂/∂σ terms)."""
+    for ax in range(lo, hi + 1):
+        axu = np.uint64(ax)
+        e = Ex[axu, q] * (vr[Ru + q - axu] + vr[Ru + q + axu])
+        t0 += e
+        t2 += sq[axu] * e
+    return t0, t2
 
 
 @njit(nogil=True, fastmath={"contract"}, error_model="numpy", cache=True)
@@ -212,42 +227,19 @@ def _backward_r(img, sig, out, den, gout, gimg, gsig, R, tiny, lowp, rows, need_
                         ay2 = sq[ay]
                         for q in range(Wu):
                             t0 = Ex[0, q] * vr[Ru + q]
-                            t2 = sq[0] * t0              # 0 in the image dtype
-                            for ax in range(1, RA + 1):       # unrolled: RA is a constant
-                                axu = np.uint64(ax)
-                                e = Ex[axu, q] * (vr[Ru + q - axu] + vr[Ru + q + axu])
-                                t0 += e
-                                t2 += sq[axu] * e
-                            T0[q] = t0
-                            T2[q] = t2
+                            T0[q], T2[q] = _row_taps_k(Ex, vr, sq, q, Ru, 1, RA, t0, sq[0] * t0)  # sq[0]·t0: 0 in the image dtype
                         if R > RA:
                             for q in range(Wu):
-                                t0 = T0[q]
-                                t2 = T2[q]
-                                for ax in range(RA + 1, R + 1):
-                                    axu = np.uint64(ax)
-                                    e = Ex[axu, q] * (vr[Ru + q - axu] + vr[Ru + q + axu])
-                                    t0 += e
-                                    t2 += sq[axu] * e
-                                T0[q] = t0
-                                T2[q] = t2
+                                T0[q], T2[q] = _row_taps_k(Ex, vr, sq, q, Ru, RA + 1, R, T0[q], T2[q])
                         for q in range(Wu):
                             gc[q] += eay[q] * T0[q]
                             kc[q] += eay[q] * (ay2 * T0[q] + T2[q])
                     else:
                         for q in range(Wu):
-                            t0 = Ex[0, q] * vr[Ru + q]
-                            for ax in range(1, RA + 1):
-                                axu = np.uint64(ax)
-                                t0 += Ex[axu, q] * (vr[Ru + q - axu] + vr[Ru + q + axu])
-                            T0[q] = t0
+                            T0[q] = _row_taps_g(Ex, vr, q, Ru, 1, RA, Ex[0, q] * vr[Ru + q])
                         if R > RA:
                             for q in range(Wu):
-                                t0 = T0[q]
-                                for ax in range(RA + 1, R + 1):
-                                    axu = np.uint64(ax)
-                                    t0 += Ex[axu, q] * (vr[Ru + q - axu] + vr[Ru + q + axu])
-                                T0[q] = t0
+                                T0[q] = _row_taps_g(Ex, vr, q, Ru, RA + 1, R, T0[q])
                         for q in range(Wu):
                             gc[q] += eay[q] * T0[q]
             if need_i:
