@@ -242,27 +242,21 @@ def _render_metric(aif, rho, camera: FocalStackCamera, cap: int, psf: str, frame
     return render_stack(aif, depth, camera, frames=frames, kernel_size=_odd_kernel(smax, cap), psf=psf)[0]
 
 
-def _render_inverse(aif, rho, slope, rho_k, cap: int, psf: str):
-    """Known camera in inverse depth: σ_k = a_k·|ρ − ρ_k| (px; :meth:`FocalStackCamera.sigma_slope_px`)
-    — the thin-lens render of :func:`focalstack.render.render_stack` with three ops per pixel for σ
-    instead of depth = 1/ρ and the CoC formula. aif [1,3,H,W], rho [1,1,H,W] 1/m → [F,3,H,W]."""
-    from .render import defocus, from_linear, to_linear
-    sigma = slope * (rho - rho_k).abs()                                    # [F,1,H,W]
-    with torch.no_grad():
-        # |ρ − ρ_k| is largest at the smallest or largest ρ: two values instead of the σ map
-        smax = float((slope * torch.maximum((rho.min() - rho_k).abs(), (rho.max() - rho_k).abs())).max())
-    img = to_linear(aif).expand(sigma.shape[0], -1, -1, -1).contiguous()
-    return from_linear(defocus(img, sigma.contiguous(), kernel_size=_odd_kernel(smax, cap), psf=psf))
-
-
 def relative_render(aif: torch.Tensor, rho: torch.Tensor, focus_positions: torch.Tensor, a: torch.Tensor,
-                    b: torch.Tensor, cap: int = 31, psf: str = "gaussian", frames=None) -> torch.Tensor:
-    """Unknown-focus model: σ_k = a·|ρ − ρ_k| + b (px). aif [1,3,H,W], rho [1,1,H,W] → [F,3,H,W]."""
+                    b: torch.Tensor | None, cap: int = 31, psf: str = "gaussian", frames=None) -> torch.Tensor:
+    """σ_k = a·|ρ − ρ_k| + b (px), ρ_k = ``focus_positions`` [F]: the unknown-focus model (ρ relative,
+    scalar a and b) and, with per-frame ``a`` [F] and b None, the thin-lens camera in inverse depth
+    (ρ in 1/m, ρ_k = 1/d_k, a_k = :meth:`FocalStackCamera.sigma_slope_px`).
+    aif [1,3,H,W], rho [1,1,H,W] → [F,3,H,W]."""
     from .render import defocus, from_linear, to_linear
     if frames is not None:
         focus_positions = focus_positions[list(frames)]
+        if a.dim() > 0:
+            a = a[list(frames)]
     nf = focus_positions.numel()
-    sigma = a * (rho - focus_positions.view(-1, 1, 1, 1)).abs() + b         # [F,1,H,W]
+    sigma = a.view(-1, 1, 1, 1) * (rho - focus_positions.view(-1, 1, 1, 1)).abs()   # [F,1,H,W]
+    if b is not None:
+        sigma = sigma + b
     with torch.no_grad():
         smax = float(sigma.max())
     img = to_linear(aif).expand(nf, -1, -1, -1).contiguous()
@@ -330,7 +324,9 @@ class _MetricFocus:
     def __init__(self, frames, camera, cfg, init):
         nf, _, h, w = frames.shape
         self.camera, self.cfg = camera, cfg
-        self._slopes = {}     # (level, frames) → (a_k [F,1,1,1] px·m, 1/d_k [F,1,1,1]): σ_k = a_k·|ρ − 1/d_k|
+        # σ_k = a_k·|ρ − 1/d_k| px at full resolution; a level s has pixels s× larger: a_k/s
+        self.slope = camera.sigma_slope_px().float()
+        self.rho_k = torch.tensor([1.0 / d for d in camera.focus_distances_m])
         near, far = camera.effective_depth_range_m()
         self.rho_near, self.rho_far = 1.0 / near, 1.0 / far
         if _is_two_aperture(camera) and nf > 1:
@@ -352,14 +348,8 @@ class _MetricFocus:
         return float(self.camera.sigma_px(torch.tensor([near, far], dtype=torch.float64).view(1, 1, 1, 2)).max())
 
     def render(self, n, aif, s, frames=None):
-        key = (s, None if frames is None else tuple(frames))
-        if key not in self._slopes:
-            cam_s = self.camera.resized(1.0 / s) if s != 1 else self.camera
-            idx = list(range(self.camera.num_frames)) if frames is None else list(frames)
-            self._slopes[key] = (cam_s.sigma_slope_px(frames).float().view(-1, 1, 1, 1),
-                                 torch.tensor([1.0 / self.camera.focus_distances_m[i] for i in idx]).view(-1, 1, 1, 1))
-        slope, rho_k = self._slopes[key]
-        return _render_inverse(aif, self.rho(n), slope, rho_k, self.cfg.max_kernel, self.cfg.psf)
+        return relative_render(aif, self.rho(n), self.rho_k, self.slope / s, None, self.cfg.max_kernel,
+                               self.cfg.psf, frames)
 
     def result(self, n, aif, init_n, **kw) -> OptimizeResult:
         rho, rho_i = self.rho(n), self.rho(init_n)

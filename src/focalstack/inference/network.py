@@ -129,9 +129,10 @@ def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Pre
         # the default (fast) schedule within the step budget: coarse to fine where the blur allows it,
         # cheaper than full-resolution steps and nearer the truth on DSLR-synth stacks (README, "Any
         # camera"); without the fast schedule's cap on the full-resolution stage, whose detail a good
-        # start from the network needs (with the cap: procedural AbsRel 0.040 → 0.052); and smaller depth steps than from optimize's DFF start (lr_depth 0.05, not the
-        # fast schedule's 0.15): the network starts near the answer, and larger steps moved it away
-        # (DSLR-synth 50 mm, first 3 scenes: δ1 0.910 at 0.05, 0.878 at 0.15)
+        # start from the network needs (with the cap: procedural AbsRel 0.040 → 0.052); and smaller
+        # depth steps than from optimize's DFF start (lr_depth 0.05, not the fast schedule's 0.15):
+        # the network starts near the answer, and larger steps moved it away (DSLR-synth 50 mm,
+        # first 3 scenes: δ1 0.910 at 0.05, 0.878 at 0.15)
         cfg = OptimizeConfig(fine_iters_after_coarse=0, lr_depth=REFINE_LR_DEPTH).within(steps)
         res = optimize_stack(sample.frames.float(), cam_r, cfg, init=init)
         depth, aif = res.depth_m, res.aif

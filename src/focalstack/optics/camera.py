@@ -119,8 +119,8 @@ class FocalStackCamera:
         |1/d − 1/d_k| = 1/d_k (one owner of the formula)."""
         idx = list(range(self.num_frames)) if frames is None else list(frames)
         fd = torch.tensor([self.focus_distances_m[i] for i in idx], dtype=torch.float64)
-        s = torch.stack([self.sigma_px((fd[j] / 2).view(1, 1, 1, 1), [i])[0, 0, 0, 0, 0] for j, i in enumerate(idx)])
-        return s * fd
+        s = self.sigma_px((fd / 2).view(1, 1, 1, -1), frames)[0, :, 0, 0]     # [F frames, F depths]
+        return s.diagonal() * fd
 
     # ---- derived cameras ----------------------------------------------------------------
     def subset(self, frames: Sequence[int]) -> "FocalStackCamera":
