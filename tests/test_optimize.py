@@ -201,7 +201,7 @@ def test_full_resolution_stage_is_shortened_for_wide_render_windows():
     frames = render_stack(aif, depth, cam)[0]
 
     def fine_steps(**kw):
-        cfg = OptimizeConfig(levels=(2, 1), iters=(2, 25), stop_rel_tol=0.0, fine_iters_after_coarse=25, **kw)
+        cfg = OptimizeConfig(levels=(2, 1), iters=(2, 40), stop_rel_tol=0.0, fine_iters_after_coarse=25, **kw)
         r = optimize_stack(frames, cam, cfg)
         assert sum(1 for s, _ in r.history if s == 2) == 2      # the coarse stage ran
         return sum(1 for s, _ in r.history if s == 1)
