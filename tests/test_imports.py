@@ -109,7 +109,7 @@ def test_readme_layout_table_matches_the_tree():
     top-level package and module of focalstack."""
     import re
     section = (PKG.parents[1] / "README.md").read_text().split("## The pipeline and the layout")[1].split("\n## ")[0]
-    named = set(re.findall(r"`((?:focalstack\.)?[a-z_]+(?:\.[a-z_]+)+)`", section))
+    named = set(re.findall(r"`((?:focalstack\.)?[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+)`", section))
     mods = _modules()
     missing = sorted(n for n in named if (n if n.startswith("focalstack.") else f"focalstack.{n}") not in mods)
     assert not missing, f"named in the README but not in the tree: {missing}"

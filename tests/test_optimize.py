@@ -246,3 +246,22 @@ def test_step_budget_of_refine_is_never_exceeded():
     frames = _noisy(render_stack(aif, depth, cam)[0])
     r = optimize_stack(frames, cam, OptimizeConfig(stop_rel_tol=0.0).within(12))
     assert 0 < len(r.history) <= 12
+
+
+def test_the_optimisers_adam_is_torchs_update_rule():
+    """optimize._adam (torch's fused Adam where it exists) takes the same steps as the plain
+    torch.optim.Adam, with two parameter groups and their own step sizes."""
+    from focalstack.optimize import _adam
+    g = torch.Generator().manual_seed(0)
+    grads = [(torch.randn(1, 1, 6, 7, generator=g), torch.randn(1, 3, 6, 7, generator=g)) for _ in range(5)]
+    finals = []
+    for make in (_adam, torch.optim.Adam):
+        a, b = torch.zeros(1, 1, 6, 7, requires_grad=True), torch.zeros(1, 3, 6, 7, requires_grad=True)
+        opt = make([{"params": [a], "lr": 0.15}, {"params": [b], "lr": 0.003}])
+        for ga, gb in grads:
+            a.grad, b.grad = ga.clone(), gb.clone()
+            opt.step()
+        finals.append((a.detach(), b.detach()))
+    assert finals[0][0].abs().max() > 0.3            # five steps of 0.15 moved it
+    torch.testing.assert_close(finals[0][0], finals[1][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(finals[0][1], finals[1][1], rtol=1e-5, atol=1e-7)

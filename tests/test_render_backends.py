@@ -268,6 +268,37 @@ def test_gradients_match_reference(psf, dtype, rel, shape, k, smax):
     assert torch.all(gs[sigma == 0] == 0)
 
 
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+@pytest.mark.parametrize("psf", PSFS)
+def test_a_window_per_image_equals_rendering_each_image_alone(backend, psf):
+    """kernel_size as one odd size per image: each image is rendered, and differentiated, exactly as
+    if it had been rendered alone with its own window (the cpu backend runs runs of equal windows
+    in one parallel region; other backends one call per run)."""
+    if backend == "cpu" and not fused.HAVE_NUMBA:
+        pytest.skip("numba is not importable")
+    ks = [9, 3, 3, 13, 9]                     # runs of equal windows, and a window repeated apart
+    image, sigma = make_inputs(5, 3, 21, 18, 2.0, dtype=torch.float64, seed=3)
+    cot = make_inputs(5, 3, 21, 18, 1.0, dtype=torch.float64, seed=4)[0] - 0.5
+    run = lambda img, sig, r, p: defocus(img, sig, kernel_size=ks, psf=p, backend=backend)  # noqa: E731
+    out, (gi, gs) = grads(run, image, sigma, None, psf, cot)
+    for i, k in enumerate(ks):
+        one = lambda img, sig, r, p: defocus(img, sig, kernel_size=k, psf=p, backend=backend)  # noqa: E731
+        want, (wi, ws) = grads(one, image[i:i + 1], sigma[i:i + 1], None, psf, cot[i:i + 1])
+        torch.testing.assert_close(out[i:i + 1], want, rtol=0, atol=1e-12)
+        torch.testing.assert_close(gi[i:i + 1], wi, rtol=0, atol=1e-12)
+        torch.testing.assert_close(gs[i:i + 1], ws, rtol=0, atol=1e-12)
+    # the windows really differ: one window for all (the largest) gives another result
+    assert not torch.allclose(out, defocus(image, sigma, kernel_size=13, psf=psf, backend=backend), atol=1e-6)
+
+
+def test_a_window_per_image_is_checked():
+    image, sigma = make_inputs(2, 1, 8, 8, 1.0)
+    with pytest.raises(ValueError, match="2 images"):
+        defocus(image, sigma, kernel_size=[3, 3, 3])
+    with pytest.raises(ValueError, match="odd"):
+        defocus(image, sigma, kernel_size=[3, 4])
+
+
 @needs_numba
 @pytest.mark.parametrize("psf", PSFS)
 def test_no_nan_for_sigma_from_0_to_50(psf):

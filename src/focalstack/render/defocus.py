@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from . import psf as _psf
@@ -78,7 +80,7 @@ def _check(image: torch.Tensor, sigma: torch.Tensor, psf: str) -> torch.Tensor:
     return sigma
 
 
-def defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | None = None,
+def defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | Sequence[int] | None = None,
             psf: str = "gaussian", backend: str = "auto") -> torch.Tensor:
     """Render spatially varying defocus blur.
 
@@ -86,8 +88,10 @@ def defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | None = 
         image: [B,C,H,W] float32/float64, the sharp (all-in-focus) image.
         sigma: [B,1,H,W] (or [B,H,W]) Gaussian std in pixels of each SOURCE pixel, ≥ 0. For
             ``psf="disk"`` the pillbox has diameter 4·sigma (the disk with that per-axis std).
-        kernel_size: odd window size k; None picks the smallest odd window holding ±3·max σ
-            (this reads max σ back from the device once).
+        kernel_size: odd window size k; a sequence of B odd sizes gives each image its own window
+            (a stack's frames blur by different amounts, and a window's cost grows as k²); None
+            picks the smallest odd window holding ±3·max σ (this reads max σ back from the device
+            once).
         psf: "gaussian" or "disk".
         backend: "auto" (fastest available), "reference", or a fused backend name.
 
@@ -101,9 +105,32 @@ def defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | None = 
         if not torch.isfinite(torch.tensor(smax)):
             raise ValueError("defocus: sigma contains NaN or inf")
         radius = _psf.support_radius_px(smax, psf)
+    elif isinstance(kernel_size, (list, tuple)):
+        if len(kernel_size) != image.shape[0]:
+            raise ValueError(f"defocus: {len(kernel_size)} kernel sizes for {image.shape[0]} images")
+        radius = tuple(_radius(k) for k in kernel_size)
+        if len(set(radius)) == 1:
+            radius = radius[0]
     else:
-        if int(kernel_size) != kernel_size or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"defocus: kernel_size must be a positive odd integer, got {kernel_size}")
-        radius = int(kernel_size) // 2
+        radius = _radius(kernel_size)
     name = pick_backend(image, backend)
-    return _BACKENDS[name](image.contiguous(), sigma.contiguous(), radius, psf)
+    image, sigma = image.contiguous(), sigma.contiguous()
+    if isinstance(radius, int) or name in _PER_IMAGE_RADIUS:
+        return _BACKENDS[name](image, sigma, radius, psf)
+    # a backend with one window per call: one call per run of images sharing a window
+    parts, i0 = [], 0
+    for i in range(1, len(radius) + 1):
+        if i == len(radius) or radius[i] != radius[i0]:
+            parts.append(_BACKENDS[name](image[i0:i], sigma[i0:i], radius[i0], psf))
+            i0 = i
+    return torch.cat(parts)
+
+
+# backends whose ``radius`` may be a tuple of one radius per image
+_PER_IMAGE_RADIUS = {"cpu"}
+
+
+def _radius(kernel_size) -> int:
+    if int(kernel_size) != kernel_size or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"defocus: kernel_size must be a positive odd integer, got {kernel_size}")
+    return int(kernel_size) // 2

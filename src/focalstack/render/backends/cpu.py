@@ -409,9 +409,16 @@ def _run_parallel(kernel, args: tuple, threads: int) -> None:
     The kernels are ``nogil`` numba functions, so plain Python threads run them in parallel.
     (numba's ``parallel=True``/prange would do the same but costs ~3× the compile time here.)
     """
+    _run_parallel_calls([(kernel, args)], threads)
+
+
+def _run_parallel_calls(calls: list, threads: int) -> None:
+    """:func:`_run_parallel` for several ``(kernel, args)`` calls in one parallel region: each thread
+    runs its share of every call's tasks in turn, so the threads meet once, not once per call."""
     global _pool, _pool_size, _pool_pid
     if threads <= 1:
-        kernel(*args, 0, 1)
+        for kernel, args in calls:
+            kernel(*args, 0, 1)
         return
     with _pool_lock:
         # a forked child (DataLoader worker) inherits the pool object but not its threads
@@ -422,8 +429,13 @@ def _run_parallel(kernel, args: tuple, threads: int) -> None:
             _pool_size = threads - 1
             _pool_pid = os.getpid()
         pool = _pool
-    futures = [pool.submit(kernel, *args, t, threads) for t in range(1, threads)]
-    kernel(*args, 0, threads)
+
+    def share(t):
+        for kernel, args in calls:
+            kernel(*args, t, threads)
+
+    futures = [pool.submit(share, t) for t in range(1, threads)]
+    share(0)
     for f in futures:
         f.result()
 
@@ -462,54 +474,85 @@ def _specialised(kernel, args: tuple, r_index: int):
     return ep
 
 
-def forward(image: torch.Tensor, sigma: torch.Tensor, radius: int, psf: str):
-    """(J, D) for contiguous CPU tensors (no autograd)."""
-    b, c, h, w = image.shape
+def _runs(radius, b: int):
+    """(first image, end image, radius) of each run of consecutive images sharing one window radius:
+    ``radius`` is one int for the batch or one per image (see :func:`focalstack.render.defocus`)."""
+    if isinstance(radius, int):
+        return [(0, b, radius)] if b else []
+    runs = []
+    for i, r in enumerate(radius):
+        if runs and runs[-1][2] == r:
+            runs[-1][1] = i + 1
+        else:
+            runs.append([i, i + 1, int(r)])
+    return [tuple(r) for r in runs]
+
+
+def forward(image: torch.Tensor, sigma: torch.Tensor, radius, psf: str):
+    """(J, D) for contiguous CPU tensors (no autograd); ``radius``: one int, or one per image."""
     out = torch.empty_like(image)
     den = torch.empty_like(sigma)
     if image.numel() == 0:
         return out, den
     threads = num_threads()
-    if _use_gaussian_kernels(psf, radius):
-        args = (_np(image), _np(sigma), out.numpy(), den.numpy(), int(radius), _factor_flush_below(image.dtype),
-                image.dtype == torch.float32, _rows_per_band(b, h, threads, radius))
-        _run_parallel(_specialised(_cg.forward_kernel, args, 4), args, threads)
-        return out, den
-    rows = _rows_per_task(b, h, threads)
-    _run_parallel(_forward_kernel,
-                  (_np(image), _np(sigma), out.numpy(), den.numpy(), int(radius), psf == "disk",
-                   _flush_below(image.dtype), rows), threads)
+    b = image.shape[0]
+    _run_parallel_calls([_forward_call(image[i0:i1], sigma[i0:i1], out[i0:i1], den[i0:i1], r, psf, b, threads)
+                         for i0, i1, r in _runs(radius, b)], threads)
     return out, den
 
 
-def backward(grad_out, image, sigma, out, den, radius: int, psf: str, need_i: bool = True, need_s: bool = True):
-    """(∂L/∂I, ∂L/∂σ) (None where not needed) for contiguous CPU tensors."""
-    b, c, h, w = image.shape
+def _forward_call(image, sigma, out, den, radius: int, psf: str, batch: int, threads: int):
+    """(kernel, args) of the forward over these images; bands sized for the whole ``batch``."""
+    h = image.shape[2]
+    if _use_gaussian_kernels(psf, radius):
+        args = (_np(image), _np(sigma), out.numpy(), den.numpy(), int(radius), _factor_flush_below(image.dtype),
+                image.dtype == torch.float32, _rows_per_band(batch, h, threads, radius))
+        return _specialised(_cg.forward_kernel, args, 4), args
+    return _forward_kernel, (_np(image), _np(sigma), out.numpy(), den.numpy(), int(radius), psf == "disk",
+                             _flush_below(image.dtype), _rows_per_task(batch, h, threads))
+
+
+def backward(grad_out, image, sigma, out, den, radius, psf: str, need_i: bool = True, need_s: bool = True):
+    """(∂L/∂I, ∂L/∂σ) (None where not needed) for contiguous CPU tensors; ``radius`` as in :func:`forward`."""
     g_img, g_sig, trivial = grad_buffers(image, sigma, need_i, need_s)
     if trivial:
         return g_img, g_sig
     threads = num_threads()
+    b = image.shape[0]
+    calls = []
+    for i0, i1, r in _runs(radius, b):
+        sl = slice(i0, i1)
+        calls.append(_backward_call(grad_out[sl], image[sl], sigma[sl], out[sl], den[sl],
+                                    g_img[sl] if need_i else None, g_sig[sl] if need_s else None, r, psf, b, threads))
+    _run_parallel_calls(calls, threads)
+    return g_img, g_sig
+
+
+def _backward_call(grad_out, image, sigma, out, den, g_img, g_sig, radius: int, psf: str, batch: int, threads: int):
+    """(kernel, args) of the backward over these images (None gradient buffer: not wanted)."""
+    h = image.shape[2]
+    need_i, need_s = g_img is not None, g_sig is not None
     dummy = np.empty((0, 0, 0, 0), dtype=_np(image).dtype)
     args = (_np(image), _np(sigma), _np(out), _np(den), _np(grad_out),
             g_img.numpy() if need_i else dummy, g_sig.numpy() if need_s else dummy, int(radius))
     if _use_gaussian_kernels(psf, radius):
         args = args + (_factor_flush_below(image.dtype), image.dtype == torch.float32,
-                       _rows_per_band(b, h, threads, radius), bool(need_i), bool(need_s))
-        _run_parallel(_specialised(_cg.backward_kernel, args, 7), args, threads)
-    else:
-        _run_parallel(_backward_kernel, args + (psf == "disk", _flush_below(image.dtype),
-                                                _rows_per_task(b, h, threads), bool(need_i), bool(need_s)), threads)
-    return g_img, g_sig
+                       _rows_per_band(batch, h, threads, radius), bool(need_i), bool(need_s))
+        return _specialised(_cg.backward_kernel, args, 7), args
+    return _backward_kernel, args + (psf == "disk", _flush_below(image.dtype), _rows_per_task(batch, h, threads),
+                                     bool(need_i), bool(need_s))
 
 
 _DefocusCPU = defocus_function(forward, backward, "_DefocusCPU")
 
 
 def defocus_cpu(image: torch.Tensor, sigma: torch.Tensor, radius: int, psf: str = "gaussian") -> torch.Tensor:
-    """The "cpu" backend: validated contiguous CPU tensors, image [B,C,H,W], sigma [B,1,H,W]."""
+    """The "cpu" backend: validated contiguous CPU tensors, image [B,C,H,W], sigma [B,1,H,W];
+    ``radius`` one int, or a tuple of one per image (each image rendered with its own window)."""
     if image.device.type != "cpu":
         raise ValueError(f"defocus backend 'cpu' needs CPU tensors, got {image.device}")
-    return _DefocusCPU.apply(image.contiguous(), sigma.contiguous(), int(radius), psf)
+    radius = int(radius) if isinstance(radius, int) else tuple(int(r) for r in radius)
+    return _DefocusCPU.apply(image.contiguous(), sigma.contiguous(), radius, psf)
 
 
 def available(image: torch.Tensor) -> bool:
