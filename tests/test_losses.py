@@ -122,3 +122,37 @@ def test_default_photometric_loss_finds_the_true_blur_where_ssim_prefers_less():
 
     assert abs(best() - 2.0) < 0.05
     assert best(0.85) < 1.85
+
+
+def test_training_renders_each_frame_with_its_own_window_by_default():
+    """LossConfig.render_window "per_image" (the default): the re-rendered stack is each frame of
+    each stack rendered with the window of its own largest σ, at most the run's kernel_size —
+    not the run's window for all (a batch of a phone and a DSLR stack)."""
+    from focalstack.optics import FocalStackCamera
+    from focalstack.render import defocus, window_size_px
+    assert LossConfig().render_window == "per_image"
+    with pytest.raises(ValueError, match="render_window"):
+        LossConfig(render_window="tiles")
+    phone = FocalStackCamera.from_dict({"focal_length_m": 0.006, "f_number": 1.8, "pixel_size_m": 3e-5,
+                                        "focus_distances_m": [0.4, 1.0], "depth_range_m": [0.3, 5.0]})
+    dslr = FocalStackCamera.from_dict({"focal_length_m": 0.035, "f_number": 2.8, "pixel_size_m": 6e-5,
+                                       "focus_distances_m": [0.9, 1.2], "depth_range_m": [0.5, 5.0]})
+    cam = CameraBatch.from_cameras([phone, dslr])
+    g = torch.Generator().manual_seed(0)
+    aif = torch.rand(2, 3, 24, 26, generator=g)
+    depth = 0.8 + 0.8 * torch.rand(2, 1, 24, 26, generator=g)        # σ ≤ 1 px: windows ≤ 7 px
+    frames = torch.rand(2, 2, 3, 24, 26, generator=g)
+    per, rendered = reconstruction_loss(aif, depth, frames, cam, kernel_size=21, render_window="per_image")
+    _, shared = reconstruction_loss(aif, depth, frames, cam, kernel_size=21)
+    sigma = cam.sigma_px(depth).reshape(4, 1, 24, 26)
+    ks = [window_size_px(float(s.max()), "gaussian", 21) for s in sigma]
+    assert ks[0] < ks[-1] <= 21
+    img = aif.unsqueeze(1).expand(2, 2, 3, 24, 26).reshape(4, 3, 24, 26)
+    want = defocus(img, sigma, kernel_size=ks).view(2, 2, 3, 24, 26)
+    torch.testing.assert_close(rendered, want, rtol=0, atol=1e-6)
+    assert (rendered - shared).abs().max() > 1e-5          # the windows really differ
+    extras = {}
+    _, terms = compute_losses({"depth_m": depth, "aif": aif}, {"frames": frames, "camera": cam},
+                              LossConfig(kernel_size=21), extras=extras)
+    torch.testing.assert_close(extras["rendered"], want, rtol=0, atol=1e-6)
+    torch.testing.assert_close(terms["recon"], per)

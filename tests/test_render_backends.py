@@ -291,6 +291,24 @@ def test_a_window_per_image_equals_rendering_each_image_alone(backend, psf):
     assert not torch.allclose(out, defocus(image, sigma, kernel_size=13, psf=psf, backend=backend), atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_per_image_window_is_each_images_own_3_sigma_window_capped(backend):
+    """window="per_image": image i gets window_size_px(max σ_i), at most kernel_size."""
+    if backend == "cpu" and not fused.HAVE_NUMBA:
+        pytest.skip("numba is not importable")
+    from focalstack.render import window_size_px
+    image, sigma = make_inputs(4, 3, 20, 22, 1.0, dtype=torch.float64, seed=8)
+    sigma = sigma * torch.tensor([0.3, 1.0, 2.5, 4.0], dtype=torch.float64).view(4, 1, 1, 1)
+    for cap in (None, 9):
+        want_k = [window_size_px(float(s.max()), "gaussian", cap) for s in sigma]
+        assert len(set(want_k)) > 1
+        got = defocus(image, sigma, kernel_size=cap, backend=backend, window="per_image")
+        torch.testing.assert_close(got, defocus(image, sigma, kernel_size=want_k, backend=backend), rtol=0, atol=0)
+    assert max(want_k) == 9                                   # the cap held
+    with pytest.raises(ValueError, match="window"):
+        defocus(image, sigma, window="tiles")
+
+
 def test_a_window_per_image_is_checked():
     image, sigma = make_inputs(2, 1, 8, 8, 1.0)
     with pytest.raises(ValueError, match="2 images"):

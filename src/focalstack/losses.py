@@ -102,12 +102,19 @@ class LossConfig:
     teacher: float = field(default=0.1, metadata={
         "flag": "--w-teacher", "help": "optimiser pseudo-labels (with --teacher optimize; default 0.1)"})
     kernel_size: int | None = None  # renderer window; None = from the largest σ (set by the trainer)
+    # "per_image": every re-rendered frame with the window of its own largest σ, at most kernel_size
+    # (the run's window fits the strongest blur of any training camera; a batch mixes phones and DSLRs)
+    render_window: str = field(default="per_image", metadata={
+        "flag": "--render-window", "choices": ("per_image", "shared"),
+        "help": "renderer window per frame from its own largest blur (per_image, default) or one for all"})
     psf: str = field(default="gaussian", metadata={"flag": "--psf", "choices": ("gaussian", "disk")})
     render_backend: str = field(default="auto", metadata={"flag": "--render-backend"})
 
     def __post_init__(self):
         if self.supervision not in SUPERVISION_MODES:
             raise ValueError(f"supervision must be one of {SUPERVISION_MODES}, got {self.supervision!r}")
+        if self.render_window not in ("per_image", "shared"):
+            raise ValueError(f"render_window must be 'per_image' or 'shared', got {self.render_window!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,14 +152,16 @@ def photometric_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = PH
 
 def reconstruction_loss(aif: torch.Tensor, depth_m: torch.Tensor, frames: torch.Tensor,
                         camera: CameraBatch, kernel_size: int | None = None, alpha: float = PHOTOMETRIC_ALPHA,
-                        window: int = 11, psf: str = "gaussian", backend: str = "auto"):
+                        window: int = 11, psf: str = "gaussian", backend: str = "auto",
+                        render_window: str = "shared"):
     """Re-render every frame: ``render_stack(aif [B,3,H,W], depth_m [B,1,H,W], camera)`` → [B,F,3,H,W],
-    compared with ``frames`` [B,F,3,H,W]. Rendering runs in float32 (autocast off).
+    compared with ``frames`` [B,F,3,H,W]. Rendering runs in float32 (autocast off). ``window``: the
+    SSIM window; ``render_window``: the renderer's (:func:`focalstack.render.defocus`).
 
     Returns (loss, rendered stack)."""
     with torch.autocast(device_type=aif.device.type, enabled=False):
         rendered = render_stack(aif.float(), depth_m.float(), camera, kernel_size=kernel_size, psf=psf,
-                                backend=backend)
+                                backend=backend, window=render_window)
         b, f = frames.shape[:2]
         loss = photometric_loss(rendered.reshape(b * f, *rendered.shape[2:]),
                                 frames.float().reshape(b * f, *frames.shape[2:]), alpha, window)
@@ -327,7 +336,7 @@ def compute_losses(out: dict, batch: dict, cfg: LossConfig, extras: dict | None 
                 raise ValueError("AIF supervision needs aif.png in every training sample")
             src = batch["aif"].to(frames.device)
         loss, rendered = reconstruction_loss(src, depth, frames, cam, cfg.kernel_size, psf=cfg.psf,
-                                             backend=cfg.render_backend, **kw)
+                                             backend=cfg.render_backend, render_window=cfg.render_window, **kw)
         if cfg.recon > 0:
             add("recon", cfg.recon, loss)
         if cfg.render_sharp > 0:

@@ -258,12 +258,10 @@ def relative_render(aif: torch.Tensor, rho: torch.Tensor, focus_positions: torch
     sigma = a.view(-1, 1, 1, 1) * (rho - focus_positions.view(-1, 1, 1, 1)).abs()   # [F,1,H,W]
     if b is not None:
         sigma = sigma + b
-    with torch.no_grad():
-        smax = sigma.amax(dim=(1, 2, 3)).tolist()
     # each frame with its own window (its largest σ): the render cost grows with the window, and a frame
     # focused mid-range blurs about half as much as the stack's end frames
     img = to_linear(aif).expand(nf, -1, -1, -1).contiguous()
-    return from_linear(defocus(img, sigma.contiguous(), kernel_size=[_odd_kernel(v, cap) for v in smax], psf=psf))
+    return from_linear(defocus(img, sigma.contiguous(), kernel_size=cap, psf=psf, window="per_image"))
 
 
 # ---- main entry -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -81,7 +82,7 @@ def _check(image: torch.Tensor, sigma: torch.Tensor, psf: str) -> torch.Tensor:
 
 
 def defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | Sequence[int] | None = None,
-            psf: str = "gaussian", backend: str = "auto") -> torch.Tensor:
+            psf: str = "gaussian", backend: str = "auto", window: str = "shared") -> torch.Tensor:
     """Render spatially varying defocus blur.
 
     Args:
@@ -89,17 +90,29 @@ def defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | Sequenc
         sigma: [B,1,H,W] (or [B,H,W]) Gaussian std in pixels of each SOURCE pixel, ≥ 0. For
             ``psf="disk"`` the pillbox has diameter 4·sigma (the disk with that per-axis std).
         kernel_size: odd window size k; a sequence of B odd sizes gives each image its own window
-            (a stack's frames blur by different amounts, and a window's cost grows as k²); None
+            (a stack's frames blur by different amounts, and a window's cost grows with k); None
             picks the smallest odd window holding ±3·max σ (this reads max σ back from the device
             once).
         psf: "gaussian" or "disk".
         backend: "auto" (fastest available), "reference", or a fused backend name.
+        window: "shared" (the above) or "per_image": each image gets the window of its own largest σ
+            (±3σ), at most ``kernel_size`` (an int) when given — a batch of stacks from different
+            cameras, or a stack's frames, blur by very different amounts.
 
     Returns:
         [B,C,H,W]: J(x) = Σ_u I(x−u)·G_{x−u}(u) / Σ_u G_{x−u}(u) over the window, taps outside
         the image dropped and the rest renormalised. Differentiable in image and sigma.
     """
     sigma = _check(image, sigma, psf)
+    if window == "per_image":
+        if kernel_size is not None and not isinstance(kernel_size, int):
+            raise ValueError("defocus: window='per_image' takes kernel_size as one int (the largest window) or None")
+        smax = sigma.detach().flatten(1).amax(1).tolist() if sigma.numel() else []
+        if not all(math.isfinite(v) for v in smax):
+            raise ValueError("defocus: sigma contains NaN or inf")
+        kernel_size = [_psf.window_size_px(v, psf, kernel_size) for v in smax]
+    elif window != "shared":
+        raise ValueError(f"defocus: window must be 'shared' or 'per_image', got {window!r}")
     if kernel_size is None:
         smax = float(sigma.detach().max()) if sigma.numel() else 0.0
         if not torch.isfinite(torch.tensor(smax)):
@@ -109,21 +122,22 @@ def defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | Sequenc
         if len(kernel_size) != image.shape[0]:
             raise ValueError(f"defocus: {len(kernel_size)} kernel sizes for {image.shape[0]} images")
         radius = tuple(_radius(k) for k in kernel_size)
-        if len(set(radius)) == 1:
-            radius = radius[0]
+        if len(set(radius)) <= 1:
+            radius = radius[0] if radius else 0
     else:
         radius = _radius(kernel_size)
     name = pick_backend(image, backend)
     image, sigma = image.contiguous(), sigma.contiguous()
     if isinstance(radius, int) or name in _PER_IMAGE_RADIUS:
         return _BACKENDS[name](image, sigma, radius, psf)
-    # a backend with one window per call: one call per run of images sharing a window
-    parts, i0 = [], 0
-    for i in range(1, len(radius) + 1):
-        if i == len(radius) or radius[i] != radius[i0]:
-            parts.append(_BACKENDS[name](image[i0:i], sigma[i0:i], radius[i0], psf))
-            i0 = i
-    return torch.cat(parts)
+    # a backend with one window per call: one call per distinct window
+    out = None
+    for r in sorted(set(radius)):
+        idx = torch.tensor([i for i, ri in enumerate(radius) if ri == r], device=image.device)
+        part = _BACKENDS[name](image.index_select(0, idx), sigma.index_select(0, idx), r, psf)
+        out = part.new_zeros(image.shape) if out is None else out
+        out = out.index_copy(0, idx, part)
+    return out
 
 
 # backends whose ``radius`` may be a tuple of one radius per image

@@ -13,7 +13,7 @@ from .light import from_linear, to_linear
 
 def render_stack(aif: torch.Tensor, depth_m: torch.Tensor, camera: FocalStackCamera | CameraBatch,
                  frames: Sequence[int] | None = None, kernel_size: int | None = None,
-                 psf: str = "gaussian", backend: str = "auto") -> torch.Tensor:
+                 psf: str = "gaussian", backend: str = "auto", window: str = "shared") -> torch.Tensor:
     """Thin-lens focal stack.
 
     Args:
@@ -22,6 +22,8 @@ def render_stack(aif: torch.Tensor, depth_m: torch.Tensor, camera: FocalStackCam
         camera: lens + per-frame focus distances (and f-numbers); a CameraBatch gives each
             sample its own camera.
         frames: which frames to render (default all, in camera order; FocalStackCamera only).
+        kernel_size, psf, backend, window: as in :func:`focalstack.render.defocus` ("per_image": each
+            frame of each stack with the window of its own largest σ, at most ``kernel_size``).
 
     Returns:
         [B,F,C,H,W] defocused frames; frame k blurs each pixel with
@@ -41,5 +43,6 @@ def render_stack(aif: torch.Tensor, depth_m: torch.Tensor, camera: FocalStackCam
     if sigma.shape[-2:] != aif.shape[-2:] or sigma.shape[0] != aif.shape[0]:
         raise ValueError(f"render_stack: depth {tuple(depth_m.shape)} does not match aif {tuple(aif.shape)}")
     img = to_linear(aif).unsqueeze(1).expand(b, f, c, h, w).reshape(b * f, c, h, w)
-    out = defocus(img, sigma.reshape(b * f, 1, h, w), kernel_size=kernel_size, psf=psf, backend=backend)
+    out = defocus(img, sigma.reshape(b * f, 1, h, w), kernel_size=kernel_size, psf=psf, backend=backend,
+                  window=window)
     return from_linear(out).view(b, f, c, h, w)
