@@ -24,7 +24,7 @@ TRAIN_FLAGS = {
     "--weight-decay", "--warmup", "--grad-clip", "--depth-range", "--kernel-size", "--max-kernel-size",
     "--val-interval", "--ckpt-interval", "--log-interval", "--val-samples", "--workers", "--amp", "--device", "--seed",
     "--w-recon", "--w-aif-guide", "--w-aif-sharp", "--w-smooth", "--smooth-beta", "--w-depth", "--w-aif",
-    "--w-render-sharp", "--w-teacher", "--psf", "--render-backend", "--resume", "--restart", "--no-progress",
+    "--w-render-sharp", "--w-teacher", "--psf", "--render-backend", "--render-window", "--resume", "--restart", "--no-progress",
     "--no-tensorboard", "-h", "--help"}
 
 
