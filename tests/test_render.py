@@ -160,6 +160,8 @@ def test_clear_errors():
         defocus(img, torch.rand(1, 1, 8, 8), psf="box")
     with pytest.raises(ValueError, match="NaN or inf"):
         defocus(img, torch.full((1, 1, 8, 8), float("nan")))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        defocus(img, torch.full((1, 1, 8, 8), float("inf")), kernel_size=9, window="per_image")
 
 
 def test_render_stack_focus_plane_is_sharp():

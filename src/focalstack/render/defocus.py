@@ -104,21 +104,20 @@ def defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | Sequenc
         the image dropped and the rest renormalised. Differentiable in image and sigma.
     """
     sigma = _check(image, sigma, psf)
-    if window == "per_image":
-        if kernel_size is not None and not isinstance(kernel_size, int):
-            raise ValueError("defocus: window='per_image' takes kernel_size as one int (the largest window) or None")
-        smax = sigma.detach().flatten(1).amax(1).tolist() if sigma.numel() else []
+    if window not in ("shared", "per_image"):
+        raise ValueError(f"defocus: window must be 'shared' or 'per_image', got {window!r}")
+    if window == "per_image" and kernel_size is not None and not isinstance(kernel_size, int):
+        raise ValueError("defocus: window='per_image' takes kernel_size as one int (the largest window) or None")
+    if kernel_size is None or window == "per_image":
+        # the largest σ of each image (one read-back from the device)
+        smax = sigma.detach().flatten(1).amax(1).tolist() if sigma.numel() else [0.0] * image.shape[0]
         if not all(math.isfinite(v) for v in smax):
             raise ValueError("defocus: sigma contains NaN or inf")
-        kernel_size = [_psf.window_size_px(v, psf, kernel_size) for v in smax]
-    elif window != "shared":
-        raise ValueError(f"defocus: window must be 'shared' or 'per_image', got {window!r}")
-    if kernel_size is None:
-        smax = float(sigma.detach().max()) if sigma.numel() else 0.0
-        if not torch.isfinite(torch.tensor(smax)):
-            raise ValueError("defocus: sigma contains NaN or inf")
-        radius = _psf.support_radius_px(smax, psf)
-    elif isinstance(kernel_size, (list, tuple)):
+        if window == "per_image":
+            kernel_size = [_psf.window_size_px(v, psf, kernel_size) for v in smax]
+        else:
+            kernel_size = _psf.window_size_px(max(smax, default=0.0), psf)
+    if isinstance(kernel_size, (list, tuple)):
         if len(kernel_size) != image.shape[0]:
             raise ValueError(f"defocus: {len(kernel_size)} kernel sizes for {image.shape[0]} images")
         radius = tuple(_radius(k) for k in kernel_size)
