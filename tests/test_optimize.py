@@ -45,7 +45,7 @@ def test_optimize_lowers_recon_error_and_improves_dff_depth():
 def test_optimiser_renders_in_inverse_depth_like_render_stack():
     """The optimiser's σ_k = a_k·|ρ − 1/d_k| (camera.sigma_slope_px) is the thin-lens σ of
     camera.sigma_px, and its render equals render_stack's, per frame subset and per level."""
-    from focalstack.optimize import _MetricFocus, _render_metric
+    from focalstack.optimize import _MetricFocus
     cam, aif, depth = planar_scene(40, 40, seed=9)
     cam = replace(cam, f_numbers=tuple(2.0 + 0.5 * i for i in range(cam.num_frames)))   # per-frame apertures
     d = torch.linspace(0.3, 9.0, 50, dtype=torch.float64).view(1, 1, 1, 50)
@@ -58,7 +58,7 @@ def test_optimiser_renders_in_inverse_depth_like_render_stack():
     for s, sub in ((1, None), (1, [0, 3]), (2, [1, 2, 4])):
         cam_s = cam.resized(1.0 / s) if s != 1 else cam
         a_img, n_s = torch.nn.functional.avg_pool2d(aif, s), torch.nn.functional.avg_pool2d(n, s)
-        want = _render_metric(a_img, mode.rho(n_s), cam_s, 31, "gaussian", sub)
+        want = render_stack(a_img, 1.0 / mode.rho(n_s), cam_s, frames=sub, kernel_size=31, window="per_image")[0]
         torch.testing.assert_close(mode.render(n_s, a_img, s, sub), want, rtol=0, atol=2e-5)
 
 

@@ -154,3 +154,24 @@ def test_predict_with_a_named_shipped_checkpoint(tiny_dataset, tmp_path, capsys)
     assert main(["predict", str(tiny_dataset / "s000"), "--checkpoint", "shipped:nope", "-o", str(tmp_path / "q")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown shipped checkpoint 'nope'" in err[0]
+
+
+def test_written_reconstruction_renders_each_frame_with_its_own_window():
+    """recon_error.* re-renders the stack from depth + AIF the way the optimiser and training do:
+    each frame with the window of its own largest σ, so a frame focused near the scene blurs with a
+    narrow window and one focused far away with a wide one — the same as rendering each frame alone."""
+    from focalstack.inference.prediction import Prediction
+    from focalstack.inference.writer import render_prediction
+    from focalstack.render import render_stack, window_size_px
+    from .conftest import tiny_sample
+
+    s = tiny_sample(3, hw=(32, 36))
+    depth = torch.full((32, 36), 0.7)
+    depth[:, 18:] = 3.5
+    got = render_prediction(s, Prediction(depth, s.aif))
+    sig = s.camera.sigma_px(depth.view(1, 1, 32, 36))[0].amax(dim=(1, 2, 3))
+    windows = [window_size_px(float(x), "gaussian", 31) for x in sig]
+    assert len(set(windows)) > 1                                   # the frames do need different windows
+    for k, win in enumerate(windows):
+        want = render_stack(s.aif[None], depth[None, None], s.camera, frames=[k], kernel_size=win)[0, 0]
+        torch.testing.assert_close(got[k], want, rtol=0, atol=1e-6)

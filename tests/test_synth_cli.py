@@ -70,6 +70,19 @@ def test_split_is_deterministic(tmp_path, capsys):
     assert settings["split"] == 0.25 and settings["noise"] == 0
 
 
+def test_split_seed_keeps_the_split_under_another_seed(tmp_path):
+    """--split-seed: the scenes of a split stay where they are when --seed draws other cameras/noise
+    (re-rendering training scenes must never move a validation scene into train)."""
+    n, frac = 6, 0.34
+    assert split_of(n, frac, 0) != split_of(n, frac, 3)          # the case where the seed would move it
+    out = tmp_path / "ds"
+    assert synth(out, "--num", n, "--size", 24, 24, "--split", frac, "--seed", 3, "--split-seed", 0,
+                 "--noise", 0, "--quiet") == 0
+    val = [d.name for d in list_samples(out / "val")]
+    assert val == [f"procedural_0003_{i:06d}" for i, s in enumerate(split_of(n, frac, 0)) if s == "val"]
+    assert json.loads((out / "synth.json").read_text())["split_seed"] == 0
+
+
 def test_camera_file_and_overrides(tmp_path):
     cam = get_preset("defocusnet_dered").resized(0.25)
     cam.save(tmp_path / "cam.json")

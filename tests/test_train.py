@@ -298,6 +298,31 @@ def test_teacher_labels_are_cached_resumable_and_trusted_where_texture_is(tmp_pa
         label_dataset(list_samples(root), out, TeacherConfig(iters_scale=0.2), progress=False)
 
 
+def test_teacher_weight_needs_evidence_an_8bit_frame_can_record():
+    """Distinctness is a ratio: a lens whose blur barely changes with depth (σ ≪ 1 px, a phone)
+    still looks decisive on texture. The evidence ramp scales the weight by the absolute margin in
+    grey levels, so such a stack is trusted far less than the same scene under a DSLR-like blur."""
+    from dataclasses import replace
+    from focalstack.train.teacher import label_weight
+
+    strong = get_preset("procedural")
+    weak = replace(strong, f_numbers=None, lens=replace(strong.lens, f_number=strong.lens.f_number * 8))
+    h, w = 40, 48
+    tex = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(1))
+    d = torch.full((1, 1, h, w), 1.5)
+    inv = torch.full((h, w), 1 / 1.5)
+    out = {}
+    for name, cam in (("strong", strong), ("weak", weak)):
+        frames = render_stack(tex, d, cam, kernel_size=13)[0]
+        out[name] = [float(label_weight(frames, cam, inv, frames, min_evidence=m)[8:-8, 8:-8].mean())
+                     for m in (0.0, 1 / 255)]
+    # without the ramp the weak lens (f/16: margins below one code value) looks as decisive as the
+    # strong one; with it, it loses its trust ...
+    assert out["weak"][0] > 0.5 and out["weak"][1] < 0.1 * out["weak"][0]
+    # ... while the strong lens, whose margins are many code values, keeps its own
+    assert out["strong"][1] > 0.8 * out["strong"][0] > 0.1
+
+
 def test_train_with_teacher_distils_the_cached_labels(data, tmp_path):
     seen = []
     cfg = tiny_cfg(data, tmp_path / "run", teacher="optimize", teacher_iters_scale=0.1, max_steps=2)

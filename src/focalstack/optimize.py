@@ -231,17 +231,6 @@ def _odd_kernel(sigma_max: float, cap: int) -> int:
 
 # ---- renderers --------------------------------------------------------------------------------
 
-def _render_metric(aif, rho, camera: FocalStackCamera, cap: int, psf: str, frames=None):
-    from .render import render_stack
-    depth = 1.0 / rho
-    with torch.no_grad():
-        # σ_k is ∝ |1/d − 1/d_k|, so its largest value over the image is at the nearest or the
-        # farthest pixel: two depths instead of a σ map per frame
-        ext = torch.stack([depth.min(), depth.max()]).view(1, 1, 1, 2)
-        smax = float(camera.sigma_px(ext, frames).max())
-    return render_stack(aif, depth, camera, frames=frames, kernel_size=_odd_kernel(smax, cap), psf=psf)[0]
-
-
 def relative_render(aif: torch.Tensor, rho: torch.Tensor, focus_positions: torch.Tensor, a: torch.Tensor,
                     b: torch.Tensor | None, cap: int = 31, psf: str = "gaussian", frames=None) -> torch.Tensor:
     """σ_k = a·|ρ − ρ_k| + b (px), ρ_k = ``focus_positions`` [F]: the unknown-focus model (ρ relative,

@@ -115,10 +115,15 @@ def has_defocus_evidence(camera: FocalStackCamera) -> bool:
     return len(set(zip(camera.focus_distances_m, camera.frame_f_numbers()))) >= 2
 
 
+TEXTURE_EPS = 2e-3
+"""Added to the local texture (grey levels / px) that divides the relative-blur mismatch: keeps the
+cost finite on flat pixels."""
+
+
 @torch.no_grad()
 def relative_blur_cost(frames: torch.Tensor, camera: CameraBatch, depth_range_m: torch.Tensor,
                        num_hypotheses: int = DEFAULT_HYPOTHESES, window: int = 7,
-                       max_radius: int = MAX_BLUR_RADIUS_PX, eps: float = 2e-3) -> DefocusCostVolume:
+                       max_radius: int = MAX_BLUR_RADIUS_PX, eps: float = TEXTURE_EPS) -> DefocusCostVolume:
     """The relative-blur cost volume (module docstring).
 
     Args:

@@ -57,6 +57,9 @@ def register(sub) -> None:
                         "camera.json \"encoding\": \"linear\", like frames imported from RAW)")
     p.add_argument("--split", type=float, metavar="VAL_FRACTION",
                    help="write OUT_DIR/train and OUT_DIR/val, this fraction in val (deterministic by --seed)")
+    p.add_argument("--split-seed", type=int, metavar="SEED",
+                   help="seed of the split only (default: --seed): the same train/val scenes rendered again "
+                        "under other camera draws and noise (--seed)")
     p.add_argument("--depth-scale", type=float, help="folder source: metres per unit of PNG depth (npy: multiplier)")
     p.add_argument("--overwrite", action="store_true", help="re-render samples that already exist")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -69,7 +72,7 @@ def config_from_args(args) -> SynthConfig:
                        camera=args.camera, camera_distribution=args.camera_distribution, preset=args.preset,
                        focus=args.focus, focus_setup=args.focus_setup, f_number=args.f_number, resize=args.resize,
                        seed=args.seed, noise=args.noise, bits=args.bits, occlusion_aware=args.occlusion_aware,
-                       layers=args.layers, psf=args.psf, encoding=args.encoding, split=args.split, depth_scale=args.depth_scale,
+                       layers=args.layers, psf=args.psf, encoding=args.encoding, split=args.split, split_seed=args.split_seed, depth_scale=args.depth_scale,
                        overwrite=args.overwrite, progress=not args.quiet)
 
 

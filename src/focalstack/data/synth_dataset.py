@@ -56,6 +56,9 @@ class SynthConfig:
     psf: str = "gaussian"                           # or "disk"
     encoding: str = "srgb"                          # files: "srgb" (8/16-bit) or "linear" (16-bit linear light)
     split: float | None = None                      # fraction written to out_dir/val (rest: out_dir/train)
+    # the split's own seed (default: seed), so the same train/val scenes can be rendered again under
+    # other camera draws and noise (seed) without a validation scene entering a training set
+    split_seed: int | None = None
     depth_scale: float | None = None                # folder source: metres per unit of PNG depth
     overwrite: bool = False                         # re-render samples that already exist
     progress: bool = True                           # a progress bar
@@ -258,12 +261,14 @@ def synthesize_dataset(cfg: SynthConfig, log: Callable[[str], None] | None = Non
                 "resize": cfg.resize, "depth_scale": cfg.depth_scale}
     if cfg.scene_seeds is not None:
         settings["scene_seeds"] = [int(s) for s in cfg.scene_seeds]
+    if cfg.split_seed is not None and cfg.split_seed != cfg.seed:   # (absent = the seed)
+        settings["split_seed"] = cfg.split_seed
     if cfg.encoding != "srgb":   # (absent = sRGB: datasets written before the option keep their settings)
         settings["encoding"] = cfg.encoding
     from ..render import light
     if light.PHYSICS_LIGHT != "encoded":   # frames blurred in another light are another dataset (absent = encoded)
         settings["physics_light"] = light.PHYSICS_LIGHT
-    splits = split_of(num, cfg.split, cfg.seed)
+    splits = split_of(num, cfg.split, cfg.seed if cfg.split_seed is None else cfg.split_seed)
     camera_input = None if isinstance(cfg.camera, FocalStackCamera) else cfg.camera
     inputs = [camera_input] + ([] if procedural else [source.root])
     # which scenes (num, scene_seeds) may change between runs; how they are rendered may not

@@ -41,10 +41,11 @@ def render_prediction(sample: FocalStackSample, prediction: Prediction, max_kern
         return rendered
     if prediction.depth_kind != "metric":
         return None
-    from ..optimize import _render_metric
+    from ..render import render_stack
     depth = prediction.depth_m.float().clamp_min(1e-3).view(1, 1, *prediction.depth_m.shape[-2:])
-    return _render_metric(prediction.aif.float().unsqueeze(0).clamp(0, 1), 1.0 / depth, sample.camera,
-                          max_kernel, "gaussian")
+    # each frame with the window of its own largest σ (capped), as the optimiser and training render
+    return render_stack(prediction.aif.float().unsqueeze(0).clamp(0, 1), depth, sample.camera,
+                        kernel_size=max_kernel, window="per_image")[0]
 
 
 def _jsonable(v):

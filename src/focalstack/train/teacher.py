@@ -5,13 +5,18 @@ the same re-rendering objective the network trains with) and the network then le
 pseudo-labels, weighted per pixel by how much the label can be trusted, together with the
 re-rendering loss. No ground truth is read anywhere.
 
-Per-pixel weight w ∈ [0, 1] = *distinctness* × *fit*:
+Per-pixel weight w ∈ [0, 1] = *distinctness* × *evidence* × *fit*:
 
 * distinctness: the relative-blur cost volume (:mod:`focalstack.classical.dfd`) at the teacher's
   depth versus its mean over all hypotheses, ``clamp((mean_j c_j − c(d_t)) / mean_j c_j, 0, 1)``:
   high where the defocus evidence singles out the teacher's depth, ~0 on flat, textureless
   surfaces where every depth re-renders the stack equally well (there the teacher's depth is its
   smoothness prior, and the network's own context should decide);
+* evidence: the same margin in absolute grey levels, the mean re-blurring mismatch of all
+  hypotheses minus the teacher's, ramped up to ``min_evidence`` (default one 8-bit code value,
+  1/255): distinctness is a ratio, so on a camera whose blur barely changes with depth (a phone
+  lens, σ < 1 px) a textured pixel looks decisive while its margin is below what an 8-bit frame can
+  even record — there the optimiser's depth is noise, however distinct;
 * fit: ``exp(−e / (2·median e))`` with e the teacher's local re-rendering error (mean over frames
   and channels, 7-px box): low at occlusion edges and wherever the thin-lens model fails.
 
@@ -43,6 +48,7 @@ class TeacherConfig:
     kind: str = "optimize"
     iters_scale: float = 1.0
     hypotheses: int = 32
+    min_evidence: float = 1.0 / 255.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,11 +56,12 @@ class TeacherConfig:
 
 @torch.no_grad()
 def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered: torch.Tensor,
-                 hypotheses: int = 32) -> torch.Tensor:
+                 hypotheses: int = 32, min_evidence: float = 1.0 / 255.0) -> torch.Tensor:
     """Per-pixel trust w ∈ [0,1] of a teacher depth (module docstring).
 
-    frames, rendered: [F,3,H,W]; camera: FocalStackCamera; inv_depth: [H,W] 1/m → [H,W]."""
-    from ..classical.dfd import has_defocus_evidence, relative_blur_cost
+    frames, rendered: [F,3,H,W] in [0,1]; camera: FocalStackCamera; inv_depth: [H,W] 1/m;
+    min_evidence: grey levels (0 = no evidence ramp) → [H,W]."""
+    from ..classical.dfd import TEXTURE_EPS, has_defocus_evidence, relative_blur_cost
     from ..classical.focus_measures import local_mean
     from ..optics.camera import CameraBatch
     h, w = inv_depth.shape
@@ -69,6 +76,9 @@ def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered
         c_at = c.gather(0, i0.unsqueeze(0)) * (1 - a) + c.gather(0, (i0 + 1).unsqueeze(0)) * a
         mean = c.mean(dim=0, keepdim=True)
         distinct = ((mean - c_at) / (mean + 1e-6)).clamp(0, 1)[0]
+        if min_evidence > 0:   # the cost is the window's mismatch over (texture + eps): undo that for grey levels
+            margin = (mean - c_at)[0] * (vol.texture[0, 0] + TEXTURE_EPS)
+            distinct = distinct * (margin / min_evidence).clamp(0, 1)
     else:   # identical frames: no defocus evidence anywhere
         distinct = torch.zeros(h, w)
     err = local_mean((rendered.float() - frames.float()).abs().mean(dim=(0, 1))[None, None], 7, "box")[0, 0]
@@ -85,7 +95,8 @@ def label_stack(frames: torch.Tensor, camera, cfg: TeacherConfig = TeacherConfig
     r = optimize_stack(frames.float(), camera, ocfg)
     inv = (1.0 / r.depth_m.view(frames.shape[-2:])).float()
     return {"inv_depth": inv.contiguous(),
-            "weight": label_weight(frames, camera, inv, r.rendered, cfg.hypotheses).float().contiguous()}
+            "weight": label_weight(frames, camera, inv, r.rendered, cfg.hypotheses,
+                                   cfg.min_evidence).float().contiguous()}
 
 
 def load_label(path: str | Path) -> dict[str, torch.Tensor]:
