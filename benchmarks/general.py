@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -98,8 +99,11 @@ def main() -> None:
     ap.add_argument("--finetune-minutes", type=float, default=0,
                     help="also: `focalstack train` with defaults (init: the shipped model) for this many minutes on "
                          "each camera's 65 training stacks (frames + camera.json only), then net on its val stacks")
+    ap.add_argument("--finetune-args", default="",
+                    help="extra `focalstack train` options of the fine-tune, one string (e.g. \"--teacher optimize\"); "
+                         "the run folder is named after them")
     ap.add_argument("--cameras", nargs="+", default=list(CAMERAS))
-    ap.add_argument("--methods", nargs="+", default=["dff", "dfd", "optimize"])
+    ap.add_argument("--methods", nargs="*", default=["dff", "dfd", "optimize"])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "general")
     args = ap.parse_args()
     if not SHARED.is_dir():
@@ -115,13 +119,15 @@ def main() -> None:
             print(cam, m, results[f"{cam} / {m}"], flush=True)
         if args.finetune_minutes:
             from bench_common import FS, sh
-            run = WORK / "finetune" / f"{cam}_{args.finetune_minutes:g}min"
+            extra = shlex.split(args.finetune_args)
+            slug = "".join(c if c.isalnum() else "-" for c in "_".join(a.lstrip("-") for a in extra))
+            run = WORK / "finetune" / (f"{cam}_{args.finetune_minutes:g}min" + (f"_{slug}" if slug else ""))
             if not (run / "last.json").is_file():
                 t0 = time.perf_counter()
                 sh(FS + ["train", str(WORK / cam / "train"), "--out", str(run), "--max-minutes",
-                         str(args.finetune_minutes), "--no-progress", "--no-tensorboard"])
+                         str(args.finetune_minutes), "--no-progress", "--no-tensorboard", *extra])
                 (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
-            key = f"{cam} / net fine-tuned {args.finetune_minutes:g} min on {cam}"
+            key = f"{cam} / net fine-tuned {args.finetune_minutes:g} min on {cam}" + (f" ({args.finetune_args})" if extra else "")
             results[key] = evaluate("net", samples, SimpleNamespace(checkpoint=str(run), device="cpu"))
             print(key, results[key], flush=True)
         for ck in args.checkpoint:

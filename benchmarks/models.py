@@ -48,7 +48,7 @@ from pathlib import Path
 from bench_common import FS, sh, synth, synth_dslr, synth_procedural
 MODELS = ("daifnet", "aifdepthnet", "ddfs", "gurwolf")
 MODES = ("self", "depth", "aif")
-LABEL = {"daifnet": "DAIF-Net", "aifdepthnet": "AiFDepthNet", "ddfs": "DDFS", "gurwolf": "Gur & Wolf"}
+LABEL = {"daifnet": "DAIF-Net", "daifnet_camera": "DAIF-Net (camera-aware, shipped default)", "aifdepthnet": "AiFDepthNet", "ddfs": "DDFS", "gurwolf": "Gur & Wolf"}
 # paper-faithful loss settings per (model, mode)
 EXTRA = {("aifdepthnet", "depth"): ["--w-aif-guide", "0"], ("aifdepthnet", "aif"): ["--w-recon", "0"],
          ("ddfs", "depth"): ["--w-aif-guide", "0"]}
@@ -211,9 +211,11 @@ def latency(out: Path, models, size: int, frames: int = 5, repeats: int = 5) -> 
     cam = get_preset("procedural").subset(list(range(frames)))
     x = torch.rand(frames, 3, size, size)
     res = {}
-    for name in models:
+    # the shipped default, the camera-aware DAIF-Net (width 8), beside the paper variant of the table
+    for name in [*models, "daifnet_camera"]:
         torch.manual_seed(0)
-        m = build_model(name, **MODEL_KWARGS.get(name, {}))
+        m = build_model("daifnet", width=8, variant="camera") if name == "daifnet_camera" else \
+            build_model(name, **MODEL_KWARGS.get(name, {}))
         for _ in range(2):
             predict_batch(m, x, cam)
         ts = []
@@ -236,7 +238,8 @@ def main() -> None:
     ap.add_argument("--num-procedural", type=int, default=320)
     ap.add_argument("--num-test", type=int, default=24)
     ap.add_argument("--datasets", nargs="+", default=["procedural", "dslr_synth", "real_pairs"])
-    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS,
+                    help="models to train (none: only the training-free rows and the shipped checkpoints)")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--gurwolf-setups", nargs="*", default=["F1", "F2", "F6", "F10"],
                     help="Gur & Wolf focus sequences to train on (procedural only; none to skip)")
@@ -281,16 +284,19 @@ def main() -> None:
                         m = predict_eval(tag + "_on_camera_b", out / "runs" / tag, test_b, out)
                         m["params_M"] = rows[f"{name} / {LABEL[model]} {mode}"]["params_M"]
                         rows[f"{name}, test camera B ({cam_b}) / {LABEL[model]} {mode}, trained on camera A"] = m
-            # a converged DAIF-Net as well: the shipped checkpoint (self-supervised on camera A, the
-            # "procedural" preset, 1943 steps; src/focalstack/weights/README.md) on both test cameras
+            # converged DAIF-Nets as well, on both test cameras without retraining: the shipped paper
+            # variant (self-supervised on camera A, the "procedural" preset, 1943 steps) and the shipped
+            # camera-aware general model (never trained on either camera); src/focalstack/weights/README.md
             from focalstack.checkpoint import shipped_checkpoint
-            shipped_params_M = json.loads(shipped_checkpoint("procedural").with_suffix(".json").read_text())["n_params"] / 1e6
-            for cam_tag, tdir in (("A", te), ("B", test_b)):
-                tag = f"shipped_daifnet_on_camera_{cam_tag.lower()}"
-                m = predict_eval(tag, shipped_checkpoint("procedural"), tdir, out)
-                label = f"{name} / shipped DAIF-Net (self, 1943 steps on camera A)" if cam_tag == "A" else \
-                    f"{name}, test camera B ({cam_b}) / shipped DAIF-Net (self, 1943 steps on camera A)"
-                rows[label] = {**m, "params_M": shipped_params_M}
+            for ship, what in (("procedural", "shipped DAIF-Net (self, 1943 steps on camera A)"),
+                               ("general", "shipped camera-aware DAIF-Net (general, neither camera seen)")):
+                params_M = json.loads(shipped_checkpoint(ship).with_suffix(".json").read_text())["n_params"] / 1e6
+                for cam_tag, tdir in (("A", te), ("B", test_b)):
+                    tag = f"shipped_daifnet_on_camera_{cam_tag.lower()}" if ship == "procedural" else \
+                        f"shipped_{ship}_daifnet_on_camera_{cam_tag.lower()}"
+                    m = predict_eval(tag, shipped_checkpoint(ship), tdir, out)
+                    label = f"{name} / {what}" if cam_tag == "A" else f"{name}, test camera B ({cam_b}) / {what}"
+                    rows[label] = {**m, "params_M": params_M}
         if name == "procedural" and "gurwolf" in args.models and "self" in args.modes:
             from focalstack.models.gurwolf import focus_sequence
             for setup in args.gurwolf_setups:

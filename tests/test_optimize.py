@@ -211,6 +211,16 @@ def test_full_resolution_stage_is_shortened_for_wide_render_windows():
     assert fine_steps(fine_window_px=0) == 25
     assert fine_steps(fine_window_px=41) == 25                 # never more than the cap
 
+    # --refine keeps all the steps its budget gives the full-resolution stage (no 25-step cap) up to
+    # a 21-px window, and the same (21/k)² share of them past it
+    from dataclasses import replace as _replace
+    from focalstack.inference.network import refine_config
+    r100 = refine_config(100)
+    assert r100.max_steps() <= 100 and r100.fine_window_px == 21
+    assert r100.fine_iters_after_coarse == r100.iters[-1] >= 30
+    kept = optimize_stack(frames, cam, _replace(r100, levels=(2, 1), iters=(2, r100.iters[-1]), stop_rel_tol=0.0))
+    assert sum(1 for s, _ in kept.history if s == 1) == round(r100.iters[-1] * (21 / 31) ** 2)
+
 
 def test_small_stages_run_torch_ops_on_one_thread_and_the_kernels_on_all():
     pytest.importorskip("numba")

@@ -90,6 +90,25 @@ def run_network(model, frames: torch.Tensor, camera, depth_range, tile: int | No
     return 1.0 / (inv / wsum), aif / wsum
 
 
+
+def refine_config(steps: int):
+    """The optimiser's settings for ``--refine steps`` from the network's depth + AIF: the default
+    (fast) schedule within the step budget — coarse to fine where the blur allows it, cheaper than
+    full-resolution steps and nearer the truth on DSLR-synth stacks (README, "Any camera").
+
+    * Not the fast schedule's 25-step cap on the full-resolution stage: a good start from the
+      network needs its detail (with the cap: procedural AbsRel 0.040 → 0.052).
+    * But its window rule: past a 21-px render window (wide-blur cameras, where a full-resolution
+      step costs ∝ k²) the stage keeps (21/k)² of its steps (DSLR-synth, first 3 scenes: 50 mm
+      2.75 → 1.87 s per stack at δ1 0.909 → 0.912, 85 mm 3.02 → 2.10 s at AbsRel 0.123 → 0.129).
+    * Smaller depth steps than from optimize's DFF start (lr_depth 0.05, not 0.15): the network
+      starts near the answer, and larger steps moved it away (50 mm: δ1 0.910 at 0.05, 0.878 at 0.15).
+    """
+    from ..optimize import OptimizeConfig
+    base = OptimizeConfig(lr_depth=REFINE_LR_DEPTH)
+    return replace(base, fine_iters_after_coarse=base.iters[-1]).within(steps)
+
+
 def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Prediction:
     """Depth + AIF from a trained model (:class:`NetOptions`, or any object with some of its fields:
     ``checkpoint``: run folder or .safetensors; default the shipped checkpoint). ``scale`` resizes the
@@ -122,18 +141,11 @@ def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Pre
               "network_seconds": time.perf_counter() - t0, "depth_kind": "metric"}
     steps = int(o.refine_steps or 0)
     if steps > 0:
-        from ..optimize import OptimizeConfig, optimize_stack
+        from ..optimize import optimize_stack
         # refine inside the range the network predicted in (optimize reads effective_depth_range_m)
         cam_r = replace(sample.camera, depth_range_m=tuple(depth_range))
         init = SimpleNamespace(inv_depth=(1.0 / depth)[None, None], aif=aif[None], depth_m=depth[None, None])
-        # the default (fast) schedule within the step budget: coarse to fine where the blur allows it,
-        # cheaper than full-resolution steps and nearer the truth on DSLR-synth stacks (README, "Any
-        # camera"); without the fast schedule's cap on the full-resolution stage, whose detail a good
-        # start from the network needs (with the cap: procedural AbsRel 0.040 → 0.052); and smaller
-        # depth steps than from optimize's DFF start (lr_depth 0.05, not the fast schedule's 0.15):
-        # the network starts near the answer, and larger steps moved it away (DSLR-synth 50 mm,
-        # first 3 scenes: δ1 0.910 at 0.05, 0.878 at 0.15)
-        cfg = OptimizeConfig(fine_iters_after_coarse=0, lr_depth=REFINE_LR_DEPTH).within(steps)
+        cfg = refine_config(steps)
         res = optimize_stack(sample.frames.float(), cam_r, cfg, init=init)
         depth, aif = res.depth_m, res.aif
         extras.update(refine_steps=steps, recon_before=res.recon_before, recon_after=res.recon_after,
