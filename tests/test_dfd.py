@@ -51,6 +51,21 @@ def test_gaussian_blur_per_plane_is_a_normalised_gaussian():
         assert torch.allclose(y[0, p], torch.outer(g, g), atol=1e-6)
 
 
+def test_gaussian_blur_per_plane_opencv_path_equals_the_convolution():
+    """Without gradients (the cost volume) the planes go through OpenCV: the same blur as the
+    differentiable depthwise convolution, reflect borders included (radius clamped on small images)."""
+    g = torch.Generator().manual_seed(0)
+    for shape, radius in (((2, 7, 23, 31), None), ((1, 4, 9, 12), 12)):
+        x = torch.rand(*shape, generator=g)
+        sig = torch.rand(shape[:2], generator=g) * 3.0
+        sig[0, 0] = 0.0                                                   # an identity plane
+        with torch.no_grad():
+            fast = gaussian_blur_per_plane(x, sig, radius=radius)
+        ref = gaussian_blur_per_plane(x.clone().requires_grad_(True), sig, radius=radius)   # the conv path
+        assert ref.requires_grad and not fast.requires_grad
+        torch.testing.assert_close(fast, ref.detach(), rtol=0, atol=2e-6)
+
+
 @pytest.mark.parametrize("cam", [_cam(), _cam(fd=(0.5, 0.9, 2.0), f=0.012, n=1.8, px=8e-6, rng=(0.3, 6.0))],
                          ids=["dslr35", "phone12mm"])
 @pytest.mark.parametrize("depth_m", [0.7, 1.2, 2.5])
