@@ -72,7 +72,8 @@ def config_from_args(args) -> SynthConfig:
                        camera=args.camera, camera_distribution=args.camera_distribution, preset=args.preset,
                        focus=args.focus, focus_setup=args.focus_setup, f_number=args.f_number, resize=args.resize,
                        seed=args.seed, noise=args.noise, bits=args.bits, occlusion_aware=args.occlusion_aware,
-                       layers=args.layers, psf=args.psf, encoding=args.encoding, split=args.split, split_seed=args.split_seed, depth_scale=args.depth_scale,
+                       layers=args.layers, psf=args.psf, encoding=args.encoding, split=args.split, split_seed=args.split_seed,
+                       depth_scale=args.depth_scale,
                        overwrite=args.overwrite, progress=not args.quiet)
 
 

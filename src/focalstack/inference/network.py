@@ -90,7 +90,6 @@ def run_network(model, frames: torch.Tensor, camera, depth_range, tile: int | No
     return 1.0 / (inv / wsum), aif / wsum
 
 
-
 def refine_config(steps: int):
     """The optimiser's settings for ``--refine steps`` from the network's depth + AIF: the default
     (fast) schedule within the step budget — coarse to fine where the blur allows it, cheaper than

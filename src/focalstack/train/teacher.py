@@ -36,9 +36,11 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["TeacherConfig", "label_weight", "label_stack", "label_dataset", "load_label", "TEACHERS"]
+__all__ = ["TeacherConfig", "label_weight", "label_stack", "label_dataset", "load_label", "TEACHERS", "MIN_EVIDENCE"]
 
 TEACHERS = ("optimize",)
+MIN_EVIDENCE = 1.0 / 255.0
+"""Default ``min_evidence`` (grey levels): one 8-bit code value (module docstring, *evidence*)."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class TeacherConfig:
     kind: str = "optimize"
     iters_scale: float = 1.0
     hypotheses: int = 32
-    min_evidence: float = 1.0 / 255.0
+    min_evidence: float = MIN_EVIDENCE
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,7 +58,7 @@ class TeacherConfig:
 
 @torch.no_grad()
 def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered: torch.Tensor,
-                 hypotheses: int = 32, min_evidence: float = 1.0 / 255.0) -> torch.Tensor:
+                 hypotheses: int = 32, min_evidence: float = MIN_EVIDENCE) -> torch.Tensor:
     """Per-pixel trust w ∈ [0,1] of a teacher depth (module docstring).
 
     frames, rendered: [F,3,H,W] in [0,1]; camera: FocalStackCamera; inv_depth: [H,W] 1/m;
