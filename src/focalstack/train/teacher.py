@@ -76,11 +76,11 @@ def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered
         a = (t - i0).unsqueeze(0)
         c = vol.cost[0]
         c_at = c.gather(0, i0.unsqueeze(0)) * (1 - a) + c.gather(0, (i0 + 1).unsqueeze(0)) * a
-        mean = c.mean(dim=0, keepdim=True)
-        distinct = ((mean - c_at) / (mean + 1e-6)).clamp(0, 1)[0]
+        mean = c.mean(dim=0)
+        gain = mean - c_at[0]                                     # how far the teacher's depth stands below the mean
+        distinct = (gain / (mean + 1e-6)).clamp(0, 1)
         if min_evidence > 0:   # the cost is the window's mismatch over (texture + eps): undo that for grey levels
-            margin = (mean - c_at)[0] * (vol.texture[0, 0] + TEXTURE_EPS)
-            distinct = distinct * (margin / min_evidence).clamp(0, 1)
+            distinct = distinct * (gain * (vol.texture[0, 0] + TEXTURE_EPS) / min_evidence).clamp(0, 1)
     else:   # identical frames: no defocus evidence anywhere
         distinct = torch.zeros(h, w)
     err = local_mean((rendered.float() - frames.float()).abs().mean(dim=(0, 1))[None, None], 7, "box")[0, 0]
