@@ -38,7 +38,15 @@ def machine(**extra) -> dict:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "mem_total_gb": mem_gb, "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__, "opencv": cv2.__version__,
-            "numpy": np.__version__, "focalstack": getattr(focalstack, "__version__", "?"), **extra}
+            "numpy": np.__version__, "focalstack": getattr(focalstack, "__version__", "?"),
+            "physics_light": physics_light(), **extra}
+
+
+def physics_light() -> str:
+    """The light the optics blurred in this run (``focalstack.render.light``), for every table's header:
+    results made in the other light are not comparable."""
+    from focalstack.render import light
+    return light.PHYSICS_LIGHT
 
 
 def sh(args: list[str]) -> None:

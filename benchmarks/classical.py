@@ -261,6 +261,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer, smaller stacks (smoke test)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
+    from focalstack.render import light
     torch.set_num_threads(args.threads)
     from focalstack.classical import FOCUS_MEASURES
     from focalstack.optimize import OptimizeConfig
@@ -270,7 +271,7 @@ def main(argv=None) -> int:
     cfg = OptimizeConfig().scaled(0.25) if q else OptimizeConfig()
     measures = list(FOCUS_MEASURES)
     lines = ["# Classical baselines: depth from focus vs zero-shot optimisation", "",
-             f"torch {torch.__version__}, {args.threads} CPU threads; optimize iterations {list(cfg.iters)} at levels "
+             f"torch {torch.__version__}, {args.threads} CPU threads, optics in {light.PHYSICS_LIGHT} light; optimize iterations {list(cfg.iters)} at levels "
              f"{list(cfg.levels)} (coarse levels used only where blur stays ≥ {cfg.min_level_sigma_px:g} px). "
              "DFF: window 9 (Gaussian aggregation), parabolic sub-frame peak, guided refinement. "
              "abs_rel / rmse / δ1 from focalstack.metrics (valid GT pixels).", ""]

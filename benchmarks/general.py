@@ -140,7 +140,9 @@ def main() -> None:
                     (f" (first {len(sub)})" if args.refine and not steps and len(sub) < len(samples) else "")
                 results[key] = evaluate("net", sub, SimpleNamespace(checkpoint=ck, refine_steps=steps, device="cpu"))
                 print(key, results[key], flush=True)
-    lines = [f"Camera generality — {platform.processor() or platform.machine()}, 2 threads, torch {torch.__version__}",
+    from bench_common import physics_light
+    lines = [f"Camera generality — {platform.processor() or platform.machine()}, 2 threads, torch {torch.__version__}, "
+             f"optics in {physics_light()} light",
              "", "| camera / method | δ1 | AbsRel | RMSE [m] | δ1 flat 30 % | s / stack | stacks |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for k, r in results.items():

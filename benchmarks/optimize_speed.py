@@ -158,8 +158,9 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     path = args.out / "optimize_speed.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
+    from bench_common import physics_light
     results["meta"] = {"machine": platform.processor() or platform.machine(), "threads": 2,
-                       "torch": torch.__version__}
+                       "torch": torch.__version__, "physics_light": physics_light()}
     fns = {"accuracy": lambda: section_accuracy(args.num), "scaling": section_scaling,
            "phone": lambda: section_phone(work, args.phone_reference), "refine": section_refine}
     for name in args.sections:
@@ -171,7 +172,7 @@ def main() -> int:
 
 def render_md(res: dict) -> str:
     lines = [f"Zero-shot optimiser, reference vs fast schedule ({res['meta']['threads']} threads, "
-             f"torch {res['meta']['torch']})", ""]
+             f"torch {res['meta']['torch']}, optics in {res['meta'].get('physics_light', 'encoded')} light)", ""]
     if res.get("accuracy"):
         lines += ["| stacks | schedule | δ1 | AbsRel | final loss | s / stack | Adam steps |",
                   "|---|---|---:|---:|---:|---:|---:|"]

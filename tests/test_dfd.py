@@ -87,12 +87,18 @@ def test_cost_volume_ignores_frame_order():
     assert torch.allclose(a.cost, b.cost, atol=1e-5)
 
 
-def test_cost_is_contrast_invariant():
+@pytest.mark.parametrize("physics_light", ["linear", "encoded"])
+def test_cost_is_contrast_invariant(physics_light, monkeypatch):
+    """An exposure / contrast change of the values the optics blur (linear light by default) leaves
+    the cost unchanged."""
+    from focalstack.render import light
+    monkeypatch.setattr(light, "PHYSICS_LIGHT", physics_light)
     cam = _cam()
     frames = _plane(2.0, cam, hw=40)
     rng = torch.tensor([[0.5, 10.0]])
     a = relative_blur_cost(frames, CameraBatch.from_cameras([cam]), rng, 12, eps=0.0)
-    b = relative_blur_cost(0.25 + 0.5 * frames, CameraBatch.from_cameras([cam]), rng, 12, eps=0.0)
+    b = relative_blur_cost(light.from_linear(0.25 + 0.5 * light.to_linear(frames)), CameraBatch.from_cameras([cam]),
+                           rng, 12, eps=0.0)
     assert torch.allclose(a.cost, b.cost, rtol=1e-3, atol=1e-5)
 
 

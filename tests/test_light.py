@@ -1,6 +1,7 @@
 """focalstack.render.light: optics blur radiance. Under PHYSICS_LIGHT = "linear" the renderer decodes
 sRGB, blurs and re-encodes (a bright-on-dark step edge matches the analytic linear-light result and
-differs from blurring the encoded values); "encoded" leaves every result as it was."""
+differs from blurring the encoded values), the default; "encoded" blurs the encoded values, the
+convention before issue 13."""
 
 import pytest
 import torch
@@ -108,9 +109,9 @@ def test_the_environment_sets_the_light_for_a_run():
     import subprocess
     import sys
     code = "import focalstack.render.light as l; print(l.PHYSICS_LIGHT)"
-    env = {**os.environ, "FOCALSTACK_PHYSICS_LIGHT": "linear"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "linear"
-    env.pop("FOCALSTACK_PHYSICS_LIGHT")
+    env = {**os.environ, "FOCALSTACK_PHYSICS_LIGHT": "encoded"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "encoded"
+    env.pop("FOCALSTACK_PHYSICS_LIGHT")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "linear"                     # the default (issue 13)

@@ -129,7 +129,7 @@ def test_training_renders_each_frame_with_its_own_window_by_default():
     each stack rendered with the window of its own largest σ, at most the run's kernel_size —
     not the run's window for all (a batch of a phone and a DSLR stack)."""
     from focalstack.optics import FocalStackCamera
-    from focalstack.render import defocus, window_size_px
+    from focalstack.render import defocus, light, window_size_px
     assert LossConfig().render_window == "per_image"
     with pytest.raises(ValueError, match="render_window"):
         LossConfig(render_window="tiles")
@@ -148,7 +148,7 @@ def test_training_renders_each_frame_with_its_own_window_by_default():
     ks = [window_size_px(float(s.max()), "gaussian", 21) for s in sigma]
     assert ks[0] < ks[-1] <= 21
     img = aif.unsqueeze(1).expand(2, 2, 3, 24, 26).reshape(4, 3, 24, 26)
-    want = defocus(img, sigma, kernel_size=ks).view(2, 2, 3, 24, 26)
+    want = light.from_linear(defocus(light.to_linear(img), sigma, kernel_size=ks)).view(2, 2, 3, 24, 26)
     torch.testing.assert_close(rendered, want, rtol=0, atol=1e-6)
     assert (rendered - shared).abs().max() > 1e-5          # the windows really differ
     extras = {}

@@ -174,9 +174,13 @@ def test_encoding_linear_writes_16_bit_linear_frames_of_the_same_stack(tmp_path)
 
 def test_a_dataset_rendered_in_another_light_is_refused(tmp_path, monkeypatch, capsys):
     """Resuming a synth folder after PHYSICS_LIGHT changed would mix frames blurred in two lights:
-    the settings record the light (when it is not the former "encoded") and the run is refused."""
+    the settings record the light (absent = "encoded", every dataset written before the switch to
+    linear light) and the run is refused."""
     import focalstack.render.light as light
+    assert light.PHYSICS_LIGHT == "linear"                    # the default (FOCALSTACK_PHYSICS_LIGHT unset)
+    monkeypatch.setattr(light, "PHYSICS_LIGHT", "encoded")
     assert synth(tmp_path / "ds", "--num", 1, "--size", 24, 24) == 0
+    assert "physics_light" not in json.loads((tmp_path / "ds" / "synth.json").read_text())
     monkeypatch.setattr(light, "PHYSICS_LIGHT", "linear")
     capsys.readouterr()
     assert synth(tmp_path / "ds", "--num", 2, "--size", 24, 24) == 2

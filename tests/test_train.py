@@ -364,3 +364,41 @@ def test_default_init_is_the_shipped_model_only_when_it_is_camera_general(data, 
     # the paper-variant checkpoint is not a general starting point: auto → random weights
     monkeypatch.setattr(C, "shipped_model_spec", lambda: {"name": "daifnet", "cfg": {"width": 8, "variant": "paper"}})
     assert not C.shipped_is_general() and resolve_init("auto", "daifnet", {"width": 8, "variant": "paper"}) is None
+
+
+def test_runs_checkpoints_and_teacher_labels_record_the_light_they_were_made_in(data, tmp_path, monkeypatch):
+    """focalstack.render.light: a run made in one light is not resumed in the other (half a run in each
+    would be neither), a checkpoint loads in the other light with a one-line warning, teacher labels
+    are not reused in the other light; what records no light was made in "encoded" light."""
+    import warnings
+
+    import focalstack.render.light as light
+    from focalstack.data import list_samples
+    from focalstack.train.teacher import TeacherConfig, label_dataset
+    assert light.PHYSICS_LIGHT == "linear"
+    out = tmp_path / "run"
+    train(tiny_cfg(data, out, max_steps=2))
+    assert json.loads((out / "last.json").read_text())["physics_light"] == "linear"
+    assert torch.load(out / "state.pt", weights_only=False)["physics_light"] == "linear"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model(out)                                       # same light: silent
+    monkeypatch.setattr(light, "PHYSICS_LIGHT", "encoded")
+    with pytest.warns(UserWarning, match="trained with the optics blurring linear light, this run blurs encoded"):
+        load_model(out)
+    with pytest.raises(ValueError, match="renders in linear light, this process in encoded light"):
+        train(tiny_cfg(data, out, max_steps=4))
+    # a checkpoint that records no light was made in encoded light
+    side = json.loads((out / "last.json").read_text())
+    del side["physics_light"]
+    (out / "last.json").write_text(json.dumps(side))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model(out / "last.json")
+    monkeypatch.setattr(light, "PHYSICS_LIGHT", "linear")
+    labels = tmp_path / "teacher"
+    samples = list_samples(data)[:1]
+    label_dataset(samples, labels, TeacherConfig(iters_scale=0.1), progress=False)
+    monkeypatch.setattr(light, "PHYSICS_LIGHT", "encoded")
+    with pytest.raises(ValueError, match="other teacher settings"):
+        label_dataset(samples, labels, TeacherConfig(iters_scale=0.1), progress=False)

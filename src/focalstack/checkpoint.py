@@ -3,7 +3,8 @@
     RUN_DIR/
       config.json          the TrainConfig
       best.safetensors     model weights chosen by the lowest SELF-SUPERVISED validation loss
-      best.json            sidecar: model name + cfg, cameras, depth range, step, metrics, versions
+      best.json            sidecar: model name + cfg, cameras, depth range, step, metrics, versions,
+                           the light the optics blurred (focalstack.render.light)
       last.safetensors     the latest weights (+ last.json)
       state.pt             everything for an exact resume: model, optimiser, scheduler, grad scaler,
                            python/numpy/torch(/CUDA) RNG streams, step, epoch, batches consumed
@@ -20,12 +21,14 @@ import io
 import json
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .data.io import atomic_write_file
+from .render import light
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "save_weights", "save_state", "load_state",
            "shipped_checkpoint", "shipped_path", "shipped_model_spec", "shipped_is_general", "resolve_init",
@@ -97,6 +100,7 @@ def save_weights(run_dir: str | Path, tag: str, model: torch.nn.Module, meta: di
     meta.setdefault("focalstack_version", __version__)
     meta.setdefault("git_commit", git_commit())
     meta.setdefault("saved_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    meta.setdefault("physics_light", light.PHYSICS_LIGHT)
     meta["weights_sha256"] = weights_digest(model)
     path = run_dir / f"{tag}.safetensors"
     atomic_write_bytes(path, st_save(sd, metadata={"format": FORMAT, "model": json.dumps(meta.get("model", {}))}))
@@ -215,5 +219,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", tag: str | 
     if missing or unexpected:
         raise ValueError(f"{weights}: weights do not match model {spec['name']} {spec.get('cfg')}: "
                          f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    made_in = meta.get("physics_light", light.RECORDED_DEFAULT)
+    if made_in != light.PHYSICS_LIGHT:   # usable (the optics differ at bright edges only), but not what it learned
+        warnings.warn(f"{side}: trained with the optics blurring {made_in} light, this run blurs "
+                      f"{light.PHYSICS_LIGHT} light (FOCALSTACK_PHYSICS_LIGHT={made_in} reproduces its training)",
+                      stacklevel=2)
     model.to(device).eval()
     return model, meta

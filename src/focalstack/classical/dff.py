@@ -207,10 +207,7 @@ def depth_from_focus(frames: torch.Tensor, camera: FocalStackCamera, measure: st
     rho = rho.float().unsqueeze(1)
     conf = focus_confidence(fv)
     index = torch.tensor(order, device=kmax.device)[kmax].unsqueeze(1)
-    if fusion == "soft":
-        aif = fuse(x, "soft", focus=fv.unsqueeze(2))
-    else:
-        aif = fuse(x, fusion, measure=measure, window=window)
+    aif = fuse(x, fusion, focus=fv.unsqueeze(2))   # the fusion's weights from the same focus volume
     if refine == "guided" and nf > 1:
         rho = refine_inverse_depth(rho, conf, aif, refine_radius, refine_eps)
     elif refine not in (None, "none", "guided"):

@@ -4,7 +4,10 @@
   measure normalised by its per-pixel maximum, divided by a temperature (→ 0: hard argmax).
 * :func:`pyramid_fusion`: Laplacian-pyramid blend; every detail level takes, per pixel, the
   coefficient of the frame with the largest (locally averaged) absolute detail energy; the
-  coarsest (Gaussian) level is the soft-fusion average. Pyramids via ``kornia.geometry.pyrdown``
+  coarsest (Gaussian) level is the soft-fusion average, its weights area-averaged to that level
+  *before* they are normalised over the frames (area(w_k) / Σ_j area(w_j), w_k the softmax
+  numerators): so the streaming path (:mod:`focalstack.classical.streaming`), which sees one frame
+  at a time, computes exactly the same fusion. Pyramids via ``kornia.geometry.pyrdown``
   and bilinear up-sampling (exact reconstruction for any size).
 
 Frames: ``[B,F,C,H,W]`` or ``[F,C,H,W]`` in [0,1]; output ``[B,C,H,W]`` / ``[C,H,W]``.
@@ -28,12 +31,15 @@ def _batched(frames: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return frames, False
 
 
-def soft_weights(focus: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
-    """[B,F,1,H,W] focus → softmax weights over F of focus / (max_F focus · temperature)."""
+def soft_weights(focus: torch.Tensor, temperature: float = 0.05, normalise: bool = True) -> torch.Tensor:
+    """[B,F,1,H,W] focus → softmax weights over F of focus / (max_F focus · temperature);
+    ``normalise=False``: the softmax numerators exp((focus / max_F focus − 1) / temperature) ∈ (0, 1]."""
     if temperature <= 0:
         idx = focus.argmax(1, keepdim=True)
         return torch.zeros_like(focus).scatter_(1, idx, 1.0)
     norm = focus / (focus.amax(1, keepdim=True) + 1e-12)
+    if not normalise:
+        return torch.exp((norm - 1.0) / temperature)
     return torch.softmax(norm / temperature, dim=1)
 
 
@@ -60,8 +66,10 @@ def _up(x: torch.Tensor, size) -> torch.Tensor:
 
 def pyramid_fusion(frames: torch.Tensor, levels: int | None = None, energy_window: int = 5,
                    temperature: float = 0.05, measure: str = DEFAULT_MEASURE,
-                   window: int = DEFAULT_WINDOW) -> torch.Tensor:
-    """Laplacian-pyramid fusion with max-abs detail selection (consistent across channels)."""
+                   window: int = DEFAULT_WINDOW, focus: torch.Tensor | None = None) -> torch.Tensor:
+    """Laplacian-pyramid fusion with max-abs detail selection (consistent across channels).
+    ``focus`` [B,F,1,H,W]: the focus measure of the base level's soft weights (computed with
+    ``measure`` / ``window`` if None; DFF passes its own focus volume)."""
     x, squeeze = _batched(frames)
     b, f, c, h, w = x.shape
     if levels is None:
@@ -72,7 +80,11 @@ def pyramid_fusion(frames: torch.Tensor, levels: int | None = None, energy_windo
         if min(gauss[-1].shape[-2:]) < 4:
             break
         gauss.append(_pyr_down(gauss[-1]))
-    base_w = soft_weights(focus_measure(x, measure, window), temperature)                  # [B,F,1,H,W]
+    if focus is None:
+        focus = focus_measure(x, measure, window)
+    elif focus.dim() == 4:
+        focus = focus.unsqueeze(0)
+    base_w = soft_weights(focus, temperature, normalise=False)                            # [B,F,1,H,W]
     top = gauss[-1].view(b, f, c, *gauss[-1].shape[-2:])
     bw = F.interpolate(base_w.reshape(b * f, 1, h, w), size=top.shape[-2:], mode="area").view(b, f, 1, *top.shape[-2:])
     out = (bw / bw.sum(1, keepdim=True) * top).sum(1)                                        # [B,C,h',w']

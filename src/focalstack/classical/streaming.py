@@ -21,11 +21,11 @@ the same half-pixel convention and replicated borders as the torch path), into w
 allocated once (a fresh 24 MP array costs as much in page faults as the filter that fills it), while
 the next frame is decoded on a second thread: on 2 cores a 24 MP frame takes ~1 s in all, its
 torch focus measure alone ~1.6 s. Measures other than ``lapm`` fall back to
-:func:`focalstack.classical.focus_measure` on the one frame (same result, slower). One deliberate
-difference: the coarsest level's weights are area-averaged before being normalised over the frames
-(area(w_k) / Σ_j area(w_j)) where the in-memory path normalises first. On stacks that fit in memory
-both paths agree to < 1e-4 in inverse depth before the guided filter and to a few 1e-3 after it (the
-filter's guide is the fused AIF), argmax flips aside at exact near-ties (tested); ``predict`` uses
+:func:`focalstack.classical.focus_measure` on the one frame (same result, slower). The coarsest level's
+weights are area-averaged before being normalised over the frames (area(w_k) / Σ_j area(w_j)), in
+both paths (:func:`focalstack.classical.fusion.pyramid_fusion`), so that one pass suffices. On
+stacks that fit in memory both paths agree to ~1e-6 in the AIF and < 1e-4 in inverse depth, argmax
+flips aside at exact near-ties (tested); ``predict`` uses
 this path only when the stack would not fit (:data:`STREAM_ABOVE_PIXEL_FRAMES`).
 """
 

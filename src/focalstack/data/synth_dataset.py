@@ -266,7 +266,7 @@ def synthesize_dataset(cfg: SynthConfig, log: Callable[[str], None] | None = Non
     if cfg.encoding != "srgb":   # (absent = sRGB: datasets written before the option keep their settings)
         settings["encoding"] = cfg.encoding
     from ..render import light
-    if light.PHYSICS_LIGHT != "encoded":   # frames blurred in another light are another dataset (absent = encoded)
+    if light.PHYSICS_LIGHT != light.RECORDED_DEFAULT:   # frames blurred in another light are another dataset
         settings["physics_light"] = light.PHYSICS_LIGHT
     splits = split_of(num, cfg.split, cfg.seed if cfg.split_seed is None else cfg.split_seed)
     camera_input = None if isinstance(cfg.camera, FocalStackCamera) else cfg.camera

@@ -11,22 +11,26 @@ decodes to linear light, blurs, and encodes back: :func:`to_linear` … :func:`f
 processing that models no optics (focus measures, fusion, SSIM, smoothness) stays on the encoded
 values.
 
-:data:`PHYSICS_LIGHT` is the switch: ``"linear"`` is the physical model; ``"encoded"`` blurs the
-encoded values directly, the convention of every result, benchmark and shipped checkpoint recorded
-so far. It stays ``"encoded"`` until those are re-made under ``"linear"`` (issue 13: the shipped
-model and every benchmark must share one convention), so that the README's numbers remain
-reproducible; tests exercise both. Bright-on-dark edges show the difference: blurred in linear light
-a step from sRGB 0.05 to 1.0 reads 0.74 at the edge centre, blurred as encoded values 0.53.
+:data:`PHYSICS_LIGHT` is the switch: ``"linear"`` (the default) is the physical model; ``"encoded"``
+blurs the encoded values directly — the convention of focalstack before issue 13, kept selectable
+(``FOCALSTACK_PHYSICS_LIGHT=encoded``) to reproduce results recorded under it. Datasets written by
+``synth``, checkpoints, training runs and teacher labels record the light they were made in (absent
+= "encoded"): a dataset or run is never resumed in the other light, and a checkpoint made in the
+other light loads with a one-line warning. Bright-on-dark edges show the difference: blurred in
+linear light a step from sRGB 0.05 to 1.0 reads 0.74 at the edge centre, blurred as encoded values
+0.53.
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["PHYSICS_LIGHT", "LIGHTS", "to_linear", "from_linear"]
+__all__ = ["PHYSICS_LIGHT", "LIGHTS", "RECORDED_DEFAULT", "to_linear", "from_linear"]
 
 LIGHTS = ("linear", "encoded")
-PHYSICS_LIGHT = os.environ.get("FOCALSTACK_PHYSICS_LIGHT", "encoded")
+RECORDED_DEFAULT = "encoded"
+"""The light of a dataset, checkpoint or run that records none: everything made before the switch."""
+PHYSICS_LIGHT = os.environ.get("FOCALSTACK_PHYSICS_LIGHT", "linear")
 """What the optical operations blur: "linear" (radiance) or "encoded" (the working encoding's values);
 the environment variable ``FOCALSTACK_PHYSICS_LIGHT`` sets it for a whole run (e.g. a benchmark
 re-made in the other light; ``synth`` records it, so a dataset is never resumed in the other light)."""

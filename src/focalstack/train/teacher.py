@@ -118,13 +118,16 @@ def label_dataset(sample_dirs: Sequence[Path], out_dir: str | Path, cfg: Teacher
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "teacher.json"
+    from ..render import light
+    want = {**cfg.to_dict(), "physics_light": light.PHYSICS_LIGHT}   # labels made in another light differ
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
-        if old != cfg.to_dict():
+        old.setdefault("physics_light", light.RECORDED_DEFAULT)
+        if old != want:
             raise ValueError(f"{out}: labelled with other teacher settings {old}; use another --out or the same "
                              "settings")
     else:
-        atomic_write_file(meta_path, json.dumps(cfg.to_dict(), indent=2) + "\n")
+        atomic_write_file(meta_path, json.dumps(want, indent=2) + "\n")
     names = [Path(p).name for p in sample_dirs]
     if len(set(names)) != len(names):
         raise ValueError("teacher labels are keyed by sample folder name, and two training samples share one")

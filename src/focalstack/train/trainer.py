@@ -48,6 +48,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..data import FocalStackDataset, StackAugment, collate_stacks, load_camera, read_depth
 from ..data.io import claim_output_dir
+from ..render import light
 from ..render.psf import window_size_px
 from ..losses import LossConfig, compute_losses
 from ..models import build_model, count_parameters, model_class
@@ -332,7 +333,8 @@ class Trainer:
                 "rng": _rng_state(), "step": self.step, "epoch": self.epoch,
                 "batch_in_epoch": self.batch_in_epoch, "best_val": self.best_val,
                 "schedule_planned": self.schedule_planned, "train_seconds": self._elapsed_s(),
-                "last_metrics": self.last_metrics, "config": self.cfg.to_dict()}
+                "last_metrics": self.last_metrics, "config": self.cfg.to_dict(),
+                "physics_light": light.PHYSICS_LIGHT}
 
     def _elapsed_s(self) -> float:
         """Training wall time of this run so far, summed over resumed sessions (seconds)."""
@@ -559,6 +561,11 @@ class Trainer:
             if old.get("model") != cfg.model or old.get("model_cfg") != dict(cfg.model_cfg):
                 raise ValueError(f"{self.out_dir}: the run there trains {old.get('model')} {old.get('model_cfg')}; "
                                  f"use another --out or the same model settings to resume")
+            made_in = st.get("physics_light", light.RECORDED_DEFAULT)
+            if made_in != light.PHYSICS_LIGHT:   # half a run in each light would be neither
+                raise ValueError(f"{self.out_dir}: the run there renders in {made_in} light, this process in "
+                                 f"{light.PHYSICS_LIGHT} light; resume with FOCALSTACK_PHYSICS_LIGHT={made_in} "
+                                 "or use another --out")
             self.load_state_dict(st)
         elif self.is_main:
             for name in ("metrics.jsonl",):
