@@ -105,7 +105,12 @@ def main() -> None:
     ap.add_argument("--cameras", nargs="+", default=list(CAMERAS))
     ap.add_argument("--methods", nargs="*", default=["dff", "dfd", "optimize"])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "general")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="datasets and fine-tune runs (default bench_work/general; one per light: a dataset made in "
+                         "the other light is refused)")
     args = ap.parse_args()
+    global WORK
+    WORK = (args.work or WORK).resolve()
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED}: the shared data folder is missing")
     torch.set_num_threads(2)

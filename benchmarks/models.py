@@ -285,10 +285,11 @@ def main() -> None:
                         m["params_M"] = rows[f"{name} / {LABEL[model]} {mode}"]["params_M"]
                         rows[f"{name}, test camera B ({cam_b}) / {LABEL[model]} {mode}, trained on camera A"] = m
             # converged DAIF-Nets as well, on both test cameras without retraining: the shipped paper
-            # variant (self-supervised on camera A, the "procedural" preset, 1943 steps) and the shipped
-            # camera-aware general model (never trained on either camera); src/focalstack/weights/README.md
+            # variant (self-supervised on camera A, the "procedural" preset) and the shipped camera-aware
+            # general model (never trained on either camera); src/focalstack/weights/README.md
             from focalstack.checkpoint import shipped_checkpoint
-            for ship, what in (("procedural", "shipped DAIF-Net (self, 1943 steps on camera A)"),
+            proc_steps = json.loads(shipped_checkpoint("procedural").with_suffix(".json").read_text())["step"]
+            for ship, what in (("procedural", f"shipped DAIF-Net (self, {proc_steps} steps on camera A)"),
                                ("general", "shipped camera-aware DAIF-Net (general, neither camera seen)")):
                 params_M = json.loads(shipped_checkpoint(ship).with_suffix(".json").read_text())["n_params"] / 1e6
                 for cam_tag, tdir in (("A", te), ("B", test_b)):
