@@ -65,6 +65,29 @@ def test_photo_sized_methods_run_at_the_working_size_and_upsample(photo, tmp_pat
     assert np.median(d[:, 8:30]) < np.median(d[:, 50:72])
 
 
+def test_photo_sized_working_frames_are_area_means_in_linear_light(photo, monkeypatch):
+    """A working-size pixel integrates the photo's radiance: the frames a method sees at the working
+    size are area means taken in the light the optics blur, not means of the encoded values."""
+    import torch.nn.functional as F
+
+    import focalstack.inference as inference
+    from focalstack.render import from_linear, light, to_linear
+    assert light.PHYSICS_LIGHT == "linear"
+    seen = {}
+    real = inference.get_method
+
+    def spy(name):
+        fn = real(name)
+        return lambda sample, opts=None: seen.setdefault("frames", sample.frames.clone()) is None or fn(sample, opts)
+
+    monkeypatch.setattr(inference, "get_method", spy)
+    large.predict_large(open_sample_files(photo), "dfd")
+    full = load_sample(photo).frames
+    want = from_linear(F.interpolate(to_linear(full), size=(32, 40), mode="area"))
+    torch.testing.assert_close(seen["frames"], want, rtol=0, atol=2e-5)
+    assert float((seen["frames"] - F.interpolate(full, size=(32, 40), mode="area")).abs().max()) > 1e-3
+
+
 def test_sample_files_read_and_downscale(tmp_path):
     s = tiny_sample(4, hw=(40, 48))
     save_sample(s, tmp_path / "s")

@@ -275,3 +275,30 @@ def test_the_optimisers_adam_is_torchs_update_rule():
     assert finals[0][0].abs().max() > 0.3            # five steps of 0.15 moved it
     torch.testing.assert_close(finals[0][0], finals[1][0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(finals[0][1], finals[1][1], rtol=1e-5, atol=1e-7)
+
+
+def test_coarse_levels_downsample_images_in_the_light_the_optics_blur(monkeypatch):
+    """A coarse pixel integrates radiance: the coarse-to-fine optimiser's targets (and its AIF) are area
+    means in linear light (``optimize._down_image``). An in-focus checkerboard of sRGB 0.05 / 1.0 seen
+    by pixels twice as large reads the encoded mean radiance (≈ 0.735), not the mean code (0.525)."""
+    import focalstack.optimize as opt
+    from focalstack.data.encoding import linear_to_srgb, srgb_to_linear
+    from focalstack.render import light
+    assert light.PHYSICS_LIGHT == "linear"
+    board = torch.full((1, 3, 8, 8), 0.05)
+    board[..., ::2, ::2] = 1.0
+    board[..., 1::2, 1::2] = 1.0
+    want = float(linear_to_srgb((srgb_to_linear(torch.tensor(0.05)) + 1.0) / 2))
+    assert want == pytest.approx(0.735, abs=2e-3)
+    torch.testing.assert_close(opt._down_image(board, 2), torch.full((1, 3, 4, 4), want), rtol=0, atol=1e-5)
+    monkeypatch.setattr(light, "PHYSICS_LIGHT", "encoded")
+    torch.testing.assert_close(opt._down_image(board, 2), torch.full((1, 3, 4, 4), 0.525), rtol=0, atol=1e-5)
+    monkeypatch.setattr(light, "PHYSICS_LIGHT", "linear")
+    # and the optimiser's coarse levels take their targets through it
+    cam, aif, depth = planar_scene(64, 64)
+    frames = render_stack(aif, depth, cam)[0]
+    seen = []
+    real = opt._down_image
+    monkeypatch.setattr(opt, "_down_image", lambda x, s: seen.append((tuple(x.shape), s)) or real(x, s))
+    optimize_stack(frames, cam, OptimizeConfig(levels=(2, 1), iters=(3, 2)))
+    assert (tuple(frames.shape), 2) in seen and ((1, *frames.shape[1:]), 2) in seen     # targets and AIF

@@ -218,6 +218,16 @@ def _down(x: torch.Tensor, s: int) -> torch.Tensor:
     return F.interpolate(x, size=(max(1, round(h / s)), max(1, round(w / s))), mode="area")
 
 
+def _down_image(x: torch.Tensor, s: int) -> torch.Tensor:
+    """:func:`_down` of an image: a coarse pixel integrates the radiance of the fine ones, so the area
+    mean is taken in the light the optics blur (:mod:`focalstack.render.light`) — else the coarse
+    targets would not be what the coarse renderer can produce (bright edges would differ)."""
+    if s == 1:
+        return x
+    from .render import from_linear, to_linear
+    return from_linear(_down(to_linear(x), s))
+
+
 def _up(x: torch.Tensor, size) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
@@ -363,8 +373,8 @@ class _RelativeFocus:
         # grid search of the blur scale a (σ span over the stack, full-resolution px) at the
         # coarsest level that keeps ≥ min_level_px pixels, with b = 0.5 px
         s0 = max([lv for lv in cfg.levels if min(h, w) / lv >= cfg.min_level_px] or [1])
-        tgt0 = _down(frames, s0)
-        n_c, aif_c = torch.sigmoid(_down(_logit(self.n0, 1e-2), s0)), _down(self.aif0, s0).clamp(0, 1)
+        tgt0 = _down_image(frames, s0)
+        n_c, aif_c = torch.sigmoid(_down(_logit(self.n0, 1e-2), s0)), _down_image(self.aif0, s0).clamp(0, 1)
         sub = _frame_subset(nf, cfg.frames_per_step, torch.Generator().manual_seed(0))
         tgt0 = tgt0 if sub is None else tgt0[sub]
         best = None
@@ -480,8 +490,8 @@ def _fit(frames, mode, cfg: OptimizeConfig, progress, t0) -> OptimizeResult:
     step = 0
     for s, iters in stages:
         with _small_op_threads(frames, s, cfg):
-            tgt = _down(frames, s)
-            zb, ub = _down(z_full, s), _down(u_full, s)
+            tgt = _down_image(frames, s)
+            zb, ub = _down(z_full, s), _down_image(u_full, s)
             dz = torch.zeros_like(zb, requires_grad=True)
             du = torch.zeros_like(ub, requires_grad=True)
             groups = [{"params": [dz], "lr": cfg.lr_depth}, {"params": [du], "lr": cfg.lr_aif}]

@@ -63,6 +63,7 @@ def predict_large(files: SampleFiles, method: str, opts=None, progress: bool = F
 
     from ..classical import depth_from_focus_streaming, guided_upsample, to_grey
     from ..classical.streaming import box_mean_cv
+    from ..render import from_linear, to_linear
     from . import get_method
     from .methods import check_method, dff_prediction
 
@@ -74,8 +75,11 @@ def predict_large(files: SampleFiles, method: str, opts=None, progress: bool = F
     small_frames: dict = {}
 
     def keep_small(i, x):
-        small = cv2.resize(x, (work_hw[1], work_hw[0]), interpolation=cv2.INTER_AREA)
-        small_frames[i] = torch.from_numpy(small).permute(2, 0, 1).contiguous()
+        # a working-size pixel integrates the radiance of the photo's pixels: area mean in the light the
+        # optics blur (focalstack.render.light), as a camera with larger pixels would record it
+        lin = to_linear(torch.from_numpy(x)).numpy()
+        small = cv2.resize(lin, (work_hw[1], work_hw[0]), interpolation=cv2.INTER_AREA)
+        small_frames[i] = from_linear(torch.from_numpy(small)).permute(2, 0, 1).contiguous()
 
     bar = tqdm(total=nf, desc="stream frames", unit="frame", leave=False, disable=None if progress else True)
     t0 = time.perf_counter()

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.format import FocalStackSample
+from ..render.light import from_linear, to_linear
 from .options import NetOptions
 from .prediction import Prediction
 
@@ -124,7 +125,9 @@ def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Pre
         if not 0 < scale <= 4:
             raise ValueError(f"--scale must be in (0, 4], got {scale}")
         size = (max(8, round(h * scale)), max(8, round(w * scale)))
-        frames = F.interpolate(frames, size=size, mode="bilinear", align_corners=False, antialias=True)
+        # resampled in the light the optics blur (a pixel integrates radiance)
+        frames = from_linear(F.interpolate(to_linear(frames), size=size, mode="bilinear", align_corners=False,
+                                           antialias=True))
         cam = cam.resized(size[1] / w)
     tile = o.tile
     if tile is None and max(frames.shape[-2:]) > AUTO_TILE_ABOVE_PX:
