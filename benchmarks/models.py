@@ -311,7 +311,9 @@ def main() -> None:
 
     from focalstack.metrics import format_table
     keys = ["delta1", "abs_rel", "rmse", "mae", "aif_psnr", "params_M", "train_seconds", "predict_seconds_per_stack"]
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    from bench_common import physics_light
+    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+               f"optics in {physics_light()} light")
     md = [f"# Related methods as focalstack models ({args.steps} steps each, batch 4, {args.crop}² crops)", "",
           f"Machine: {machine}", "", "Metrics on each dataset's test split (last checkpoint, `focalstack eval`, "
           "metric depth, no scaling).", "", format_table(rows, keys) if rows else "(no runs)", "",

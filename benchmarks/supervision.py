@@ -185,7 +185,9 @@ def main() -> None:
     import platform
 
     import torch
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    from bench_common import physics_light
+    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+               f"optics in {physics_light()} light")
     md = [f"# Supervision comparison (DAIF-Net width {args.width}, {args.steps} steps each, batch 4, {args.crop}² crops)", "",
           f"Machine: {machine}", "", table, "",
           "| speed | value |", "|---|---|",
