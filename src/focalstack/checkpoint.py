@@ -219,7 +219,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", tag: str | 
     if missing or unexpected:
         raise ValueError(f"{weights}: weights do not match model {spec['name']} {spec.get('cfg')}: "
                          f"missing {missing[:3]}, unexpected {unexpected[:3]}")
-    made_in = meta.get("physics_light", light.RECORDED_DEFAULT)
+    made_in = light.made_in(meta)
     if made_in != light.PHYSICS_LIGHT:   # usable (the optics differ at bright edges only), but not what it learned
         warnings.warn(f"{side}: trained with the optics blurring {made_in} light, this run blurs "
                       f"{light.PHYSICS_LIGHT} light (FOCALSTACK_PHYSICS_LIGHT={made_in} reproduces its training)",

@@ -15,9 +15,10 @@ of an 8-bit code value by far, and its derivative is the derivative of what is c
 segment's slope). Inputs are clamped to [0, 1] first, with zero gradient outside, as
 :func:`focalstack.data.encoding.linear_to_srgb` does; NaN stays NaN.
 
-Shapes: any. Used for float32 CPU tensors (the pipeline's images); float64, CUDA and other
-dtypes take the exact formula (:func:`focalstack.data.encoding.srgb_to_linear` /
-:func:`~focalstack.data.encoding.linear_to_srgb`).
+Shapes: any. This module owns the curve: :func:`exact_encode` / :func:`exact_decode` are the IEC
+formula (tensors of any dtype and device, numpy arrays); :func:`focalstack.data.encoding.srgb_to_linear`
+/ :func:`~focalstack.data.encoding.linear_to_srgb` send float32 CPU tensors (the pipeline's images)
+to the fused op and everything else to the formula.
 """
 
 from __future__ import annotations
@@ -26,22 +27,34 @@ import numpy as np
 import torch
 from numba import njit
 
-__all__ = ["encode", "decode", "fused_ok", "TABLE_SIZE"]
+__all__ = ["encode", "decode", "exact_encode", "exact_decode", "fused_ok", "TABLE_SIZE"]
 
 TABLE_SIZE = 16384
 _TASK_ELEMENTS = 1 << 18   # elements per task of the fused pass (≈ 1 MiB of float32)
 
 
-def _exact_encode(x: np.ndarray) -> np.ndarray:
-    return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.maximum(x, 0.0031308) ** (1 / 2.4) - 0.055)
+def exact_decode(x):
+    """The IEC 61966-2-1 decoding, sRGB-encoded values → linear light, of a tensor (any dtype, with
+    torch's autograd) or numpy array, clamped to [0, 1] first."""
+    if isinstance(x, torch.Tensor):
+        x = x.clamp(0, 1)
+        return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    x = np.clip(x, 0, 1)
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(x.dtype, copy=False)
 
 
-def _exact_decode(x: np.ndarray) -> np.ndarray:
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+def exact_encode(x):
+    """The IEC 61966-2-1 encoding, linear light → sRGB-encoded values (as :func:`exact_decode`)."""
+    if isinstance(x, torch.Tensor):
+        x = x.clamp(0, 1)
+        return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
+    x = np.clip(x, 0, 1)
+    return np.where(x <= 0.0031308, x * 12.92,
+                    1.055 * np.maximum(x, 0.0031308) ** (1 / 2.4) - 0.055).astype(x.dtype, copy=False)
 
 
 _GRID = np.arange(TABLE_SIZE + 1, dtype=np.float64) / TABLE_SIZE
-_TABLES = {"encode": _exact_encode(_GRID).astype(np.float32), "decode": _exact_decode(_GRID).astype(np.float32)}
+_TABLES = {"encode": exact_encode(_GRID).astype(np.float32), "decode": exact_decode(_GRID).astype(np.float32)}
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

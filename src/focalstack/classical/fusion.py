@@ -43,14 +43,19 @@ def soft_weights(focus: torch.Tensor, temperature: float = 0.05, normalise: bool
     return torch.softmax(norm / temperature, dim=1)
 
 
+def _focus_of(x: torch.Tensor, focus: torch.Tensor | None, measure: str, window: int) -> torch.Tensor:
+    """[B,F,1,H,W] focus of the batched frames ``x``: the given one ([F,1,H,W] gets its batch axis) or
+    ``measure`` / ``window`` computed."""
+    if focus is None:
+        return focus_measure(x, measure, window)
+    return focus.unsqueeze(0) if focus.dim() == 4 else focus
+
+
 def soft_fusion(frames: torch.Tensor, focus: torch.Tensor | None = None, temperature: float = 0.05,
                 measure: str = DEFAULT_MEASURE, window: int = DEFAULT_WINDOW) -> torch.Tensor:
     """Soft per-pixel selection of the sharpest frame. ``focus`` [B,F,1,H,W] (computed if None)."""
     x, squeeze = _batched(frames)
-    if focus is None:
-        focus = focus_measure(x, measure, window)
-    elif focus.dim() == 4:
-        focus = focus.unsqueeze(0)
+    focus = _focus_of(x, focus, measure, window)
     out = (soft_weights(focus, temperature) * x).sum(1)
     return out[0] if squeeze else out
 
@@ -80,10 +85,7 @@ def pyramid_fusion(frames: torch.Tensor, levels: int | None = None, energy_windo
         if min(gauss[-1].shape[-2:]) < 4:
             break
         gauss.append(_pyr_down(gauss[-1]))
-    if focus is None:
-        focus = focus_measure(x, measure, window)
-    elif focus.dim() == 4:
-        focus = focus.unsqueeze(0)
+    focus = _focus_of(x, focus, measure, window)
     base_w = soft_weights(focus, temperature, normalise=False)                            # [B,F,1,H,W]
     top = gauss[-1].view(b, f, c, *gauss[-1].shape[-2:])
     bw = F.interpolate(base_w.reshape(b * f, 1, h, w), size=top.shape[-2:], mode="area").view(b, f, 1, *top.shape[-2:])

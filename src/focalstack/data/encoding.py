@@ -29,9 +29,6 @@ same type; the transfer function is IEC 61966-2-1 (sRGB), piecewise: linear segm
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from ..optics.camera import DEFAULT_ENCODING, ENCODINGS
 
 __all__ = ["ENCODINGS", "DEFAULT_ENCODING", "WORKING_ENCODING", "srgb_to_linear", "linear_to_srgb", "to_working",
@@ -41,33 +38,19 @@ WORKING_ENCODING = "srgb"
 """The encoding of every image tensor inside the pipeline (see the module doc)."""
 
 
-def _clamp(x):
-    return x.clamp(0, 1) if isinstance(x, torch.Tensor) else np.clip(x, 0, 1)
-
-
 def srgb_to_linear(x):
-    """sRGB-encoded values in [0,1] → linear light in [0,1] (IEC 61966-2-1 decoding). float32 CPU
-    tensors go through the fused op of :mod:`focalstack.srgb` (within 4e-6 of this formula)."""
+    """sRGB-encoded values in [0,1] → linear light in [0,1] (IEC 61966-2-1 decoding, clamped; tensors
+    or numpy). float32 CPU tensors go through the fused op of :mod:`focalstack.srgb` (within 4e-6 of
+    the formula), the rest through the formula itself (:func:`focalstack.srgb.exact_decode`)."""
     from .. import srgb
-    if srgb.fused_ok(x):
-        return srgb.decode(x)
-    x = _clamp(x)
-    if isinstance(x, torch.Tensor):
-        return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(x.dtype, copy=False)
+    return srgb.decode(x) if srgb.fused_ok(x) else srgb.exact_decode(x)
 
 
 def linear_to_srgb(x):
-    """Linear light in [0,1] → sRGB-encoded values in [0,1] (IEC 61966-2-1 encoding). float32 CPU
-    tensors go through the fused op of :mod:`focalstack.srgb` (within 4e-6 of this formula)."""
+    """Linear light in [0,1] → sRGB-encoded values in [0,1] (IEC 61966-2-1 encoding; as
+    :func:`srgb_to_linear`)."""
     from .. import srgb
-    if srgb.fused_ok(x):
-        return srgb.encode(x)
-    x = _clamp(x)
-    if isinstance(x, torch.Tensor):
-        return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
-    return np.where(x <= 0.0031308, x * 12.92,
-                    1.055 * np.maximum(x, 0.0031308) ** (1 / 2.4) - 0.055).astype(x.dtype, copy=False)
+    return srgb.encode(x) if srgb.fused_ok(x) else srgb.exact_encode(x)
 
 
 def convert(x, src: str, dst: str):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["PHYSICS_LIGHT", "LIGHTS", "RECORDED_DEFAULT", "to_linear", "from_linear"]
+__all__ = ["PHYSICS_LIGHT", "LIGHTS", "RECORDED_DEFAULT", "made_in", "to_linear", "from_linear"]
 
 LIGHTS = ("linear", "encoded")
 RECORDED_DEFAULT = "encoded"
@@ -34,6 +34,12 @@ PHYSICS_LIGHT = os.environ.get("FOCALSTACK_PHYSICS_LIGHT", "linear")
 """What the optical operations blur: "linear" (radiance) or "encoded" (the working encoding's values);
 the environment variable ``FOCALSTACK_PHYSICS_LIGHT`` sets it for a whole run (e.g. a benchmark
 re-made in the other light; ``synth`` records it, so a dataset is never resumed in the other light)."""
+
+
+def made_in(record: dict) -> str:
+    """The light a dataset setting, checkpoint sidecar, training state or teacher record was made in
+    (its ``"physics_light"``; :data:`RECORDED_DEFAULT` when it records none)."""
+    return record.get("physics_light", RECORDED_DEFAULT)
 
 
 def _active() -> bool:

@@ -122,7 +122,7 @@ def label_dataset(sample_dirs: Sequence[Path], out_dir: str | Path, cfg: Teacher
     want = {**cfg.to_dict(), "physics_light": light.PHYSICS_LIGHT}   # labels made in another light differ
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
-        old.setdefault("physics_light", light.RECORDED_DEFAULT)
+        old["physics_light"] = light.made_in(old)
         if old != want:
             raise ValueError(f"{out}: labelled with other teacher settings {old}; use another --out or the same "
                              "settings")

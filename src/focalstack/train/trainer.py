@@ -561,7 +561,7 @@ class Trainer:
             if old.get("model") != cfg.model or old.get("model_cfg") != dict(cfg.model_cfg):
                 raise ValueError(f"{self.out_dir}: the run there trains {old.get('model')} {old.get('model_cfg')}; "
                                  f"use another --out or the same model settings to resume")
-            made_in = st.get("physics_light", light.RECORDED_DEFAULT)
+            made_in = light.made_in(st)
             if made_in != light.PHYSICS_LIGHT:   # half a run in each light would be neither
                 raise ValueError(f"{self.out_dir}: the run there renders in {made_in} light, this process in "
                                  f"{light.PHYSICS_LIGHT} light; resume with FOCALSTACK_PHYSICS_LIGHT={made_in} "
