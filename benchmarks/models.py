@@ -138,8 +138,11 @@ def train_eval(tag: str, model: str, mode: str, train_dir: Path, test_dir: Path,
                  *MODEL_ARGS.get(model, []), *EXTRA.get((model, mode), []), *extra])
         (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
     m = predict_eval(tag, run, test_dir, out)
-    m["train_seconds"] = float((run / "wall_seconds.txt").read_text()) if (run / "wall_seconds.txt").is_file() else None
     meta = json.loads((run / "last.json").read_text())
+    # the trainer's own training wall time, summed over resumes (an interrupted run resumes exactly);
+    # runs from before the trainer recorded it: this script's wall time of the call
+    m["train_seconds"] = meta.get("train_seconds") or (
+        float((run / "wall_seconds.txt").read_text()) if (run / "wall_seconds.txt").is_file() else None)
     m["params_M"] = meta.get("n_params", 0) / 1e6
     return m
 

@@ -227,6 +227,8 @@ def test_max_minutes_fits_the_schedule_to_the_budget(data, tmp_path, capsys):
     st = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
     assert st["schedule_planned"] and st["scheduler"]["lr_lambdas"][0]["total"] == planned
     assert st["train_seconds"] > 0
+    # the sidecar records it too (benchmarks read a run's training time there, summed over resumes)
+    assert json.loads((tmp_path / "run" / "last.json").read_text())["train_seconds"] == pytest.approx(st["train_seconds"], abs=0.2)
     # resumed: the saved plan is used (no re-planning), and the spent budget counts
     tr2 = Trainer(cfg)
     tr2.load_state_dict(st)

@@ -384,6 +384,7 @@ class Trainer:
                 "depth_range_source": "config" if self.cfg.depth_range else "camera",
                 "cameras": cams, "kernel_size": self.kernel_size, "supervision": self.cfg.supervision,
                 "step": self.step, "epoch": self.epoch, "n_params": self.n_params,
+                "train_seconds": round(self._elapsed_s(), 1),   # summed over resumes: runs may be interrupted
                 "metrics": self.last_metrics, "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
                 "config": self.cfg.to_dict()}
 
