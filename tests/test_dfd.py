@@ -118,3 +118,35 @@ def test_cost_volume_in_hypothesis_chunks_is_the_same_volume(monkeypatch):
     whole = relative_blur_cost(*args).cost
     monkeypatch.setattr(dfd, "_CHUNK_BYTES", 1)
     assert torch.equal(relative_blur_cost(*args).cost, whole)
+
+
+def test_gated_weights_sum_to_one_and_follow_the_confidence():
+    from focalstack.classical.dfd import gated_weights
+    conf = torch.zeros(1, 1, 20, 20)
+    conf[..., :, 10:] = 1.0
+    w = gated_weights(conf, window=1)
+    assert w.shape == (1, 5, 1, 20, 20)
+    torch.testing.assert_close(w.sum(dim=1), torch.ones(1, 1, 20, 20))
+    # no evidence: the wide versions (6r, 12r) and 3r, equally; full confidence: the local ones and 3r
+    torch.testing.assert_close(w[0, :, 0, 5, 2], torch.tensor([0.0, 0.0, 1 / 3, 1 / 3, 1 / 3]))
+    torch.testing.assert_close(w[0, :, 0, 5, 15], torch.tensor([1 / 3, 1 / 3, 1 / 3, 0.0, 0.0]))
+
+
+def test_gated_prior_fills_a_flat_region_from_the_surface_around_it():
+    """A constructed cost volume: the left third textured (a sharp minimum at the true hypothesis),
+    the rest flat (every hypothesis equal: no evidence), one surface (no edge in the guide). The
+    gated prior takes the true depth across the flat region from the wide versions; the local
+    versions alone (the mean prior of older checkpoints) cannot reach it."""
+    from focalstack.classical.dfd import DefocusCostVolume, aggregated_costs, gated_weights, prior_cost
+    j, h, w, true = 16, 96, 96, 11
+    inv = inverse_depth_hypotheses(torch.tensor([[0.5, 10.0]]), j)
+    cost = torch.ones(1, j, h, w)
+    cost[..., :32] = 0.2 + 0.3 * (torch.arange(j, dtype=torch.float32) - true).abs().view(1, j, 1, 1)
+    vol = DefocusCostVolume(cost=cost, inv_depth=inv, texture=torch.ones(1, 1, h, w))
+    frames = torch.full((1, 2, 3, h, w), 0.5)
+    versions, conf = aggregated_costs(vol, frames)
+    assert versions.shape == (1, 5, j, h, w) and float(conf[..., :32].min()) > 0.5 and float(conf[..., 40:].max()) == 0.0
+    gated = prior_cost(versions, gated_weights(conf)).argmin(dim=1)[0]
+    assert (gated[:, :80] == true).all()                            # textured and flat, within reach of 12r
+    local = versions[:, :3].mean(dim=1).argmin(dim=1)[0]
+    assert (local[:, :32] == true).all() and (local[:, 60:80] != true).all()

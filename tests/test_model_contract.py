@@ -27,11 +27,11 @@ def _stack():
 
 
 # Outputs of the shipped checkpoints on _stack() (predict_batch, CPU): depth mean, depth at (0,0), (5,7),
-# (12,20), (23,31), AIF channel means. Recorded when the optics moved to linear light (issue 13): the
-# general model's weights are those of before the contract (its cost volume now blurs linear light),
-# the procedural one was retrained in linear light (weights/README.md).
+# (12,20), (23,31), AIF channel means. The procedural one recorded when the optics moved to linear light
+# (issue 13, retrained in it); the general one when its cost prior became the confidence-gated one
+# (issue 12, re-made: weights/README.md).
 SHIPPED = {
-    "general": (1.5359303, [0.832892, 1.396983, 2.842670, 0.816841], [0.486863, 0.497450, 0.490649]),
+    "general": (1.3322233, [0.834906, 0.940734, 1.585577, 1.403866], [0.499329, 0.499205, 0.503342]),
     "procedural": (1.4449016, [1.170225, 1.546901, 1.987571, 0.609569], [0.417312, 0.475029, 0.470564]),
 }
 
@@ -54,7 +54,9 @@ def test_shipped_checkpoints_give_the_same_outputs(name):
 
 
 # state-dict keys and shapes of each model's configuration (sha256 of "key:shape;..."), as before the contract
-KEYS = [("daifnet", {}, 56, "3eb11ab453a47f3d"), ("daifnet", {"variant": "paper"}, 52, "649f649d0a3f3cf1"),
+# (the camera variant's default cost prior is the gated one since issue 12; "mean" is the one before it)
+KEYS = [("daifnet", {}, 56, "0138d6e1ed32cc28"), ("daifnet", {"cost_aggregation": "mean"}, 56, "3eb11ab453a47f3d"),
+        ("daifnet", {"variant": "paper"}, 52, "649f649d0a3f3cf1"),
         ("daifnet", {"aif_mode": "direct", "variant": "paper"}, 48, "0f30a120b112329d"),
         ("aifdepthnet", {}, 36, "327ddca8d31f37ef"), ("ddfs", {}, 104, "e1056a60e2298c04"),
         ("ddfs", {"aggregation": False}, 92, "4c69348973a26651"), ("gurwolf", {}, 155, "7f67a29a96496f89")]
@@ -117,3 +119,20 @@ def test_every_choice_field_is_checked_by_the_base_config(config, field_name):
     import focalstack.models as models
     with pytest.raises(ValueError, match=rf"{field_name} must be one of .*got 'nonsense'"):
         getattr(models, config)(**{field_name: "nonsense"})
+
+
+def test_a_checkpoint_made_before_an_option_existed_is_rebuilt_as_it_was_made(tmp_path):
+    """A sidecar records the options of its time; an option added later (with a new default) is read
+    as the value the old weights were made with (``ABSENT_IN_OLD_CHECKPOINTS``), and new checkpoints
+    record every option, so their meaning cannot change with a later default."""
+    from focalstack.checkpoint import model_spec, save_weights
+    torch.manual_seed(0)
+    old = build_model("daifnet", width=4, levels=2, hypotheses=6, cost_aggregation="mean")
+    save_weights(tmp_path, "old", old, {"model": {"name": "daifnet", "cfg": {"width": 4, "levels": 2, "hypotheses": 6}}})
+    model, meta = load_model(tmp_path / "old.safetensors")
+    assert model.config.cost_aggregation == "mean" and meta["model"]["cfg"]["cost_aggregation"] == "mean"
+    frames, cam = _stack()
+    torch.testing.assert_close(predict_batch(model, frames, cam)["depth_m"], predict_batch(old, frames, cam)["depth_m"])
+    # a recorded value is kept; the spec holds every option
+    spec = model_spec({"model": {"name": "daifnet", "cfg": {"cost_aggregation": "gated"}}})
+    assert spec["cfg"] == build_model("daifnet").config.to_dict()

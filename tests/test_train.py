@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from focalstack.cli import main as cli_main
 from focalstack.data import FocalStackSample, save_sample
 from focalstack.losses import LossConfig
+from focalstack.models import full_options
 from focalstack.optics import get_preset
 from focalstack.render import render_stack
 from focalstack.train import TrainConfig, load_model, predict_batch, train
@@ -67,7 +68,9 @@ def _check_run_folder(run: Path) -> None:
                  "metrics.jsonl"):
         assert (run / name).is_file(), name
     meta = json.loads((run / "last.json").read_text())
-    assert meta["step"] == 4 and meta["model"] == {"name": "daifnet", "cfg": {"width": 8, "levels": 3}}
+    # every option recorded, not only those given: a later change of a default cannot change the checkpoint
+    assert meta["step"] == 4 and meta["model"] == {"name": "daifnet", "cfg": full_options("daifnet", {"width": 8, "levels": 3})}
+    assert meta["model"]["cfg"]["cost_aggregation"] == "gated"
     assert meta["depth_range_m"] == [0.5, 4.0] and meta["cameras"][0]["focus_distances_m"][0] == 0.6
     assert "depth_abs_rel" in meta["metrics"] and "val_loss" in meta["metrics"]
     assert not list(run.glob(".*tmp"))  # atomic writes leave no temporaries
@@ -250,8 +253,8 @@ def test_init_starts_from_a_checkpoint_and_adopts_its_model(data, tmp_path, caps
     assert TINY[:4] == ["--width", "8", "--levels", "3"]
     assert cli_main(["train", str(data), "--out", str(c), "--max-steps", "0", "--init", "shipped",
                      *tiny_no_model]) == 0
-    from focalstack.checkpoint import shipped_checkpoint
-    shipped = json.loads(shipped_checkpoint().with_suffix(".json").read_text())["model"]
+    from focalstack.checkpoint import shipped_model_spec
+    shipped = shipped_model_spec()
     assert json.loads((c / "last.json").read_text())["model"] == shipped
     capsys.readouterr()
     # a conflicting model option is one line naming both settings

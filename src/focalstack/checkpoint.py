@@ -148,9 +148,22 @@ def shipped_path(spec: str | Path | None) -> Path | None:
     return None
 
 
+def model_spec(meta: dict) -> dict:
+    """{"name", "cfg"} of a checkpoint from its sidecar ``meta``, cfg holding every option of the
+    model: those recorded, those it predates with the values that rebuild it
+    (:meth:`ModelConfig.checkpoint_options`), the rest at their defaults; {} if it names no model."""
+    spec = dict(meta.get("model") or {})
+    if "name" in spec:
+        from .models import MODELS, full_options
+        cfg = dict(spec.get("cfg") or {})
+        if spec["name"] in MODELS:
+            spec["cfg"] = full_options(spec["name"], MODELS[spec["name"]].Config.checkpoint_options(cfg))
+    return spec
+
+
 def shipped_model_spec() -> dict:
     """{"name", "cfg"} of the shipped checkpoint (from its sidecar)."""
-    return json.loads(shipped_checkpoint().with_suffix(".json").read_text()).get("model") or {}
+    return model_spec(json.loads(shipped_checkpoint().with_suffix(".json").read_text()))
 
 
 def shipped_is_general(spec: dict | None = None) -> bool:
@@ -167,8 +180,9 @@ def resolve_init(init: str | None, model: str | None = None, model_cfg: dict | N
     if init in (None, "", "none"):
         return None
     if init == "auto":
+        from .models import full_options
         spec = shipped_model_spec()
-        if shipped_is_general(spec) and spec.get("name") == model and dict(spec.get("cfg", {})) == dict(model_cfg or {}):
+        if shipped_is_general(spec) and spec.get("name") == model and spec.get("cfg") == full_options(model, model_cfg):
             return shipped_checkpoint()
         return None
     shipped = shipped_path(init)
@@ -210,10 +224,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", tag: str | 
     from .models import build_model
     weights, side = resolve_checkpoint(path, tag)
     meta = json.loads(side.read_text())
-    spec = meta.get("model") or {}
+    spec = model_spec(meta)
     if "name" not in spec:
         raise ValueError(f"{side}: no model name in the sidecar")
-    model = build_model(spec["name"], **spec.get("cfg", {}))
+    meta["model"] = spec
+    model = build_model(spec["name"], **spec["cfg"])
     sd = load_file(str(weights), device="cpu")
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:

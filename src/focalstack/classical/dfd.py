@@ -20,10 +20,11 @@ frames at one focus distance (two apertures) the cost cannot tell near from far 
 plane: the volume then has two minima, and so does any method.
 
 :func:`depth_from_defocus` is the training-free method (``predict --method dfd``): the normalised
-cost, aggregated over image-guided neighbourhoods at two radii (confidence-weighted cost-volume
-filtering: flat regions take the evidence of the textured pixels of their surface), per-pixel
-argmin with a parabolic sub-hypothesis fit (the same fit as DFF's sub-frame peak). Grey frames; shapes and units in
-each docstring.
+cost, aggregated over image-guided neighbourhoods at four radii (confidence-weighted cost-volume
+filtering: flat regions take the evidence of the textured pixels of their surface), the versions
+weighted per pixel by the local confidence (:func:`gated_weights`: the pixel's own evidence where
+it has some, its surface's where it has none), per-pixel argmin with a parabolic sub-hypothesis
+fit (the same fit as DFF's sub-frame peak). Grey frames; shapes and units in each docstring.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .focus_measures import local_mean
 
 __all__ = ["DefocusCostVolume", "inverse_depth_hypotheses", "hypothesis_sigmas", "gaussian_blur_per_plane",
            "blur_radius_px", "relative_blur_cost", "normalised_cost", "aggregate_cost", "aggregation_radii", "aggregated_costs",
+           "gated_weights", "prior_cost", "AGGREGATION_SCALES",
            "depth_from_defocus", "has_defocus_evidence", "DEFAULT_HYPOTHESES", "MAX_BLUR_RADIUS_PX"]
 
 DEFAULT_HYPOTHESES = 32
@@ -210,27 +212,68 @@ def aggregate_cost(cost: torch.Tensor, confidence: torch.Tensor, guide: torch.Te
     return num / den.clamp_min(1e-4)
 
 
-def aggregation_radii(h: int, w: int) -> tuple[int, int]:
-    """The two guided-filter radii (px) of :func:`aggregated_costs`: min(H,W)/32 (≥ 2) and 3× that."""
+AGGREGATION_SCALES = (1, 3, 6, 12)
+"""Radii of the aggregated cost versions, in units of the base radius ``r = min(H,W)/32`` (≥ 2 px):
+a nearby surface (r, 3r) and most of a wall or a floor (6r, 12r ≈ 0.4·min(H,W))."""
+CONFIDENCE_GATE_POWER = 2.0
+"""u = (1 − c)^p: how fast the wide versions take over as the local confidence c falls (:func:`gated_weights`)."""
+_MIN_COARSE_PX = 16   # a wide version runs at 1/f resolution while the short side stays ≥ this
+
+
+def aggregation_radii(h: int, w: int, scales=AGGREGATION_SCALES) -> tuple[int, ...]:
+    """The guided-filter radii (px) of :func:`aggregated_costs`: ``r·scales`` with r = min(H,W)/32 (≥ 2)."""
     r = max(2, round(min(h, w) / 32))
-    return r, 3 * r
+    return tuple(int(k) * r for k in scales)
 
 
-def aggregated_costs(vol: DefocusCostVolume, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """(ĉ raw, ĉ aggregated at the small radius, at the large radius, confidence), each [B,·,H,W];
-    frames [B,F,C,H,W] give the guide (their mean, grey)."""
+def _coarse_factor(radius_px: int, h: int, w: int) -> int:
+    """Resolution factor for filtering at ``radius_px``: the largest power of two that leaves the
+    radius ≥ 9 px in the coarse image and its short side ≥ ``_MIN_COARSE_PX``; the wide filters are
+    smooth, so they lose little at low resolution and cost 1/f² of the work."""
+    f = 1
+    while radius_px // (2 * f) >= 9 and min(h, w) // (2 * f) >= _MIN_COARSE_PX:
+        f *= 2
+    return f
+
+
+def aggregated_costs(vol: DefocusCostVolume, frames: torch.Tensor,
+                     scales=AGGREGATION_SCALES) -> tuple[torch.Tensor, torch.Tensor]:
+    """(versions [B,1+S,J,H,W], confidence [B,1,H,W]): the normalised cost ĉ (raw), then ĉ aggregated
+    by :func:`aggregate_cost` at each radius of :func:`aggregation_radii` (``scales``, S of them);
+    frames [B,F,C,H,W] give the guide (their mean, grey). The radii after the first are filtered at
+    a lower resolution (:func:`_coarse_factor`) and upsampled bilinearly."""
     cn, conf = normalised_cost(vol)
     guide = frames.float().mean(dim=(1, 2)).unsqueeze(1)
     h, w = cn.shape[-2:]
-    r_small, r_large = aggregation_radii(h, w)
-    small = aggregate_cost(cn, conf, guide, r_small)
-    if min(h, w) >= 64:   # the wide filter runs at half resolution (radius halved): 4× cheaper, as smooth
-        half = lambda t: F.avg_pool2d(t, 2, ceil_mode=True)   # noqa: E731
-        large = aggregate_cost(half(cn), half(conf), half(guide), max(1, r_large // 2))
-        large = F.interpolate(large, size=(h, w), mode="bilinear", align_corners=False)
-    else:
-        large = aggregate_cost(cn, conf, guide, r_large)
-    return cn, small, large, conf
+    out = [cn]
+    for i, radius in enumerate(aggregation_radii(h, w, scales)):
+        f = 1 if i == 0 else _coarse_factor(radius, h, w)   # the nearest one keeps full-resolution edges
+        if f == 1:
+            out.append(aggregate_cost(cn, conf, guide, radius))
+            continue
+        down = lambda t: F.avg_pool2d(t, f, ceil_mode=True)   # noqa: E731
+        a = aggregate_cost(down(cn), down(conf), down(guide), max(1, radius // f))
+        out.append(F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False))
+    return torch.stack(out, dim=1), conf
+
+
+def gated_weights(confidence: torch.Tensor, window: int = 7, power: float = CONFIDENCE_GATE_POWER) -> torch.Tensor:
+    """Per-pixel weights [B,5,1,H,W] (summing to 1) of the five cost versions of
+    :func:`aggregated_costs` (raw, r, 3r, 6r, 12r) for confidence [B,1,H,W]:
+    ``((1−u)/3, (1−u)/3, 1/3, u/3, u/3)`` with ``u = (1 − c̄)^power``, c̄ the confidence's
+    ``window``-px box mean. Where the pixel's own evidence is confident (textured) its depth comes
+    from the local versions and depth edges stay sharp; where it is not (a wall, a floor) the
+    evidence of the whole surface decides. A fixed mean of all five would over-smooth textured
+    scenes; the local versions alone leave flat regions to noise (module docstring)."""
+    c = local_mean(confidence.clamp(0, 1), window, "box")
+    u = (1.0 - c).pow(power)
+    third = torch.full_like(u, 1.0 / 3.0)
+    return torch.stack([(1 - u) / 3, (1 - u) / 3, third, u / 3, u / 3], dim=1)
+
+
+def prior_cost(versions: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Σ_v weights_v · versions_v: versions [B,V,J,H,W], weights [B,V,1,H,W] → [B,J,H,W]."""
+    return (weights * versions).sum(dim=1)
 
 
 def _parabolic_min(cost: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
@@ -252,8 +295,8 @@ def depth_from_defocus(frames: torch.Tensor, camera: FocalStackCamera | CameraBa
                        depth_range_m=None, num_hypotheses: int = DEFAULT_HYPOTHESES,
                        window: int = 7, aggregate: bool = True) -> tuple[torch.Tensor, DefocusCostVolume]:
     """Training-free depth: argmin of :func:`relative_blur_cost` with a parabolic sub-step; with
-    ``aggregate`` (default) the argmin of the mean of the raw and the two aggregated normalised
-    costs (:func:`aggregated_costs`), which fills flat regions from their textured surroundings.
+    ``aggregate`` (default) the argmin of the confidence-gated prior cost (:func:`aggregated_costs`,
+    :func:`gated_weights`, :func:`prior_cost`), which fills flat regions from their textured surroundings.
 
     frames [B,F,3,H,W] (or one stack [F,3,H,W]) in [0,1]; camera one FocalStackCamera (shared) or a
     CameraBatch; depth_range_m (near, far) or [B,2], default the camera's effective range.
@@ -272,7 +315,7 @@ def depth_from_defocus(frames: torch.Tensor, camera: FocalStackCamera | CameraBa
     vol = relative_blur_cost(frames, camera, rng, num_hypotheses, window)
     cost = vol.cost
     if aggregate:
-        raw, small, large, _ = aggregated_costs(vol, frames)
-        cost = (raw + small + large) / 3.0
+        versions, conf = aggregated_costs(vol, frames)
+        cost = prior_cost(versions, gated_weights(conf, window))
     inv = _parabolic_min(cost, vol.inv_depth)
     return 1.0 / inv, vol

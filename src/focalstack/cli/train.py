@@ -56,14 +56,14 @@ def _add_options(p) -> None:
 def _adopt_init_model(base: dict, init: str, model_named: bool) -> None:
     """--init on a fresh run: the checkpoint's model and settings unless the command names them
     (``model_named``; ``auto``: the shipped model's, when it is camera-general)."""
-    from ..checkpoint import resolve_checkpoint, resolve_init, shipped_is_general
+    from ..checkpoint import model_spec, resolve_checkpoint, resolve_init, shipped_is_general
     if init == "auto" and not shipped_is_general():
         return
     path = resolve_init("shipped" if init == "auto" else init)
     if path is None:
         return
     _, side = resolve_checkpoint(path)
-    spec = json.loads(side.read_text()).get("model") or {}
+    spec = model_spec(json.loads(side.read_text()))
     if not model_named:
         base["model"] = spec.get("name", base["model"])
         base["model_cfg"] = dict(spec.get("cfg", {}))
@@ -96,8 +96,11 @@ def build_config(args):
         base["loss"].update(model_class(given["model"]).LOSS_DEFAULTS)
     base.update(given, data_dir=str(data_dir), out_dir=str(out), strict=strict)
     base["loss"].update(given_loss)
-    mc = {**(base.get("model_cfg") or {}), **given_model}
     options = model_class(base["model"]).Config
+    saved_mc = base.get("model_cfg") or {}
+    if not fresh:   # a run saved before an option existed resumes with the value it was made with
+        saved_mc = options.checkpoint_options(saved_mc)
+    mc = {**saved_mc, **given_model}
     for opt in args.model_opt or []:   # a field of the model's options dataclass, typed by it
         key, val = options.parse_option(opt, base["model"])
         mc[key] = val

@@ -23,7 +23,7 @@ from .gurwolf import GurWolfConfig, GurWolfNet
 MODELS: dict[str, type[FocalStackModel]] = {"daifnet": DAIFNet, "aifdepthnet": AiFDepthNet, "ddfs": DDFSNet,
                                             "gurwolf": GurWolfNet}
 
-__all__ = ["MODELS", "model_class", "model_config", "build_model", "predict_batch", "FocalStackModel",
+__all__ = ["MODELS", "model_class", "model_config", "full_options", "build_model", "predict_batch", "FocalStackModel",
            "ModelConfig", "StackInputs", "DAIFNet", "DAIFNetConfig", "AiFDepthNet", "AiFDepthNetConfig", "DDFSNet",
            "DDFSConfig", "GurWolfNet", "GurWolfConfig", "count_parameters"]
 
@@ -39,6 +39,11 @@ def model_class(name: str) -> type[FocalStackModel]:
 def model_config(name: str, options: dict | None = None) -> ModelConfig:
     """The checked options of model ``name`` (ValueError naming the valid fields for an unknown key)."""
     return model_class(name).Config.from_options(options or {}, name)
+
+
+def full_options(name: str, options: dict | None = None) -> dict:
+    """Every option of model ``name`` (its ``Config`` as a dict): ``options`` over the defaults."""
+    return model_config(name, options).to_dict()
 
 
 def build_model(name: str = "daifnet", **options) -> FocalStackModel:

@@ -49,6 +49,10 @@ class ModelConfig:
     checked here, for every model; a subclass's ``__post_init__`` calls this one, then checks its
     numbers."""
 
+    # options a checkpoint made before they existed does not record, and the value that rebuilds it
+    # (a new default may differ from what old weights were trained with); see :meth:`from_checkpoint`
+    ABSENT_IN_OLD_CHECKPOINTS: ClassVar[dict] = {}
+
     def __post_init__(self):
         name = type(self).__name__.removesuffix("Config")
         for f in fields(self):
@@ -105,6 +109,12 @@ class ModelConfig:
         except ValueError:
             name = getattr(typ, "__name__", str(typ))
             raise ValueError(f"--model-opt {key}: expected {name}, got {val!r}") from None
+
+    @classmethod
+    def checkpoint_options(cls, recorded: Mapping[str, Any]) -> dict[str, Any]:
+        """The options that rebuild a checkpoint whose sidecar recorded ``recorded``: those, plus
+        :attr:`ABSENT_IN_OLD_CHECKPOINTS` for the ones it predates."""
+        return {**{k: v for k, v in cls.ABSENT_IN_OLD_CHECKPOINTS.items() if k not in recorded}, **recorded}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

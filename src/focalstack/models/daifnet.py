@@ -59,19 +59,24 @@ Two variants (``variant=``):
 
   - every frame also gets two planes, log(1 + σ) of that frame at the near and at the far end of
     the range (how much blur to expect), beside its normalised focus position;
-  - the cost volume enters as three normalised versions — raw, and aggregated by image-guided,
-    confidence-weighted cost-volume filtering at a small and a large radius
-    (:func:`focalstack.classical.dfd.aggregated_costs`: flat regions borrow the evidence of the
-    textured pixels of their surface) — plus the confidence, log texture and log mean cost; a 1×1
-    projection to W channels is concatenated to the decoder's input at every level
-    (average-pooled) and to the head's trunk;
-  - the depth head outputs J residual logits and 3 mixing logits; the logits are
-    ``residual − gain·Σ_m softmax(mix)_m·ĉ_m`` (``gain`` learnable, initialised at 50, the mixing
-    uniform), so the untrained net is already the soft-argmin of the mean aggregated cost — a
-    classical depth from defocus that scores δ1 ≈ 0.9 on unseen DSLR indoor stacks (``predict
-    --method dfd`` is its argmin) — and training learns where to depart from it. Depth is the
+  - the cost volume enters as five normalised versions — raw, and aggregated by image-guided,
+    confidence-weighted cost-volume filtering at radii r, 3r, 6r and 12r (r = min(H,W)/32;
+    :func:`focalstack.classical.dfd.aggregated_costs`: flat regions borrow the evidence of the
+    textured pixels of their surface, up to most of a wall away) — plus the confidence, log
+    texture and log mean cost; a 1×1 projection to W channels is concatenated to the decoder's
+    input at every level (average-pooled) and to the head's trunk;
+  - the depth head outputs J residual logits and 5 mixing logits; the logits are
+    ``residual − gain·Σ_m softmax(mix_m + log g_m)·ĉ_m`` (``gain`` learnable, initialised at 50;
+    ``g`` the confidence gate of :func:`focalstack.classical.dfd.gated_weights`: where the pixel's
+    own evidence is confident the local versions, where it is not the wide ones), so the
+    untrained net is already the soft-argmin of the gated aggregated cost — a classical depth from
+    defocus (``predict --method dfd`` is its argmin) that needs no training for a new camera — and
+    training learns where to depart from it. Why gated: on unseen indoor scenes most pixels are
+    walls, floors and furniture without texture; the small radii leave them to noise, a plain mean
+    with the wide radii smears depth edges of textured scenes (README, "Any camera"). Depth is the
     soft-argmin in inverse depth, 1/d = Σ_j softmax_j · (1/d_j): metric by construction, inside
-    the camera's range;
+    the camera's range. (``cost_aggregation="mean"``: raw, r and 3r with uniform mixing, the prior
+    of checkpoints made before the gate.)
   - the AIF selection logits get ``−gain_aif·σ_k(d̂)`` (σ of frame k at the predicted depth,
     detached): the untrained AIF already picks, per pixel, the frame in focus at the predicted depth.
 
@@ -88,14 +93,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from ..classical.dfd import DEFAULT_HYPOTHESES, aggregated_costs, inverse_depth_hypotheses, relative_blur_cost
+from ..classical.dfd import (AGGREGATION_SCALES, DEFAULT_HYPOTHESES, aggregated_costs, gated_weights,
+                             inverse_depth_hypotheses, relative_blur_cost)
 from ..optics.camera import CameraBatch
 from .base import FocalStackModel, ModelConfig, StackInputs
 from .common import ConvBlock, conv, depth_from_logit, normalised_focus, pad_to_multiple
 
 VARIANTS = ("camera", "paper")
 AIF_MODES = ("select", "direct")
+# the cost versions each aggregation reads (radii in units of min(H,W)/32, classical.dfd.aggregation_radii)
+COST_AGGREGATIONS = {"gated": AGGREGATION_SCALES, "mean": (1, 3)}
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,9 @@ class DAIFNetConfig(ModelConfig):
     variant: "camera" (camera-aware, default) or "paper" (module docstring).
     hypotheses: depth hypotheses J of the camera variant's cost volume (uniform in 1/d).
     cost_window: window (px) that aggregates the cost volume's per-pixel mismatch.
+    cost_aggregation: the camera variant's cost prior: "gated" (raw + four radii, weighted by the local
+        confidence, default) or "mean" (raw + two radii, equal weights: checkpoints made before the
+        gated prior, which record no cost_aggregation).
     """
 
     # metadata "flag": an option of `focalstack train` of its own (every option is also --model-opt KEY=VALUE)
@@ -121,6 +133,11 @@ class DAIFNetConfig(ModelConfig):
                 "(the core paper's focus-position input, tied to the training camera)"})
     hypotheses: int = field(default=DEFAULT_HYPOTHESES, metadata={"help": "cost-volume depth hypotheses (camera)"})
     cost_window: int = field(default=7, metadata={"help": "cost aggregation window, px (camera)"})
+    cost_aggregation: str = field(default="gated", metadata={"choices": tuple(COST_AGGREGATIONS),
+                                                             "help": "cost prior: gated (default) or mean (camera)"})
+
+    # checkpoints whose sidecar lacks a field were made before it existed: this value rebuilds them
+    ABSENT_IN_OLD_CHECKPOINTS: ClassVar[dict] = {"cost_aggregation": "mean"}
 
     def __post_init__(self):
         super().__post_init__()   # aif_mode, variant
@@ -142,6 +159,9 @@ class DAIFNet(FocalStackModel):
         width, levels = o.width, o.levels
         self.width, self.levels, self.aif_mode, self.variant = width, levels, o.aif_mode, o.variant
         self.hypotheses, self.cost_window = int(o.hypotheses), int(o.cost_window)
+        self.cost_scales = COST_AGGREGATIONS[o.cost_aggregation]
+        nv = 1 + len(self.cost_scales)                  # cost versions: raw + one per aggregation radius
+        self.gated = o.cost_aggregation == "gated"
         cv = width if self.needs_camera else 0          # projected cost-volume features
         ch = [width * 2 ** i for i in range(levels)]
         self.enc = nn.ModuleList()
@@ -158,11 +178,11 @@ class DAIFNet(FocalStackModel):
             self.dec.append(ConvBlock(2 * c + cv, c))
             c_in = c
         self.trunk = nn.Sequential(conv(width + cv, width), nn.ReLU(inplace=True))
-        self.depth_head = conv(width, self.hypotheses + 3 if self.needs_camera else 1)
+        self.depth_head = conv(width, self.hypotheses + nv if self.needs_camera else 1)
         nn.init.normal_(self.depth_head.weight, std=1e-3)   # start near the middle of the range / at the cost prior
         if self.needs_camera:
-            # 3 normalised costs (J each) + confidence + log texture + log mean cost → W channels
-            self.cost_proj = nn.Sequential(nn.Conv2d(3 * self.hypotheses + 3, width, 1), nn.ReLU(inplace=True))
+            # nv normalised costs (J each) + confidence + log texture + log mean cost → W channels
+            self.cost_proj = nn.Sequential(nn.Conv2d(nv * self.hypotheses + 3, width, 1), nn.ReLU(inplace=True))
             # log-gains: the untrained net is the soft-argmin of the aggregated cost (a classical DFD) and its
             # AIF the frame in focus at that depth; training moves away from both where the data says so
             self.log_cost_gain = nn.Parameter(torch.tensor(math.log(50.0)))
@@ -183,26 +203,29 @@ class DAIFNet(FocalStackModel):
         return h.view(b, f, *h.shape[1:]).amax(dim=1)
 
     def _camera_inputs(self, frames: torch.Tensor, camera: CameraBatch, rng: torch.Tensor):
-        """Per-frame blur planes [B,F,2] (log(1+σ) at near and far), the normalised costs [B,3,J,H,W]
-        (raw, small- and large-radius aggregated), the cost features [B,3J+3,H,W] and the hypotheses'
-        inverse depths [B,J] (1/m)."""
+        """Per-frame blur planes [B,F,2] (log(1+σ) at near and far), the normalised costs [B,V,J,H,W]
+        (raw, then aggregated at each radius), their prior log-weights [B,V,H,W] (the confidence
+        gate; uniform for "mean"), the cost features [B,VJ+3,H,W] and the hypotheses' inverse
+        depths [B,J] (1/m)."""
         b, f, _, h, w = frames.shape
-        j = self.hypotheses
+        j, nv = self.hypotheses, 1 + len(self.cost_scales)
         cam = camera                                                                 # float32, on the frames' device
         ends = cam.sigma_px(rng.view(b, 1, 1, 2)).view(b, f, 2)                    # σ at near, far
         planes = torch.log1p(ends)
+        log_w = frames.new_zeros(b, nv, h, w, dtype=torch.float32)
         if f >= 2:
             vol = relative_blur_cost(frames, cam, rng, j, self.cost_window)
-            raw, small, large, conf = aggregated_costs(vol, frames)
-            costs = torch.stack([raw, small, large], dim=1)
+            costs, conf = aggregated_costs(vol, frames, self.cost_scales)
+            if self.gated:
+                log_w = gated_weights(conf, self.cost_window)[:, :, 0].clamp_min(1e-4).log()
             mean = vol.cost.mean(dim=1, keepdim=True)
-            feats = torch.cat([raw, small, large, conf, torch.log(vol.texture + 1e-3), torch.log(mean + 1e-3)], 1)
+            feats = torch.cat([costs.flatten(1, 2), conf, torch.log(vol.texture + 1e-3), torch.log(mean + 1e-3)], 1)
             inv = vol.inv_depth
         else:   # one frame: no defocus evidence, only the image prior
-            costs = frames.new_zeros(b, 3, j, h, w, dtype=torch.float32)
-            feats = frames.new_zeros(b, 3 * j + 3, h, w, dtype=torch.float32)
+            costs = frames.new_zeros(b, nv, j, h, w, dtype=torch.float32)
+            feats = frames.new_zeros(b, nv * j + 3, h, w, dtype=torch.float32)
             inv = inverse_depth_hypotheses(rng, j)
-        return planes, costs, feats, inv
+        return planes, costs, log_w, feats, inv
 
     def run(self, x_in: StackInputs) -> dict:
         """→ {"depth_m": [B,1,H,W] in [near, far], "aif": [B,3,H,W] in (0,1), "weights": [B,F,1,H,W]
@@ -215,7 +238,7 @@ class DAIFNet(FocalStackModel):
         cv = camera = None
         if self.needs_camera:
             camera = x_in.lens("DAIFNet(variant='camera')")
-            blur, costs, feats, inv = self._camera_inputs(frames, camera, rng)
+            blur, costs, log_w, feats, inv = self._camera_inputs(frames, camera, rng)
             cv = self.cost_proj(feats.to(frames.dtype))
             parts.append(blur.to(frames.dtype).view(b, f, 2, 1, 1).expand(b, f, 2, h, w))
         x = torch.cat(parts, dim=2).reshape(b * f, -1, h, w)
@@ -245,7 +268,7 @@ class DAIFNet(FocalStackModel):
         out: dict = {}
         if self.needs_camera:
             head = self.depth_head(t)[..., :h0, :w0].float()
-            mix = torch.softmax(head[:, self.hypotheses:], dim=1)                      # [B,3,H,W]
+            mix = torch.softmax(head[:, self.hypotheses:] + log_w, dim=1)             # [B,V,H,W]
             prior = (mix.unsqueeze(2) * costs).sum(dim=1)                              # [B,J,H,W]
             logits = head[:, : self.hypotheses] - self.log_cost_gain.exp() * prior
             prob = torch.softmax(logits, dim=1)

@@ -51,7 +51,7 @@ from ..data.io import claim_output_dir
 from ..render import light
 from ..render.psf import window_size_px
 from ..losses import LossConfig, compute_losses
-from ..models import build_model, count_parameters, model_class
+from ..models import build_model, count_parameters, full_options, model_class
 from ..optics.camera import CameraBatch, FocalStackCamera
 from . import distributed as D
 from ..checkpoint import (atomic_write_json, load_model, load_state, resolve_init, save_state, save_weights,
@@ -190,6 +190,9 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainConfig, callbacks: Sequence[Callback] = (), resume: bool | None = None):
+        # every model option recorded (config.json, state.pt, sidecars), not only those given: a default
+        # that changes later cannot then change what a saved run or checkpoint is
+        cfg = replace(cfg, model_cfg=full_options(cfg.model, cfg.model_cfg))
         self.cfg = cfg
         self.callbacks = list(callbacks)
         self.resume = resume
@@ -315,7 +318,7 @@ class Trainer:
             return
         init, meta = load_model(path)
         spec = meta.get("model", {})
-        if spec.get("name") != self.cfg.model or dict(spec.get("cfg", {})) != dict(self.cfg.model_cfg):
+        if spec.get("name") != self.cfg.model or spec.get("cfg") != self.cfg.model_cfg:
             raise ValueError(f"--init {self.cfg.init}: that checkpoint is {spec.get('name')} {spec.get('cfg')}, "
                              f"this run trains {self.cfg.model} {dict(self.cfg.model_cfg)}; leave out the model "
                              "options to adopt the checkpoint's")
@@ -559,7 +562,10 @@ class Trainer:
             raise FileNotFoundError(f"{self.out_dir / 'state.pt'}: nothing to resume")
         if st is not None:
             old = st.get("config", {})
-            if old.get("model") != cfg.model or old.get("model_cfg") != dict(cfg.model_cfg):
+            old_cfg = old.get("model_cfg") or {}
+            if old.get("model") == cfg.model:   # options the run predates: the values it was made with
+                old_cfg = full_options(cfg.model, model_class(cfg.model).Config.checkpoint_options(old_cfg))
+            if old.get("model") != cfg.model or old_cfg != cfg.model_cfg:
                 raise ValueError(f"{self.out_dir}: the run there trains {old.get('model')} {old.get('model_cfg')}; "
                                  f"use another --out or the same model settings to resume")
             made_in = light.made_in(st)
