@@ -220,7 +220,10 @@ def test_max_minutes_fits_the_schedule_to_the_budget(data, tmp_path, capsys):
     res = tr.fit()
     tr.close()
     planned = tr.schedule.total
-    assert "cosine schedule planned to end at step" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cosine schedule planned to end at step" in err
+    # and planned once more from the steady speed when a quarter of the budget is spent
+    assert "cosine schedule re-planned to end at step" in err and tr.schedule_replanned
     assert PLAN_AFTER_STEPS < planned < 20000 and res["reason"] == "max_minutes"
     assert tr.schedule.warmup <= max(1, planned // 10)
     peak = max(lrs)
@@ -228,7 +231,7 @@ def test_max_minutes_fits_the_schedule_to_the_budget(data, tmp_path, capsys):
     # towards a 20 000-step cosine); the margin allows a machine that slows down after planning
     assert lrs.index(peak) < len(lrs) - 1 and lrs[-1] < 0.8 * peak, (lrs[-1], peak, res["step"], planned)
     st = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
-    assert st["schedule_planned"] and st["scheduler"]["lr_lambdas"][0]["total"] == planned
+    assert st["schedule_planned"] and st["schedule_replanned"] and st["scheduler"]["lr_lambdas"][0]["total"] == planned
     assert st["train_seconds"] > 0
     # the sidecar records it too (benchmarks read a run's training time there, summed over resumes)
     assert json.loads((tmp_path / "run" / "last.json").read_text())["train_seconds"] == pytest.approx(st["train_seconds"], abs=0.2)

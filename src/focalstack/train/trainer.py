@@ -93,6 +93,12 @@ class CosineSchedule:
 # left to validation, checkpoints and speed changes; the time limit still stops the run).
 PLAN_AFTER_STEPS = 10
 PLAN_HEADROOM = 0.85
+# The first steps run slower than the rest (caches warm up: a 12-minute fine-tune measured 0.78
+# steps/s there and averaged 0.97), so the plan is made once more when this share of the budget is
+# spent, from the speed since the plan (validation and checkpoints included, hence the higher
+# headroom). Early in the cosine the LR moves by a few percent at most.
+REPLAN_AT_BUDGET = 0.25
+REPLAN_HEADROOM = 0.95
 
 
 def plan_total_steps(step: int, seconds_per_step: float, remaining_s: float, max_steps: int,
@@ -298,6 +304,7 @@ class Trainer:
         self.schedule = CosineSchedule(cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.schedule_planned = cfg.max_minutes is None   # --max-minutes: planned after timing a few steps
+        self.schedule_replanned = cfg.max_minutes is None  # ... and once more at REPLAN_AT_BUDGET
         amp = cfg.amp
         if self.device.type != "cuda":
             amp = "off" if amp == "auto" else amp
@@ -335,7 +342,8 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "rng": _rng_state(), "step": self.step, "epoch": self.epoch,
                 "batch_in_epoch": self.batch_in_epoch, "best_val": self.best_val,
-                "schedule_planned": self.schedule_planned, "train_seconds": self._elapsed_s(),
+                "schedule_planned": self.schedule_planned, "schedule_replanned": self.schedule_replanned,
+                "train_seconds": self._elapsed_s(),
                 "last_metrics": self.last_metrics, "config": self.cfg.to_dict(),
                 "physics_light": light.PHYSICS_LIGHT}
 
@@ -344,27 +352,32 @@ class Trainer:
         t = getattr(self, "_session_start", None)
         return self.train_seconds + (time.monotonic() - t if t is not None else 0.0)
 
-    def _plan_schedule(self, session_steps: int, t_first_step: float) -> None:
-        """--max-minutes: end the cosine schedule where the time budget runs out (measured speed)."""
+    def _plan_schedule(self, steps: int, t_ref: float, again: bool = False) -> None:
+        """--max-minutes: end the cosine schedule where the time budget runs out, at the speed of the
+        last ``steps`` − 1 steps (timed from ``t_ref``); ``again``: the re-plan (REPLAN_AT_BUDGET)."""
         cfg = self.cfg
-        sps = (time.monotonic() - t_first_step) / max(1, session_steps - 1)
-        total = plan_total_steps(self.step, sps, cfg.max_minutes * 60.0 - self._elapsed_s(), cfg.max_steps)
+        sps = (time.monotonic() - t_ref) / max(1, steps - 1)
+        total = plan_total_steps(self.step, sps, cfg.max_minutes * 60.0 - self._elapsed_s(), cfg.max_steps,
+                                 REPLAN_HEADROOM if again else PLAN_HEADROOM)
         if self.dist.enabled:  # every rank must stop at the same step
             sps = float(D.mean_scalar(self.dist, sps, self.device))
             total = int(round(D.mean_scalar(self.dist, float(total), self.device)))
         self.schedule.total = total
-        self.schedule.warmup = min(self.schedule.warmup, max(1, total // 10))
+        if not again:   # the warm-up is over by the re-plan: changing it then would move the LR
+            self.schedule.warmup = min(self.schedule.warmup, max(1, total // 10))
         self.schedule_planned = True
+        self.schedule_replanned = again
         if self.is_main:
             print(f"focalstack train: --max-minutes {cfg.max_minutes:g}: {1 / sps:.2f} steps/s over steps "
-                  f"{self.step - session_steps + 2}–{self.step}; cosine schedule planned to end at step {total}"
-                  f"{' (= --max-steps)' if total == cfg.max_steps else ''}", file=sys.stderr)
+                  f"{self.step - steps + 2}–{self.step}; cosine schedule {'re-planned' if again else 'planned'} "
+                  f"to end at step {total}{' (= --max-steps)' if total == cfg.max_steps else ''}", file=sys.stderr)
 
     def load_state_dict(self, st: dict) -> None:
         self.model.load_state_dict(st["model"])
         self.optimizer.load_state_dict(st["optimizer"])
         self.scheduler.load_state_dict(st["scheduler"])   # restores the schedule object's total too
         self.schedule_planned = st.get("schedule_planned", True)
+        self.schedule_replanned = st.get("schedule_replanned", True)   # runs from before the re-plan: none
         self.train_seconds = st.get("train_seconds", 0.0)
         self.scaler.load_state_dict(st["scaler"])
         _set_rng_state(st["rng"])
@@ -625,10 +638,22 @@ class Trainer:
             self.batch_in_epoch = 0
 
     def _maybe_plan_schedule(self, session: "_Session") -> bool:
-        """--max-minutes: plan the schedule once the first steps of this session are timed."""
-        if self.schedule_planned or session.steps <= PLAN_AFTER_STEPS:
+        """--max-minutes: plan the schedule once the first steps of this session are timed, and once
+        more when REPLAN_AT_BUDGET of the budget is spent (timed from the plan, or from this session's
+        first step after a resume)."""
+        if not self.schedule_planned:
+            if session.steps <= PLAN_AFTER_STEPS:
+                return False
+            self._plan_schedule(session.steps, session.t_first_step)
+            session.t_plan, session.steps_at_plan = time.monotonic(), session.steps
+            return True
+        if self.schedule_replanned or self._elapsed_s() < REPLAN_AT_BUDGET * self.cfg.max_minutes * 60.0:
             return False
-        self._plan_schedule(session.steps, session.t_first_step)
+        t_ref, n = ((session.t_plan, session.steps - session.steps_at_plan + 1) if session.t_plan is not None
+                    else (session.t_first_step, session.steps))
+        if n <= PLAN_AFTER_STEPS:
+            return False
+        self._plan_schedule(n, t_ref, again=True)
         return True
 
     def _periodic(self, session: "_Session") -> None:
@@ -683,6 +708,8 @@ class _Session:
     last_saved: int
     steps: int = 0
     t_first_step: float | None = None
+    t_plan: float | None = None          # when the schedule was planned in this session
+    steps_at_plan: int = 0
 
 
 class _TensorBoard:
