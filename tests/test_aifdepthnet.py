@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from focalstack.models import full_options
 from focalstack.cli import main
 from focalstack.models import MODELS, AiFDepthNet, build_model, count_parameters, predict_batch
 from focalstack.models.aifdepthnet import softplus_normalise
@@ -116,7 +117,9 @@ def test_cli_train_predict_eval(tiny_dataset, tmp_path):
     assert main(["train", str(tiny_dataset), "--out", str(run), "--model", "aifdepthnet", "--max-steps", "3",
                  *TINY]) == 0
     meta = json.loads((run / "last.json").read_text())
-    assert meta["model"] == {"name": "aifdepthnet", "cfg": {"width": 4, "levels": 2}} and meta["step"] == 3
+    # every option recorded (those given over the defaults)
+    assert meta["model"] == {"name": "aifdepthnet", "cfg": full_options("aifdepthnet", {"width": 4, "levels": 2})}
+    assert meta["step"] == 3
     pred = tmp_path / "pred"
     assert main(["predict", str(tiny_dataset), "--method", "net", "--checkpoint", str(run), "-o", str(pred)]) == 0
     assert main(["eval", str(pred), str(tiny_dataset)]) == 0

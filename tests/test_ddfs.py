@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from focalstack.models import full_options
 from focalstack.cli import main
 from focalstack.models import MODELS, DDFSNet, build_model, count_parameters, predict_batch
 from focalstack.models.ddfs import (adaptive_aggregation, ddfs_cost_volume, depth_hypotheses, hypothesis_coc_px,
@@ -190,7 +191,7 @@ def test_cli_train_predict_eval(tiny_dataset, tmp_path):
     assert main(["train", str(tiny_dataset), "--out", str(run), "--model", "ddfs", "--max-steps", "3",
                  "--supervision", "depth", "--scale-aug", "1", "2", "--depth-range", "0.5", "6", *TINY]) == 0
     meta = json.loads((run / "last.json").read_text())
-    assert meta["model"] == {"name": "ddfs", "cfg": {"width": 4, "levels": 2, "num_hypotheses": 6}}
+    assert meta["model"] == {"name": "ddfs", "cfg": full_options("ddfs", {"width": 4, "levels": 2, "num_hypotheses": 6})}
     assert meta["config"]["scale_aug"] == [1.0, 2.0] and meta["depth_range_m"] == [0.5, 6.0]
     pred = tmp_path / "pred"
     assert main(["predict", str(tiny_dataset), "--method", "net", "--checkpoint", str(run), "-o", str(pred)]) == 0

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from focalstack.models import full_options
 from focalstack.cli import main
 from focalstack.losses import LossConfig, compute_losses, focus_sharpness_map, render_sharpness_loss
 from focalstack.models import MODELS, GurWolfNet, build_model, count_parameters, predict_batch
@@ -98,7 +99,7 @@ def test_cli_train_from_the_aif_predict_eval(tiny_dataset, tmp_path, capsys):
     cfg = json.loads((run / "config.json").read_text())
     # the paper's loss weights (eq. 13) are this model's defaults for a fresh run
     assert cfg["loss"]["render_sharp"] == 0.1 and cfg["loss"]["smooth"] == 1e-3 and cfg["loss"]["aif_guide"] == 0.0
-    assert cfg["model_cfg"] == {"width": 4, "levels": 2}
+    assert cfg["model_cfg"] == full_options("gurwolf", {"width": 4, "levels": 2})
     pred = tmp_path / "pred"
     assert main(["predict", str(tiny_dataset), "--method", "net", "--checkpoint", str(run), "-o", str(pred)]) == 0
     assert main(["eval", str(pred), str(tiny_dataset)]) == 0
