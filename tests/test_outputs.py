@@ -315,6 +315,14 @@ def test_one_frame_stack_is_named_under_self_supervision_and_trains_under_depth_
     assert not run.exists()
     assert main(_train_argv(root, run) + ["--batch-size", "2", "--supervision", "depth"]) == 0
     assert (run / "last.safetensors").is_file()
+    # a model that renders from the sample's AIF (Gur & Wolf) has its signal in one frame: the
+    # focus sequence F1 of its paper is a 1-frame stack, trained self-supervised
+    ones = tmp_path / "ones"
+    for i in range(2):
+        save_sample(tiny_sample(i).subset([2]), ones / f"f1_{i}")
+    assert main(["train", str(ones), "--out", str(tmp_path / "gw"), "--model", "gurwolf", "--width", "4",
+                 "--levels", "2", "--max-steps", "1", "--batch-size", "2", "--crop", "16", "16", "--workers", "0",
+                 "--no-progress", "--no-tensorboard"]) == 0
 
 
 # ---- the helpers themselves ---------------------------------------------------------------------

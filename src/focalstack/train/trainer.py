@@ -248,8 +248,9 @@ class Trainer:
         # and render from it: self/aif supervision needs aif.png in every training sample
         self.aif_input = model_class(cfg.model).image_input
         need_aif = cfg.supervision == "aif" or (self.aif_input and cfg.supervision == "self")
-        # self-supervision compares re-rendered frames with the frames: one frame has nothing to compare
-        min_frames = 2 if cfg.supervision == "self" else 1
+        # self-supervision compares re-rendered frames with the frames: one frame has nothing to compare,
+        # unless the model renders from the given AIF (Gur & Wolf's F1 setup: one frame is its signal)
+        min_frames = 2 if cfg.supervision == "self" and not self.aif_input else 1
         self.labels_dir = self.out_dir / "teacher" if cfg.teacher else None
         self.train_ds = FocalStackDataset(cfg.data_dir, aug, seed=cfg.seed, min_frames=min_frames,
                                           require_depth=cfg.supervision == "depth",
