@@ -154,10 +154,10 @@ def model_spec(meta: dict) -> dict:
     (:meth:`ModelConfig.checkpoint_options`), the rest at their defaults; {} if it names no model."""
     spec = dict(meta.get("model") or {})
     if "name" in spec:
-        from .models import MODELS, full_options
+        from .models import MODELS, recorded_options
         cfg = dict(spec.get("cfg") or {})
         if spec["name"] in MODELS:
-            spec["cfg"] = full_options(spec["name"], MODELS[spec["name"]].Config.checkpoint_options(cfg))
+            spec["cfg"] = recorded_options(spec["name"], cfg)
     return spec
 
 

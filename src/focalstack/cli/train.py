@@ -73,7 +73,7 @@ def build_config(args):
     """The run's TrainConfig: the saved one of a run being resumed (else the defaults), with what the
     command line gives laid over it."""
     from ..data.io import claim_output_dir
-    from ..models import model_class, model_config
+    from ..models import model_class, model_config, recorded_options
     from ..train.config import TrainConfig
     train, model, loss = _options()
     given, given_model, given_loss = train.given(args), model.given(args), loss.given(args)
@@ -99,7 +99,7 @@ def build_config(args):
     options = model_class(base["model"]).Config
     saved_mc = base.get("model_cfg") or {}
     if not fresh:   # a run saved before an option existed resumes with the value it was made with
-        saved_mc = options.checkpoint_options(saved_mc)
+        saved_mc = recorded_options(base["model"], saved_mc)
     mc = {**saved_mc, **given_model}
     for opt in args.model_opt or []:   # a field of the model's options dataclass, typed by it
         key, val = options.parse_option(opt, base["model"])

@@ -23,7 +23,8 @@ from .gurwolf import GurWolfConfig, GurWolfNet
 MODELS: dict[str, type[FocalStackModel]] = {"daifnet": DAIFNet, "aifdepthnet": AiFDepthNet, "ddfs": DDFSNet,
                                             "gurwolf": GurWolfNet}
 
-__all__ = ["MODELS", "model_class", "model_config", "full_options", "build_model", "predict_batch", "FocalStackModel",
+__all__ = ["MODELS", "model_class", "model_config", "full_options", "recorded_options",
+           "build_model", "predict_batch", "FocalStackModel",
            "ModelConfig", "StackInputs", "DAIFNet", "DAIFNetConfig", "AiFDepthNet", "AiFDepthNetConfig", "DDFSNet",
            "DDFSConfig", "GurWolfNet", "GurWolfConfig", "count_parameters"]
 
@@ -44,6 +45,13 @@ def model_config(name: str, options: dict | None = None) -> ModelConfig:
 def full_options(name: str, options: dict | None = None) -> dict:
     """Every option of model ``name`` (its ``Config`` as a dict): ``options`` over the defaults."""
     return model_config(name, options).to_dict()
+
+
+def recorded_options(name: str, recorded: dict | None = None) -> dict:
+    """Every option of a model of ``name`` saved with the options ``recorded`` (a checkpoint sidecar's
+    or a run's config): those, the ones it predates at the values it was made with
+    (:meth:`ModelConfig.checkpoint_options`), the rest at their defaults."""
+    return full_options(name, model_class(name).Config.checkpoint_options(recorded or {}))
 
 
 def build_model(name: str = "daifnet", **options) -> FocalStackModel:

@@ -50,7 +50,7 @@ class ModelConfig:
     numbers."""
 
     # options a checkpoint made before they existed does not record, and the value that rebuilds it
-    # (a new default may differ from what old weights were trained with); see :meth:`from_checkpoint`
+    # (a new default may differ from what old weights were trained with); see :meth:`checkpoint_options`
     ABSENT_IN_OLD_CHECKPOINTS: ClassVar[dict] = {}
 
     def __post_init__(self):

@@ -51,7 +51,7 @@ from ..data.io import claim_output_dir
 from ..render import light
 from ..render.psf import window_size_px
 from ..losses import LossConfig, compute_losses
-from ..models import build_model, count_parameters, full_options, model_class
+from ..models import build_model, count_parameters, full_options, model_class, recorded_options
 from ..optics.camera import CameraBatch, FocalStackCamera
 from . import distributed as D
 from ..checkpoint import (atomic_write_json, load_model, load_state, resolve_init, save_state, save_weights,
@@ -578,7 +578,7 @@ class Trainer:
             old = st.get("config", {})
             old_cfg = old.get("model_cfg") or {}
             if old.get("model") == cfg.model:   # options the run predates: the values it was made with
-                old_cfg = full_options(cfg.model, model_class(cfg.model).Config.checkpoint_options(old_cfg))
+                old_cfg = recorded_options(cfg.model, old_cfg)
             if old.get("model") != cfg.model or old_cfg != cfg.model_cfg:
                 raise ValueError(f"{self.out_dir}: the run there trains {old.get('model')} {old.get('model_cfg')}; "
                                  f"use another --out or the same model settings to resume")
