@@ -139,6 +139,24 @@ def test_camera_variant_permutation_invariance():
         assert torch.allclose(a[k], b[k], atol=1e-4), k
 
 
+def test_camera_variant_fast_layers_equal_the_plain_ones():
+    """The camera variant projects the cost volume by matrix products on the volume (no concatenated
+    copy) and convolves the decoder's half of the AIF selection input once per sample: both equal
+    the plain modules applied to the concatenated inputs."""
+    torch.manual_seed(0)
+    m = build_model("daifnet", width=4, levels=2, hypotheses=8)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.3)
+    b, f = 2, 3
+    costs, stats = torch.rand(b, 5, 8, 11, 13), torch.randn(b, 3, 11, 13)
+    plain = m.cost_proj(torch.cat([costs.flatten(1, 2), stats], 1))
+    assert torch.allclose(m._project_costs(costs, stats), plain, atol=1e-5)
+    feat0, y = torch.randn(b * f, 4, 11, 13), torch.randn(b, 4, 11, 13)
+    yy = y.unsqueeze(1).expand(b, f, 4, 11, 13).reshape(b * f, 4, 11, 13)
+    assert torch.allclose(m._select_logits(feat0, y, b, f), m.select(torch.cat([feat0, yy], 1)), atol=1e-5)
+
+
 def _textured_plane(depth_m, cam, hw=64, seed=0):
     g = torch.Generator().manual_seed(seed)
     aif = torch.nn.functional.avg_pool2d(torch.rand(1, 3, hw, hw, generator=g), 3, 1, 1)

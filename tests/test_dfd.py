@@ -108,6 +108,50 @@ def test_one_frame_is_refused():
                            torch.tensor([[0.5, 10.0]]))
 
 
+def _torch_path(monkeypatch):
+    """Route the relative-blur error through the torch implementation (CPU uses OpenCV's)."""
+    import focalstack.classical.dfd as dfd
+    monkeypatch.setattr(dfd, "_relative_blur_error_opencv",
+                        lambda grey, ref, extra, r: dfd._relative_blur_error(grey, ref, extra, r, dfd.MAX_BLUR_RADIUS_PX))
+
+
+def test_cost_volume_opencv_path_equals_the_torch_path(monkeypatch):
+    """On CPU the relative-blur error runs plane by plane through OpenCV (the reference frame's own
+    term skipped, frames at the same σ compared unblurred): the same volume as the torch path. Two
+    frames share a focus distance so the no-extra-blur case occurs."""
+    cam = _cam(fd=(1.0, 1.0, 2.0, 4.0, 1.5))
+    frames = torch.cat([_plane(1.7, cam, hw=40), torch.rand(1, 5, 3, 40, 40)], 0)
+    args = (frames, CameraBatch.from_cameras([cam, cam]), torch.tensor([[0.5, 10.0], [0.8, 6.0]]), 12)
+    fast = relative_blur_cost(*args).cost
+    _torch_path(monkeypatch)
+    slow = relative_blur_cost(*args).cost
+    assert torch.allclose(fast, slow, rtol=1e-5, atol=1e-6)
+
+
+def test_aggregated_costs_are_the_plain_definition():
+    """aggregated_costs writes every version into one volume (coarse radii pooled, filtered and upsampled
+    by OpenCV on CPU): the same as filtering each version with torch ops and stacking them."""
+    import torch.nn.functional as F
+    from focalstack.classical.dfd import (_coarse_factor, aggregate_cost, aggregated_costs, aggregation_radii,
+                                          normalised_cost)
+    cam = _cam()
+    frames = _plane(2.5, cam, hw=96)
+    vol = relative_blur_cost(frames, CameraBatch.from_cameras([cam]), torch.tensor([[0.5, 10.0]]), 10)
+    versions, conf = aggregated_costs(vol, frames)
+    cn, conf_ref = normalised_cost(vol)
+    guide = frames.mean(dim=(1, 2)).unsqueeze(1)
+    ref = [cn]
+    radii = aggregation_radii(96, 96)
+    assert any(_coarse_factor(r, 96, 96) > 1 for r in radii[1:])          # the coarse path is exercised
+    for i, r in enumerate(radii):
+        f = 1 if i == 0 else _coarse_factor(r, 96, 96)
+        d = (lambda t: F.avg_pool2d(t, f, ceil_mode=True)) if f > 1 else (lambda t: t)
+        a = aggregate_cost(d(cn), d(conf_ref), d(guide), max(1, r // f))
+        ref.append(F.interpolate(a, size=(96, 96), mode="bilinear", align_corners=False) if f > 1 else a)
+    assert versions.shape == (1, 5, 10, 96, 96) and torch.equal(conf, conf_ref)
+    assert torch.allclose(versions, torch.stack(ref, 1), rtol=1e-5, atol=1e-5)
+
+
 def test_cost_volume_in_hypothesis_chunks_is_the_same_volume(monkeypatch):
     """relative_blur_cost re-blurs the frames for a chunk of hypotheses at a time (bounded memory with
     many frames); chunks of 1 hypothesis give exactly the volume of one chunk holding all."""
@@ -115,6 +159,7 @@ def test_cost_volume_in_hypothesis_chunks_is_the_same_volume(monkeypatch):
     cam = _cam()
     frames = _plane(2.2, cam, hw=40)
     args = (frames, CameraBatch.from_cameras([cam]), torch.tensor([[0.5, 10.0]]), 12)
+    _torch_path(monkeypatch)
     whole = relative_blur_cost(*args).cost
     monkeypatch.setattr(dfd, "_CHUNK_BYTES", 1)
     assert torch.equal(relative_blur_cost(*args).cost, whole)

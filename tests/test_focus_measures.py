@@ -59,6 +59,19 @@ def test_local_mean_constant():
         assert torch.allclose(local_mean(x, 5, agg), x, atol=1e-6)
 
 
+def test_local_mean_box_opencv_path_equals_the_running_sums():
+    """A CPU float32 box mean that needs no gradient goes through OpenCV: the same values as the
+    differentiable running-sum path, replicated borders included (a window wider than the image too)."""
+    from focalstack.classical.focus_measures import _pad, box_mean
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 17, 29, generator=g)
+    for k in (3, 7, 15, 41):
+        assert torch.allclose(local_mean(x, k), box_mean(_pad(x, k // 2), k), atol=2e-6), k
+    xg = x.clone().requires_grad_()
+    local_mean(xg, 5, "box").sum().backward()          # a tensor that needs a gradient keeps torch's path
+    assert xg.grad is not None and torch.allclose(xg.grad[..., 5:-5, 5:-5], torch.ones(2, 3, 7, 19))
+
+
 def _two_focus_stack():
     sharp = _texture(48, 64, seed=3)
     blurred = _blur(sharp, 2.0)

@@ -32,6 +32,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 
@@ -175,16 +177,10 @@ def relative_blur_cost(frames: torch.Tensor, camera: CameraBatch, depth_range_m:
     j = num_hypotheses
     extra = extra.transpose(1, 2)                                              # [B,J,F]
     r = blur_radius_px(float(extra.max()), max_radius)
-    # hypotheses in chunks: the re-blurred frames of all of them at once are J·F planes (GBs for
-    # many frames); each chunk is the same computation on its hypotheses, with the same window
-    err = grey.new_empty(b, j, h, w)
-    jc = max(1, int(_CHUNK_BYTES // max(1, b * f * h * w * 4)))
-    for j0 in range(0, j, jc):
-        jj = min(j, j0 + jc) - j0
-        g_ref = grey.gather(1, ref[:, j0:j0 + jj].reshape(b, jj, 1, 1).expand(b, jj, h, w))   # [B,jj,H,W]
-        pred = gaussian_blur_per_plane(g_ref.unsqueeze(2).expand(b, jj, f, h, w).reshape(b, jj * f, h, w),
-                                       extra[:, j0:j0 + jj].reshape(b, jj * f), max_radius, radius=r)
-        err[:, j0:j0 + jj] = (pred.view(b, jj, f, h, w) - grey.unsqueeze(1)).abs().mean(dim=2)
+    if grey.device.type == "cpu" and r >= 1 and r < min(h, w):
+        err = _relative_blur_error_opencv(grey, ref, extra, r)
+    else:
+        err = _relative_blur_error(grey, ref, extra, r, max_radius)
     gx = (grey[..., :, 1:] - grey[..., :, :-1]).abs().mean(dim=1, keepdim=True)
     gy = (grey[..., 1:, :] - grey[..., :-1, :]).abs().mean(dim=1, keepdim=True)
     tex = F.pad(gx, (0, 1, 0, 0), mode="replicate") + F.pad(gy, (0, 0, 0, 1), mode="replicate")
@@ -193,23 +189,72 @@ def relative_blur_cost(frames: torch.Tensor, camera: CameraBatch, depth_range_m:
     return DefocusCostVolume(cost=cost, inv_depth=inv, texture=tex)
 
 
-def normalised_cost(vol: DefocusCostVolume) -> tuple[torch.Tensor, torch.Tensor]:
+def _relative_blur_error(grey: torch.Tensor, ref: torch.Tensor, extra: torch.Tensor, r: int,
+                         max_radius: int) -> torch.Tensor:
+    """Σ-mean over frames of |G(extra_jk) ∗ I_ref(j) − I_k|: grey [B,F,H,W], ref [B,J] (the sharpest
+    frame per hypothesis), extra [B,J,F] σ px, window radius r → [B,J,H,W]. Torch ops (any device)."""
+    b, f, h, w = grey.shape
+    j = ref.shape[1]
+    err = grey.new_empty(b, j, h, w)
+    # hypotheses in chunks: the re-blurred frames of all of them at once are J·F planes (GBs for
+    # many frames); each chunk is the same computation on its hypotheses, with the same window
+    jc = max(1, int(_CHUNK_BYTES // max(1, b * f * h * w * 4)))
+    for j0 in range(0, j, jc):
+        jj = min(j, j0 + jc) - j0
+        g_ref = grey.gather(1, ref[:, j0:j0 + jj].reshape(b, jj, 1, 1).expand(b, jj, h, w))   # [B,jj,H,W]
+        pred = gaussian_blur_per_plane(g_ref.unsqueeze(2).expand(b, jj, f, h, w).reshape(b, jj * f, h, w),
+                                       extra[:, j0:j0 + jj].reshape(b, jj * f), max_radius, radius=r)
+        err[:, j0:j0 + jj] = (pred.view(b, jj, f, h, w) - grey.unsqueeze(1)).abs().mean(dim=2)
+    return err
+
+
+def _relative_blur_error_opencv(grey: torch.Tensor, ref: torch.Tensor, extra: torch.Tensor, r: int) -> torch.Tensor:
+    """:func:`_relative_blur_error` on CPU through OpenCV, plane by plane: no J·F re-blurred planes in
+    memory, and the reference frame's own term (exactly 0) is skipped. Same values to float32 rounding."""
+    import cv2
+    b, f, h, w = grey.shape
+    j = ref.shape[1]
+    g = grey.detach().float().contiguous().numpy()
+    taps = _gaussian_taps(extra.detach().float().reshape(-1), r).numpy().reshape(b, j, f, -1)
+    refs = ref.cpu().numpy()
+    out = torch.zeros(b, j, h, w, dtype=torch.float32)
+    acc = out.numpy()
+    pred = np.empty((h, w), np.float32)
+    for bi in range(b):
+        for ji in range(j):
+            src = g[bi, refs[bi, ji]]
+            for k in range(f):
+                if k == refs[bi, ji]:
+                    continue
+                t = taps[bi, ji, k]
+                if t[r] >= 1.0 - 1e-7:     # no extra blur: the reference frame itself
+                    cv2.absdiff(src, g[bi, k], dst=pred)
+                else:
+                    cv2.sepFilter2D(src, -1, t, t, dst=pred, borderType=cv2.BORDER_REFLECT_101)
+                    cv2.absdiff(pred, g[bi, k], dst=pred)
+                cv2.add(acc[bi, ji], pred, dst=acc[bi, ji])
+    out *= 1.0 / f
+    return out
+
+
+def normalised_cost(vol: DefocusCostVolume, out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(ĉ = cost / mean_j cost [B,J,H,W], confidence [B,1,H,W] ∈ [0,1]): the confidence is how far the
-    best hypothesis stands below the mean, (mean − min)/mean — ~0 on flat, textureless pixels."""
+    best hypothesis stands below the mean, (mean − min)/mean — ~0 on flat, textureless pixels.
+    ``out``: a [B,J,H,W] tensor that receives ĉ."""
     mean = vol.cost.mean(dim=1, keepdim=True)
     conf = ((mean - vol.cost.amin(dim=1, keepdim=True)) / (mean + 1e-6)).clamp(0, 1)
-    return vol.cost / (mean + 1e-6), conf
+    return torch.div(vol.cost, mean + 1e-6, out=out), conf
 
 
 def aggregate_cost(cost: torch.Tensor, confidence: torch.Tensor, guide: torch.Tensor, radius: int,
-                   eps: float = 1e-2) -> torch.Tensor:
+                   eps: float = 1e-2, out: torch.Tensor | None = None) -> torch.Tensor:
     """Confidence-weighted cost-volume filtering (Hosni et al. 2013, with He et al.'s guided filter):
     every hypothesis slice of cost [B,J,H,W] is filtered with the grey guide [B,1,H,W] (edges of the
     image stop the filter), weighted by the confidence [B,1,H,W], so textured pixels lend their
-    evidence to flat neighbours on the same surface: GF(c·ĉ_j) / GF(c)."""
+    evidence to flat neighbours on the same surface: GF(c·ĉ_j) / GF(c). ``out`` receives it."""
     num = guided_filter(guide, confidence * cost, radius, eps)
     den = guided_filter(guide, confidence, radius, eps)
-    return num / den.clamp_min(1e-4)
+    return torch.div(num, den.clamp_min(1e-4), out=out)
 
 
 AGGREGATION_SCALES = (1, 3, 6, 12)
@@ -241,20 +286,39 @@ def aggregated_costs(vol: DefocusCostVolume, frames: torch.Tensor,
     """(versions [B,1+S,J,H,W], confidence [B,1,H,W]): the normalised cost ĉ (raw), then ĉ aggregated
     by :func:`aggregate_cost` at each radius of :func:`aggregation_radii` (``scales``, S of them);
     frames [B,F,C,H,W] give the guide (their mean, grey). The radii after the first are filtered at
-    a lower resolution (:func:`_coarse_factor`) and upsampled bilinearly."""
-    cn, conf = normalised_cost(vol)
+    a lower resolution (:func:`_coarse_factor`) and upsampled bilinearly. Every version is written
+    straight into the one output volume (it is 1+S times the cost volume: no stacked copies)."""
+    b, j, h, w = vol.cost.shape
+    radii = aggregation_radii(h, w, scales)
+    out = vol.cost.new_empty(b, 1 + len(radii), j, h, w)
+    cn, conf = normalised_cost(vol, out=out[:, 0])
     guide = frames.float().mean(dim=(1, 2)).unsqueeze(1)
-    h, w = cn.shape[-2:]
-    out = [cn]
-    for i, radius in enumerate(aggregation_radii(h, w, scales)):
+    pooled = {1: (cn, conf, guide)}
+    for i, radius in enumerate(radii):
         f = 1 if i == 0 else _coarse_factor(radius, h, w)   # the nearest one keeps full-resolution edges
         if f == 1:
-            out.append(aggregate_cost(cn, conf, guide, radius))
+            aggregate_cost(cn, conf, guide, radius, out=out[:, i + 1])
             continue
-        down = lambda t: F.avg_pool2d(t, f, ceil_mode=True)   # noqa: E731
-        a = aggregate_cost(down(cn), down(conf), down(guide), max(1, radius // f))
-        out.append(F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False))
-    return torch.stack(out, dim=1), conf
+        if f not in pooled:
+            pooled[f] = tuple(F.avg_pool2d(t, f, ceil_mode=True) for t in pooled[1])
+        a = aggregate_cost(*pooled[f], max(1, radius // f))
+        _upsample_bilinear(a, out[:, i + 1])
+    return out, conf
+
+
+def _upsample_bilinear(x: torch.Tensor, out: torch.Tensor) -> None:
+    """Bilinear upsampling (half-pixel centres, = ``F.interpolate(..., align_corners=False)``) of
+    x [B,C,h,w] into out [B,C,H,W]; OpenCV plane by plane on CPU float32 (~2× torch's)."""
+    if x.device.type == "cpu" and x.dtype == torch.float32 and out.dtype == torch.float32 and not x.requires_grad:
+        import cv2
+        hh, ww = out.shape[-2:]
+        src = x.detach().contiguous().numpy()
+        dst = out.numpy()
+        for bi in range(src.shape[0]):
+            for c in range(src.shape[1]):
+                cv2.resize(src[bi, c], (ww, hh), dst=dst[bi, c], interpolation=cv2.INTER_LINEAR)
+        return
+    out.copy_(F.interpolate(x, size=tuple(out.shape[-2:]), mode="bilinear", align_corners=False))
 
 
 def gated_weights(confidence: torch.Tensor, window: int = 7, power: float = CONFIDENCE_GATE_POWER) -> torch.Tensor:

@@ -147,6 +147,10 @@ class DAIFNetConfig(ModelConfig):
             raise ValueError(f"DAIFNet: hypotheses must be ≥ 2, got {self.hypotheses}")
 
 
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last)
+
+
 class DAIFNet(FocalStackModel):
     """Depth + AIF from a focal stack; options: :class:`DAIFNetConfig` (``DAIFNet(width=8, ...)`` or
     ``DAIFNet(DAIFNetConfig(...))``). The camera variant reads the lens from the CameraBatch."""
@@ -205,8 +209,8 @@ class DAIFNet(FocalStackModel):
     def _camera_inputs(self, frames: torch.Tensor, camera: CameraBatch, rng: torch.Tensor):
         """Per-frame blur planes [B,F,2] (log(1+σ) at near and far), the normalised costs [B,V,J,H,W]
         (raw, then aggregated at each radius), their prior log-weights [B,V,H,W] (the confidence
-        gate; uniform for "mean"), the cost features [B,VJ+3,H,W] and the hypotheses' inverse
-        depths [B,J] (1/m)."""
+        gate; uniform for "mean"), the per-pixel cost statistics [B,3,H,W] (confidence, log
+        texture, log mean cost) and the hypotheses' inverse depths [B,J] (1/m)."""
         b, f, _, h, w = frames.shape
         j, nv = self.hypotheses, 1 + len(self.cost_scales)
         cam = camera                                                                 # float32, on the frames' device
@@ -219,13 +223,36 @@ class DAIFNet(FocalStackModel):
             if self.gated:
                 log_w = gated_weights(conf, self.cost_window)[:, :, 0].clamp_min(1e-4).log()
             mean = vol.cost.mean(dim=1, keepdim=True)
-            feats = torch.cat([costs.flatten(1, 2), conf, torch.log(vol.texture + 1e-3), torch.log(mean + 1e-3)], 1)
+            stats = torch.cat([conf, torch.log(vol.texture + 1e-3), torch.log(mean + 1e-3)], 1)
             inv = vol.inv_depth
         else:   # one frame: no defocus evidence, only the image prior
             costs = frames.new_zeros(b, nv, j, h, w, dtype=torch.float32)
-            feats = frames.new_zeros(b, nv * j + 3, h, w, dtype=torch.float32)
+            stats = frames.new_zeros(b, 3, h, w, dtype=torch.float32)
             inv = inverse_depth_hypotheses(rng, j)
-        return planes, costs, log_w, feats, inv
+        return planes, costs, log_w, stats, inv
+
+    def _project_costs(self, costs: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+        """``cost_proj`` — a 1×1 convolution + ReLU over the V·J cost planes ⊕ the 3 statistics — as two
+        matrix products on the volume where it lies: the same numbers without concatenating a
+        [B,VJ+3,H,W] copy (a 1×1 convolution over a channels-first volume is also ~3× slower on CPU).
+        costs [B,V,J,H,W], stats [B,3,H,W] → [B,W,H,W]."""
+        layer = self.cost_proj[0]
+        wgt = layer.weight.flatten(1)                                               # [W, VJ+3]
+        b, v, j, h, w = costs.shape
+        y = torch.matmul(wgt[:, : v * j], costs.reshape(b, v * j, h * w).to(wgt.dtype))
+        y = y + torch.matmul(wgt[:, v * j:], stats.reshape(b, 3, h * w).to(wgt.dtype)) + layer.bias.view(1, -1, 1)
+        return torch.relu(y).view(b, -1, h, w)
+
+    def _select_logits(self, feat0: torch.Tensor, y: torch.Tensor, b: int, f: int) -> torch.Tensor:
+        """The AIF selection head on [frame features ⊕ decoder output] per frame → [B·F,1,H,W]. Its first
+        convolution is linear, so the decoder's half (the same for every frame) is convolved once per
+        sample and broadcast instead of once per frame: the same numbers, F× less of that work."""
+        first = self.select[0]
+        wf, wy = first.weight[:, : self.width], first.weight[:, self.width:]
+        hf = first._conv_forward(feat0, wf, first.bias)                             # [B·F,W,H,W]
+        hy = first._conv_forward(y, wy, None)                                      # [B,W,H,W]
+        hid = torch.relu(hf.view(b, f, *hf.shape[1:]) + hy.unsqueeze(1)).flatten(0, 1)
+        return self.select[2](_channels_last(hid))
 
     def run(self, x_in: StackInputs) -> dict:
         """→ {"depth_m": [B,1,H,W] in [near, far], "aif": [B,3,H,W] in (0,1), "weights": [B,F,1,H,W]
@@ -238,11 +265,11 @@ class DAIFNet(FocalStackModel):
         cv = camera = None
         if self.needs_camera:
             camera = x_in.lens("DAIFNet(variant='camera')")
-            blur, costs, log_w, feats, inv = self._camera_inputs(frames, camera, rng)
-            cv = self.cost_proj(feats.to(frames.dtype))
+            blur, costs, log_w, stats, inv = self._camera_inputs(frames, camera, rng)
+            cv = self._project_costs(costs, stats).to(frames.dtype)
             parts.append(blur.to(frames.dtype).view(b, f, 2, 1, 1).expand(b, f, 2, h, w))
-        x = torch.cat(parts, dim=2).reshape(b * f, -1, h, w)
-        x = x.contiguous(memory_format=torch.channels_last)  # ~2x faster mkldnn convs on CPU
+        # channels-last throughout: mkldnn's convolutions are 2-4× faster on CPU in that layout
+        x = _channels_last(torch.cat(parts, dim=2).reshape(b * f, -1, h, w))
         x, h0, w0 = pad_to_multiple(x, 2 ** self.levels)
         if cv is not None:
             cvp, _, _ = pad_to_multiple(cv, 2 ** self.levels)
@@ -256,20 +283,22 @@ class DAIFNet(FocalStackModel):
             skips.append(self._stack_max(x, b, f))
             x = F.max_pool2d(x, 2)
             m = self._stack_max(x, b, f)
-            x = torch.cat([x, m.unsqueeze(1).expand(b, f, *m.shape[1:]).reshape_as(x)], dim=1)
+            x = _channels_last(torch.cat([x, m.unsqueeze(1).expand(b, f, *m.shape[1:]).reshape_as(x)], dim=1))
         y = self._stack_max(self.bottleneck(x), b, f)
         for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            z = [up(y), skip]
+            z = [up(_channels_last(y)), skip]
             if cv is not None:
                 z.append(F.adaptive_avg_pool2d(cvp, skip.shape[-2:]) if skip.shape[-2:] != cvp.shape[-2:] else cvp)
-            y = dec(torch.cat(z, dim=1))
-        t = self.trunk(torch.cat([y, cvp], dim=1) if cv is not None else y)
+            y = dec(_channels_last(torch.cat(z, dim=1)))
+        t = self.trunk(_channels_last(torch.cat([y, cvp], dim=1) if cv is not None else y))
         out: dict = {}
         if self.needs_camera:
             head = self.depth_head(t)[..., :h0, :w0].float()
             mix = torch.softmax(head[:, self.hypotheses:] + log_w, dim=1)             # [B,V,H,W]
-            prior = (mix.unsqueeze(2) * costs).sum(dim=1)                              # [B,J,H,W]
+            prior = costs[:, 0] * mix[:, 0:1]                                          # [B,J,H,W]: Σ_v mix_v·ĉ_v
+            for v in range(1, costs.shape[1]):
+                prior = prior.addcmul(costs[:, v], mix[:, v:v + 1])
             logits = head[:, : self.hypotheses] - self.log_cost_gain.exp() * prior
             prob = torch.softmax(logits, dim=1)
             inv_d = (prob * inv.view(b, -1, 1, 1)).sum(dim=1, keepdim=True)
@@ -281,8 +310,7 @@ class DAIFNet(FocalStackModel):
             out["depth_m"] = depth_from_logit(logit.float(), rng)
         res = self.aif_head(t)[..., :h0, :w0].float()
         if self.aif_mode == "select":
-            yy = y.unsqueeze(1).expand(b, f, *y.shape[1:]).reshape(b * f, *y.shape[1:])
-            s = self.select(torch.cat([feat0, yy], dim=1))[..., :h0, :w0].float().view(b, f, 1, h0, w0)
+            s = self._select_logits(feat0, y, b, f)[..., :h0, :w0].float().view(b, f, 1, h0, w0)
             if self.needs_camera:   # prior: the frame in focus at the predicted depth
                 sig = camera.sigma_px(out["depth_m"].detach())                              # [B,F,1,H,W]
                 s = s - self.log_aif_gain.exp() * sig
