@@ -135,8 +135,8 @@ def test_aggregated_costs_are_the_plain_definition():
     from focalstack.classical.dfd import (_coarse_factor, aggregate_cost, aggregated_costs, aggregation_radii,
                                           normalised_cost)
     cam = _cam()
-    frames = _plane(2.5, cam, hw=96)
-    vol = relative_blur_cost(frames, CameraBatch.from_cameras([cam]), torch.tensor([[0.5, 10.0]]), 10)
+    frames = torch.cat([_plane(2.5, cam, hw=96), _plane(1.2, cam, hw=96, seed=1)])   # a batch: strided versions
+    vol = relative_blur_cost(frames, CameraBatch.from_cameras([cam, cam]), torch.tensor([[0.5, 10.0], [0.7, 5.0]]), 10)
     versions, conf = aggregated_costs(vol, frames)
     cn, conf_ref = normalised_cost(vol)
     guide = frames.mean(dim=(1, 2)).unsqueeze(1)
@@ -148,7 +148,7 @@ def test_aggregated_costs_are_the_plain_definition():
         d = (lambda t: F.avg_pool2d(t, f, ceil_mode=True)) if f > 1 else (lambda t: t)
         a = aggregate_cost(d(cn), d(conf_ref), d(guide), max(1, r // f))
         ref.append(F.interpolate(a, size=(96, 96), mode="bilinear", align_corners=False) if f > 1 else a)
-    assert versions.shape == (1, 5, 10, 96, 96) and torch.equal(conf, conf_ref)
+    assert versions.shape == (2, 5, 10, 96, 96) and torch.equal(conf, conf_ref)
     assert torch.allclose(versions, torch.stack(ref, 1), rtol=1e-5, atol=1e-5)
 
 

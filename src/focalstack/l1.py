@@ -48,7 +48,7 @@ def _forward_kernel(p, t, g, inv_n, partial, first, step):  # pragma: no cover -
 class _FusedMeanAbsError(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pred, target):
-        from .render.backends.cpu import _run_parallel, num_threads
+        from .parallel import num_threads, run_parallel as _run_parallel
 
         p = pred.detach().contiguous().reshape(-1).numpy()
         t = target.detach().contiguous().reshape(-1).numpy()

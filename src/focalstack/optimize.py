@@ -438,7 +438,7 @@ def _small_op_threads(frames: torch.Tensor, s: int, cfg: OptimizeConfig):
         yield
         return
     try:
-        from .render.backends.cpu import kernel_threads
+        from .parallel import kernel_threads
     except ImportError:            # no numba: the reference renderer is torch ops too
         yield
         return

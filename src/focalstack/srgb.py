@@ -86,7 +86,7 @@ def _lut_kernel(x, y, d, table, want_d, first, step):  # pragma: no cover - numb
 
 
 def _apply(x: torch.Tensor, which: str, want_d: bool):
-    from .render.backends.cpu import _run_parallel, num_threads
+    from .parallel import num_threads, run_parallel as _run_parallel
     flat = x.detach().contiguous().reshape(-1).numpy()
     y = np.empty_like(flat)
     d = np.empty_like(flat) if want_d else y[:0]

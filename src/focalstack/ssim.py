@@ -233,7 +233,7 @@ def _consts(window: int, max_val: float, dtype):
 class _FusedSSIMLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pred, target, window, max_val):
-        from .render.backends.cpu import _run_parallel, num_threads
+        from .parallel import num_threads, run_parallel as _run_parallel
 
         x, y = _planes(pred), _planes(target)
         g, c1, c2, eps = _consts(window, max_val, pred.dtype)
@@ -251,7 +251,7 @@ class _FusedSSIMLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        from .render.backends.cpu import _run_parallel, num_threads
+        from .parallel import num_threads, run_parallel as _run_parallel
 
         pred, target = ctx.saved_tensors
         want_x, want_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]

@@ -127,6 +127,7 @@ def _blur_planes_opencv(x: torch.Tensor, taps: torch.Tensor, r: int) -> torch.Te
     dst = out.numpy()
     k = taps.detach().to(torch.float32).numpy()
     identity = k[:, r] >= 1.0 - 1e-7
+
     for i in range(n * p):
         if identity[i]:
             dst[i] = src[i]
@@ -209,8 +210,10 @@ def _relative_blur_error(grey: torch.Tensor, ref: torch.Tensor, extra: torch.Ten
 
 
 def _relative_blur_error_opencv(grey: torch.Tensor, ref: torch.Tensor, extra: torch.Tensor, r: int) -> torch.Tensor:
-    """:func:`_relative_blur_error` on CPU through OpenCV, plane by plane: no J·F re-blurred planes in
-    memory, and the reference frame's own term (exactly 0) is skipped. Same values to float32 rounding."""
+    """:func:`_relative_blur_error` on CPU through OpenCV, one plane at a time: no J·F re-blurred planes
+    in memory, and the reference frame's own term (exactly 0) is skipped. Same values to float32
+    rounding. (Spreading the planes over two threads gained < 15 % on an idle 2-core machine and lost
+    several-fold when another job held a core: OpenCV's filters already use its own threads.)"""
     import cv2
     b, f, h, w = grey.shape
     j = ref.shape[1]
@@ -219,6 +222,7 @@ def _relative_blur_error_opencv(grey: torch.Tensor, ref: torch.Tensor, extra: to
     refs = ref.cpu().numpy()
     out = torch.zeros(b, j, h, w, dtype=torch.float32)
     acc = out.numpy()
+
     pred = np.empty((h, w), np.float32)
     for bi in range(b):
         for ji in range(j):
@@ -308,15 +312,17 @@ def aggregated_costs(vol: DefocusCostVolume, frames: torch.Tensor,
 
 def _upsample_bilinear(x: torch.Tensor, out: torch.Tensor) -> None:
     """Bilinear upsampling (half-pixel centres, = ``F.interpolate(..., align_corners=False)``) of
-    x [B,C,h,w] into out [B,C,H,W]; OpenCV plane by plane on CPU float32 (~2× torch's)."""
+    x [B,C,h,w] into out [B,C,H,W]; on CPU float32 through OpenCV, one plane at a time (~2× torch's)."""
     if x.device.type == "cpu" and x.dtype == torch.float32 and out.dtype == torch.float32 and not x.requires_grad:
         import cv2
         hh, ww = out.shape[-2:]
         src = x.detach().contiguous().numpy()
-        dst = out.numpy()
+        dst = out.numpy()            # out may be a strided view (one version of a batch's volume)
+        c = src.shape[1]
+
         for bi in range(src.shape[0]):
-            for c in range(src.shape[1]):
-                cv2.resize(src[bi, c], (ww, hh), dst=dst[bi, c], interpolation=cv2.INTER_LINEAR)
+            for ci in range(c):
+                cv2.resize(src[bi, ci], (ww, hh), dst=dst[bi, ci], interpolation=cv2.INTER_LINEAR)
         return
     out.copy_(F.interpolate(x, size=tuple(out.shape[-2:]), mode="bilinear", align_corners=False))
 

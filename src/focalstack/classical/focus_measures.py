@@ -92,8 +92,8 @@ def _opencv_applies(x: torch.Tensor) -> bool:
 
 
 def _box_mean_opencv(x: torch.Tensor, window: int) -> torch.Tensor:
-    """:func:`box_mean` of the replicate-padded [N,C,H,W] by OpenCV, one plane at a time (running sums
-    in float64, several times faster than torch's cumsum path on CPU; the same values to ~1e-7)."""
+    """:func:`box_mean` of the replicate-padded [N,C,H,W] by OpenCV, one plane at a time: several times
+    faster than torch's cumsum path on CPU, the same values to ~1e-6."""
     import cv2
     src = x.detach().contiguous().view(-1, *x.shape[-2:]).numpy()
     out = torch.empty(x.shape, dtype=torch.float32)

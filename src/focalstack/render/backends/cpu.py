@@ -54,15 +54,14 @@ __pycache__ (first run: ~15 s of compilation for both dtypes).
 from __future__ import annotations
 
 import math
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from numba import njit
 
 from ._numba_common import SIGMA_MIN, disk_area as _disk_area, disk_darea as _disk_darea, h_row, source_row as _source_row
+from ...parallel import kernel_threads, num_threads, run_parallel as _run_parallel, run_parallel_calls as _run_parallel_calls  # noqa: F401
 from ..autograd import defocus_function, grad_buffers
 
 try:  # the per-radius Gaussian kernels (numba.literally); without them the general kernels serve
@@ -354,31 +353,6 @@ def _factor_flush_below(dtype: torch.dtype) -> float:
     return 1e-16 if dtype == torch.float32 else 1e-150
 
 
-_kernel_threads: list[int] = []   # a stack of overrides (kernel_threads), innermost last
-
-
-def num_threads() -> int:
-    """Worker threads of the kernels: torch's intra-op thread count (``torch.set_num_threads``),
-    unless :func:`kernel_threads` overrides it."""
-    return _kernel_threads[-1] if _kernel_threads else max(1, torch.get_num_threads())
-
-
-class kernel_threads:
-    """``with kernel_threads(n):`` the kernels use n threads whatever torch's own count is — so a
-    caller can run torch's small elementwise ops on one thread (their parallel regions cost more
-    than they save on small tensors) while the kernels keep every core."""
-
-    def __init__(self, n: int):
-        self.n = max(1, int(n))
-
-    def __enter__(self):
-        _kernel_threads.append(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        _kernel_threads.pop()
-
-
 def _rows_per_task(b: int, h: int, threads: int) -> int:
     """Rows per task: bands of ≤ 32 rows, shrunk (to ≥ 4) until each thread has ≥ 4 tasks."""
     rows = 32
@@ -395,49 +369,6 @@ def _rows_per_band(b: int, h: int, threads: int, radius: int) -> int:
         return h
     bands = -(-4 * threads // b)
     return max(min(h, 16), -(-h // bands))
-
-
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-_pool_pid = 0
-_pool_lock = threading.Lock()
-
-
-def _run_parallel(kernel, args: tuple, threads: int) -> None:
-    """Run ``kernel(*args, first, step)`` on ``threads`` threads; task t goes to thread t mod threads.
-
-    The kernels are ``nogil`` numba functions, so plain Python threads run them in parallel.
-    (numba's ``parallel=True``/prange would do the same but costs ~3× the compile time here.)
-    """
-    _run_parallel_calls([(kernel, args)], threads)
-
-
-def _run_parallel_calls(calls: list, threads: int) -> None:
-    """:func:`_run_parallel` for several ``(kernel, args)`` calls in one parallel region: each thread
-    runs its share of every call's tasks in turn, so the threads meet once, not once per call."""
-    global _pool, _pool_size, _pool_pid
-    if threads <= 1:
-        for kernel, args in calls:
-            kernel(*args, 0, 1)
-        return
-    with _pool_lock:
-        # a forked child (DataLoader worker) inherits the pool object but not its threads
-        if _pool is None or _pool_size < threads - 1 or _pool_pid != os.getpid():
-            if _pool is not None and _pool_pid == os.getpid():
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="focalstack-cpu")
-            _pool_size = threads - 1
-            _pool_pid = os.getpid()
-        pool = _pool
-
-    def share(t):
-        for kernel, args in calls:
-            kernel(*args, t, threads)
-
-    futures = [pool.submit(share, t) for t in range(1, threads)]
-    share(0)
-    for f in futures:
-        f.result()
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
