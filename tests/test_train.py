@@ -344,6 +344,48 @@ def test_train_with_teacher_distils_the_cached_labels(data, tmp_path):
         tiny_cfg(data, tmp_path / "x", teacher="optimize", supervision="depth")
 
 
+def test_refine_teacher_labels_the_refined_network_and_trusts_its_flat_regions(tmp_path):
+    """--teacher refine: the label is the network's depth refined by the optimiser (predict --refine),
+    so it starts from the network and its re-rendering error is no worse; the trust is the fit alone,
+    so a flat region (where the optimiser teacher's trust is ~0) keeps its label."""
+    from focalstack.inference.network import run_network
+    from focalstack.models import build_model
+    from focalstack.optimize import optimize_stack
+    from focalstack.train.teacher import TeacherConfig, label_stack
+
+    cam = get_preset("procedural")
+    h, w = 40, 48
+    tex = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    tex[..., :, : w // 2] = 0.5                                   # left half flat
+    frames = render_stack(tex, torch.full((1, 1, h, w), 1.5), cam, kernel_size=13)[0]
+    torch.manual_seed(0)
+    model = build_model("daifnet", width=4, levels=2, hypotheses=8).eval()
+    with pytest.raises(ValueError, match="needs the network"):
+        label_stack(frames, cam, TeacherConfig(kind="refine", refine_steps=5))
+    lab = label_stack(frames, cam, TeacherConfig(kind="refine", refine_steps=5), model)
+    opt = label_stack(frames, cam, TeacherConfig(iters_scale=0.25))
+    flat = (slice(None), slice(4, w // 2 - 8))
+    assert float(opt["weight"][flat].mean()) < 0.05 < 0.3 < float(lab["weight"][flat].mean())
+    # the label is the refinement of the network's own depth: the same as predict --refine from it
+    depth, _ = run_network(model, frames, cam, cam.effective_depth_range_m())
+    net_inv = 1.0 / depth
+    assert torch.isfinite(lab["inv_depth"]).all() and not torch.allclose(lab["inv_depth"], net_inv)
+    assert float((lab["inv_depth"] - net_inv).abs().median()) < float((opt["inv_depth"] - net_inv).abs().median())
+    assert "refine_steps" in TeacherConfig(kind="refine").to_dict() and "refine_steps" not in TeacherConfig().to_dict()
+
+
+def test_train_with_refine_teacher(data, tmp_path):
+    seen = []
+    cfg = tiny_cfg(data, tmp_path / "run", teacher="refine", teacher_refine_steps=3, max_steps=2)
+    train(cfg, callbacks=[lambda t, s, terms: seen.append(terms)])
+    meta = json.loads((tmp_path / "run" / "teacher" / "teacher.json").read_text())
+    assert meta["kind"] == "refine" and meta["refine_steps"] == 3
+    assert len(list((tmp_path / "run" / "teacher").glob("*.safetensors"))) == 5
+    assert all("teacher" in t and t["teacher"] > 0 for t in seen)
+    with pytest.raises(ValueError, match="teacher_refine_steps"):
+        tiny_cfg(data, tmp_path / "x", teacher="refine", teacher_refine_steps=0)
+
+
 def test_mixed_stack_sizes_train_in_one_batch(tmp_path):
     root = make_dataset(tmp_path / "ds", n=2, hw=(24, 24))
     from focalstack.data import load_sample

@@ -43,10 +43,11 @@ class TrainConfig:
     *not* scale, so the scene moves through the model's fixed range: it requires ``depth_range``.
     s is drawn from (seed, step): resumable. Validation is not augmented.
 
-    ``teacher``: "optimize" labels every training stack once with the zero-shot optimiser before the
-    first step (cached in ``out_dir/teacher``, resumable; :mod:`focalstack.train.teacher`) and adds
-    the confidence-weighted pseudo-label term (``loss.teacher``) to the self-supervised loss; no
-    ground truth is used. ``teacher_iters_scale`` scales the optimiser's iterations (speed).
+    ``teacher``: "optimize" (the zero-shot optimiser) or "refine" (the initial network refined per
+    stack, ``teacher_refine_steps`` steps) labels every training stack once before the first step
+    (cached in ``out_dir/teacher``, resumable; :mod:`focalstack.train.teacher`) and adds the
+    trust-weighted pseudo-label term (``loss.teacher``) to the self-supervised loss; no ground truth
+    is used. ``teacher_iters_scale`` scales the optimiser's iterations (speed).
 
     ``amp``: "auto" (bf16 autocast on CUDA when supported, else fp16 with a GradScaler; off on CPU),
     "off", "bf16" or "fp16". Rendering and losses always run in float32.
@@ -122,12 +123,14 @@ class TrainConfig:
                 "folder / .safetensors; the model and its settings are taken from that checkpoint unless given"})
     # "optimize": distil the zero-shot optimiser's pseudo-labels (cached in RUN/teacher)
     teacher: str | None = field(default=None, metadata={
-        "flag": "--teacher", "choices": ("optimize", "none"),
-        "help": "optimize: label every training stack once with the zero-shot optimiser (cached in RUN/teacher, "
-                "resumable) and distil those pseudo-labels, weighted by their per-pixel trust, with the "
-                "re-rendering loss; no ground truth is used"})
+        "flag": "--teacher", "choices": ("optimize", "refine", "none"),
+        "help": "label every training stack once (cached in RUN/teacher, resumable) and distil those pseudo-labels, "
+                "weighted by their per-pixel trust, with the re-rendering loss; no ground truth is used. optimize: "
+                "the zero-shot optimiser; refine: the initial network + --refine (predict --refine N)"})
     teacher_iters_scale: float = field(default=1.0, metadata={
         "flag": "--teacher-iters-scale", "help": "× the optimiser's iterations for the labels (default 1)"})
+    teacher_refine_steps: int = field(default=100, metadata={
+        "flag": "--teacher-refine-steps", "help": "refinement steps of --teacher refine (default 100)"})
 
     def __post_init__(self):
         if isinstance(self.loss, dict):
@@ -157,8 +160,10 @@ class TrainConfig:
         if self.teacher in ("none", ""):
             self.teacher = None
         if self.teacher is not None:
-            if self.teacher != "optimize":
-                raise ValueError(f"teacher must be 'optimize' or none, got {self.teacher!r}")
+            if self.teacher not in ("optimize", "refine"):
+                raise ValueError(f"teacher must be 'optimize', 'refine' or none, got {self.teacher!r}")
+            if self.teacher == "refine" and self.teacher_refine_steps < 1:
+                raise ValueError(f"teacher_refine_steps must be ≥ 1, got {self.teacher_refine_steps}")
             if self.supervision != "self":
                 raise ValueError("--teacher distils into the self-supervised loss: it needs --supervision self")
             if self.scale_aug is not None:

@@ -1,11 +1,17 @@
-"""Optimiser distillation without ground truth (``focalstack train --teacher optimize``).
+"""Distillation without ground truth (``focalstack train --teacher optimize|refine``).
 
-Every training stack is labelled once by the zero-shot optimiser (:func:`focalstack.optimize.optimize_stack`,
-the same re-rendering objective the network trains with) and the network then learns from those
-pseudo-labels, weighted per pixel by how much the label can be trusted, together with the
-re-rendering loss. No ground truth is read anywhere.
+Every training stack is labelled once and the network then learns from those pseudo-labels,
+weighted per pixel by how much the label can be trusted, together with the re-rendering loss. No
+ground truth is read anywhere. Two teachers, both minimising the re-rendering objective the
+network trains with (:func:`focalstack.optimize.optimize_stack`):
 
-Per-pixel weight w ∈ [0, 1] = *distinctness* × *evidence* × *fit*:
+* ``optimize``: the zero-shot optimiser from its DFF start (``predict --method optimize``);
+* ``refine``: the network the run starts from (``--init``, by default the shipped model), refined
+  per stack by the optimiser (``predict --refine N``): the package's most accurate path, distilled
+  into the network so that it runs at network speed. Its labels start from the network's own
+  depth and only move where the re-rendering error says so.
+
+Per-pixel weight w ∈ [0, 1]. For ``optimize``, *distinctness* × *evidence* × *fit*:
 
 * distinctness: the relative-blur cost volume (:mod:`focalstack.classical.dfd`) at the teacher's
   depth versus its mean over all hypotheses, ``clamp((mean_j c_j − c(d_t)) / mean_j c_j, 0, 1)``:
@@ -19,6 +25,11 @@ Per-pixel weight w ∈ [0, 1] = *distinctness* × *evidence* × *fit*:
   even record — there the optimiser's depth is noise, however distinct;
 * fit: ``exp(−e / (2·median e))`` with e the teacher's local re-rendering error (mean over frames
   and channels, 7-px box): low at occlusion edges and wherever the thin-lens model fails.
+
+For ``refine``, *fit* alone: on flat surfaces its label is the network's own context prior, refined
+jointly with the textured pixels around it — exactly what the refinement improves there (README,
+"Any camera": δ1 on the least textured pixels rises with the refinement) — whereas the optimiser's
+label there is whatever its DFF start and smoothness left, which the other two factors exclude.
 
 Cache: ``RUN/teacher/<sample folder name>.safetensors`` holding ``inv_depth`` [H,W] (1/m) and
 ``weight`` [H,W], plus ``RUN/teacher/teacher.json`` with the settings. Each file is written
@@ -36,39 +47,49 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["TeacherConfig", "label_weight", "label_stack", "label_dataset", "load_label", "TEACHERS", "MIN_EVIDENCE"]
+__all__ = ["TeacherConfig", "label_weight", "label_stack", "label_dataset", "load_label", "TEACHERS", "MIN_EVIDENCE",
+           "REFINE_STEPS"]
 
-TEACHERS = ("optimize",)
+TEACHERS = ("optimize", "refine")
+REFINE_STEPS = 100
+"""Default refinement steps of the ``refine`` teacher (as ``predict --refine 100``)."""
 MIN_EVIDENCE = 1.0 / 255.0
 """Default ``min_evidence`` (grey levels): one 8-bit code value (module docstring, *evidence*)."""
 
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """``iters_scale``: × the optimiser's default iteration counts (1 = ``predict --method optimize``)."""
+    """``iters_scale``: × the optimiser's default iteration counts (1 = ``predict --method optimize``);
+    ``refine_steps``: the ``refine`` teacher's refinement steps."""
 
     kind: str = "optimize"
     iters_scale: float = 1.0
     hypotheses: int = 32
     min_evidence: float = MIN_EVIDENCE
+    refine_steps: int = REFINE_STEPS
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.kind != "refine":   # the optimiser's caches predate the refine teacher: same settings record
+            d.pop("refine_steps")
+        return d
 
 
 @torch.no_grad()
 def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered: torch.Tensor,
-                 hypotheses: int = 32, min_evidence: float = MIN_EVIDENCE) -> torch.Tensor:
+                 hypotheses: int = 32, min_evidence: float = MIN_EVIDENCE, distinct: bool = True) -> torch.Tensor:
     """Per-pixel trust w ∈ [0,1] of a teacher depth (module docstring).
 
     frames, rendered: [F,3,H,W] in [0,1]; camera: FocalStackCamera; inv_depth: [H,W] 1/m;
-    min_evidence: grey levels (0 = no evidence ramp) → [H,W]."""
+    min_evidence: grey levels (0 = no evidence ramp); ``distinct=False``: the fit term alone → [H,W]."""
     from ..classical.dfd import TEXTURE_EPS, has_defocus_evidence, relative_blur_cost
     from ..classical.focus_measures import local_mean
     from ..optics.camera import CameraBatch
     h, w = inv_depth.shape
     rng = torch.tensor([camera.effective_depth_range_m()], dtype=torch.float32)
-    if has_defocus_evidence(camera):
+    if not distinct:
+        distinct = torch.ones(h, w)
+    elif has_defocus_evidence(camera):
         vol = relative_blur_cost(frames.unsqueeze(0).float(), CameraBatch.from_cameras([camera]), rng, hypotheses)
         inv = vol.inv_depth[0]
         t = ((inv_depth - inv[0]) / (inv[1] - inv[0])).clamp(0, hypotheses - 1)     # fractional hypothesis index
@@ -88,17 +109,35 @@ def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered
     return (distinct * fit).clamp(0, 1)
 
 
-def label_stack(frames: torch.Tensor, camera, cfg: TeacherConfig = TeacherConfig()) -> dict[str, torch.Tensor]:
-    """{"inv_depth": [H,W] 1/m, "weight": [H,W]} for one stack [F,3,H,W] with a known camera."""
+def label_stack(frames: torch.Tensor, camera, cfg: TeacherConfig = TeacherConfig(), model=None,
+                depth_range_m: tuple[float, float] | None = None) -> dict[str, torch.Tensor]:
+    """{"inv_depth": [H,W] 1/m, "weight": [H,W]} for one stack [F,3,H,W] with a known camera. The
+    ``refine`` teacher needs ``model`` (the network to refine) and the (near, far) metres it predicts
+    in (default the camera's effective range)."""
     from ..optimize import OptimizeConfig, optimize_stack
-    ocfg = OptimizeConfig()
-    if cfg.iters_scale != 1.0:
-        ocfg = ocfg.scaled(cfg.iters_scale)
-    r = optimize_stack(frames.float(), camera, ocfg)
+    if cfg.kind == "refine":
+        if model is None:
+            raise ValueError("the refine teacher needs the network it refines")
+        from dataclasses import replace
+        from types import SimpleNamespace
+
+        from ..inference.network import refine_config, run_network
+        rng = tuple(depth_range_m) if depth_range_m is not None else camera.effective_depth_range_m()
+        depth, aif = run_network(model, frames.float(), camera, rng)
+        init = SimpleNamespace(inv_depth=(1.0 / depth)[None, None], aif=aif[None], depth_m=depth[None, None])
+        r = optimize_stack(frames.float(), replace(camera, depth_range_m=rng), refine_config(cfg.refine_steps),
+                           init=init)
+    else:
+        ocfg = OptimizeConfig()
+        if cfg.iters_scale != 1.0:
+            ocfg = ocfg.scaled(cfg.iters_scale)
+        r = optimize_stack(frames.float(), camera, ocfg)
     inv = (1.0 / r.depth_m.view(frames.shape[-2:])).float()
-    return {"inv_depth": inv.contiguous(),
-            "weight": label_weight(frames, camera, inv, r.rendered, cfg.hypotheses,
-                                   cfg.min_evidence).float().contiguous()}
+    if cfg.kind == "refine":   # fit alone (module docstring)
+        weight = label_weight(frames, camera, inv, r.rendered, cfg.hypotheses, cfg.min_evidence, distinct=False)
+    else:
+        weight = label_weight(frames, camera, inv, r.rendered, cfg.hypotheses, cfg.min_evidence)
+    return {"inv_depth": inv.contiguous(), "weight": weight.float().contiguous()}
 
 
 def load_label(path: str | Path) -> dict[str, torch.Tensor]:
@@ -107,8 +146,10 @@ def load_label(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def label_dataset(sample_dirs: Sequence[Path], out_dir: str | Path, cfg: TeacherConfig = TeacherConfig(),
-                  progress: bool = True) -> Path:
-    """Label every sample once into ``out_dir`` (resumable; module docstring). Returns ``out_dir``."""
+                  progress: bool = True, model=None, depth_range_m: tuple[float, float] | None = None) -> Path:
+    """Label every sample once into ``out_dir`` (resumable; module docstring). Returns ``out_dir``.
+    ``model``, ``depth_range_m``: the ``refine`` teacher's network and its fixed range (None: each
+    stack's camera range), as :func:`label_stack`."""
     from safetensors.torch import save
 
     from ..data import load_sample
@@ -135,14 +176,14 @@ def label_dataset(sample_dirs: Sequence[Path], out_dir: str | Path, cfg: Teacher
     bar = None
     if progress and todo:
         from tqdm import tqdm
-        bar = tqdm(total=len(sample_dirs), initial=len(sample_dirs) - len(todo), desc="teacher (optimize)",
+        bar = tqdm(total=len(sample_dirs), initial=len(sample_dirs) - len(todo), desc=f"teacher ({cfg.kind})",
                    unit="stack", file=sys.stderr, dynamic_ncols=True)
     for p in todo:
         s = load_sample(p, load_depth=False, load_aif=False)
         if not (s.camera.focus_known and s.camera.lens_known):
-            raise ValueError(f"{p}: the optimiser teacher needs a known lens and focus distances (camera.json has "
+            raise ValueError(f"{p}: the {cfg.kind} teacher needs a known lens and focus distances (camera.json has "
                              "placeholders)")
-        lab = label_stack(s.frames, s.camera, cfg)
+        lab = label_stack(s.frames, s.camera, cfg, model, depth_range_m)
         atomic_write_file(out / f"{Path(p).name}.safetensors", save(lab))
         if bar is not None:
             bar.update(1)

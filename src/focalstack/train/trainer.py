@@ -595,8 +595,16 @@ class Trainer:
             atomic_write_json(self.out_dir / "config.json", cfg.to_dict())
         if cfg.teacher and self.is_main:   # label once (resumable); the other ranks wait at the barrier
             from .teacher import TeacherConfig, label_dataset
-            label_dataset(self.train_ds.paths, self.labels_dir, TeacherConfig(iters_scale=cfg.teacher_iters_scale),
-                          progress=cfg.progress)
+            # the refine teacher refines the network as the run starts (--init; labels are made before step 1)
+            model = self.model if cfg.teacher == "refine" else None
+            was_training = self.model.training
+            self.model.eval()
+            label_dataset(self.train_ds.paths, self.labels_dir,
+                          TeacherConfig(kind=cfg.teacher, iters_scale=cfg.teacher_iters_scale,
+                                        refine_steps=cfg.teacher_refine_steps),
+                          progress=cfg.progress, model=model,
+                          depth_range_m=tuple(cfg.depth_range) if cfg.depth_range else None)
+            self.model.train(was_training)
         D.barrier(self.dist)
 
     def _announce(self) -> None:
