@@ -109,6 +109,17 @@ def refine_config(steps: int):
     return replace(base, fine_iters_after_coarse=base.iters[-1]).within(steps)
 
 
+def refine_prediction(frames: torch.Tensor, camera, depth_range, depth: torch.Tensor, aif: torch.Tensor, steps: int):
+    """``--refine steps``: the optimiser's re-rendering objective minimised from a network's depth [H,W]
+    (metres) and AIF [3,H,W], inside the (near, far) range the network predicted in; frames [F,3,H,W].
+    Returns :func:`focalstack.optimize.optimize_stack`'s result."""
+    from ..optimize import optimize_stack
+    # refine inside the range the network predicted in (optimize reads effective_depth_range_m)
+    cam_r = replace(camera, depth_range_m=tuple(depth_range))
+    init = SimpleNamespace(inv_depth=(1.0 / depth)[None, None], aif=aif[None], depth_m=depth[None, None])
+    return optimize_stack(frames.float(), cam_r, refine_config(steps), init=init)
+
+
 def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Prediction:
     """Depth + AIF from a trained model (:class:`NetOptions`, or any object with some of its fields:
     ``checkpoint``: run folder or .safetensors; default the shipped checkpoint). ``scale`` resizes the
@@ -143,12 +154,7 @@ def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Pre
               "network_seconds": time.perf_counter() - t0, "depth_kind": "metric"}
     steps = int(o.refine_steps or 0)
     if steps > 0:
-        from ..optimize import optimize_stack
-        # refine inside the range the network predicted in (optimize reads effective_depth_range_m)
-        cam_r = replace(sample.camera, depth_range_m=tuple(depth_range))
-        init = SimpleNamespace(inv_depth=(1.0 / depth)[None, None], aif=aif[None], depth_m=depth[None, None])
-        cfg = refine_config(steps)
-        res = optimize_stack(sample.frames.float(), cam_r, cfg, init=init)
+        res = refine_prediction(sample.frames, sample.camera, depth_range, depth, aif, steps)
         depth, aif = res.depth_m, res.aif
         extras.update(refine_steps=steps, recon_before=res.recon_before, recon_after=res.recon_after,
                       rendered=res.rendered, refine_seconds=res.seconds)

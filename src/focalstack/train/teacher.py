@@ -118,25 +118,19 @@ def label_stack(frames: torch.Tensor, camera, cfg: TeacherConfig = TeacherConfig
     if cfg.kind == "refine":
         if model is None:
             raise ValueError("the refine teacher needs the network it refines")
-        from dataclasses import replace
-        from types import SimpleNamespace
-
-        from ..inference.network import refine_config, run_network
+        from ..inference.network import refine_prediction, run_network
         rng = tuple(depth_range_m) if depth_range_m is not None else camera.effective_depth_range_m()
         depth, aif = run_network(model, frames.float(), camera, rng)
-        init = SimpleNamespace(inv_depth=(1.0 / depth)[None, None], aif=aif[None], depth_m=depth[None, None])
-        r = optimize_stack(frames.float(), replace(camera, depth_range_m=rng), refine_config(cfg.refine_steps),
-                           init=init)
+        r = refine_prediction(frames, camera, rng, depth, aif, cfg.refine_steps)
     else:
         ocfg = OptimizeConfig()
         if cfg.iters_scale != 1.0:
             ocfg = ocfg.scaled(cfg.iters_scale)
         r = optimize_stack(frames.float(), camera, ocfg)
     inv = (1.0 / r.depth_m.view(frames.shape[-2:])).float()
-    if cfg.kind == "refine":   # fit alone (module docstring)
-        weight = label_weight(frames, camera, inv, r.rendered, cfg.hypotheses, cfg.min_evidence, distinct=False)
-    else:
-        weight = label_weight(frames, camera, inv, r.rendered, cfg.hypotheses, cfg.min_evidence)
+    # the refine teacher's trust is the fit alone (module docstring)
+    weight = label_weight(frames, camera, inv, r.rendered, cfg.hypotheses, cfg.min_evidence,
+                          distinct=cfg.kind != "refine")
     return {"inv_depth": inv.contiguous(), "weight": weight.float().contiguous()}
 
 
