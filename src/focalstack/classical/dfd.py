@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from ..optics.camera import CameraBatch, FocalStackCamera
 from ..render.light import to_linear
 from .dff import guided_filter
+from . import opencv_planes
 from .focus_measures import local_mean
 
 __all__ = ["DefocusCostVolume", "inverse_depth_hypotheses", "hypothesis_sigmas", "gaussian_blur_per_plane",
@@ -107,33 +108,12 @@ def gaussian_blur_per_plane(x: torch.Tensor, sigma_px: torch.Tensor, max_radius:
     if r < 1:
         return x
     taps = _gaussian_taps(sigma_px.reshape(-1), r)                  # [N·P, 2r+1]
-    if (x.device.type == "cpu" and x.dtype == torch.float32
-            and not (torch.is_grad_enabled() and (x.requires_grad or sigma_px.requires_grad))):
-        return _blur_planes_opencv(x, taps, r)
+    if opencv_planes.serves(x, sigma_px):
+        return opencv_planes.separable_blur(x, taps, r)
     y = F.pad(x.reshape(1, n * p, h, w), (r, r, r, r), mode="reflect")
     y = F.conv2d(y, taps.view(n * p, 1, 1, -1), groups=n * p)
     y = F.conv2d(y, taps.view(n * p, 1, -1, 1), groups=n * p)
     return y.view(n, p, h, w)
-
-
-def _blur_planes_opencv(x: torch.Tensor, taps: torch.Tensor, r: int) -> torch.Tensor:
-    """The same separable blur through OpenCV, one plane at a time (no gradient): 4-8× faster than
-    torch's depthwise convolution on CPU for the cost volume's J·F planes. Reflect borders
-    (cv2.BORDER_REFLECT_101 = torch's "reflect"); a plane whose taps are the identity is copied."""
-    import cv2
-    n, p, h, w = x.shape
-    src = x.detach().reshape(n * p, h, w).contiguous().numpy()
-    out = torch.empty(n * p, h, w, dtype=x.dtype)
-    dst = out.numpy()
-    k = taps.detach().to(torch.float32).numpy()
-    identity = k[:, r] >= 1.0 - 1e-7
-
-    for i in range(n * p):
-        if identity[i]:
-            dst[i] = src[i]
-        else:
-            cv2.sepFilter2D(src[i], -1, k[i], k[i], dst=dst[i], borderType=cv2.BORDER_REFLECT_101)
-    return out.view(n, p, h, w)
 
 
 def has_defocus_evidence(camera: FocalStackCamera) -> bool:
@@ -178,7 +158,7 @@ def relative_blur_cost(frames: torch.Tensor, camera: CameraBatch, depth_range_m:
     j = num_hypotheses
     extra = extra.transpose(1, 2)                                              # [B,J,F]
     r = blur_radius_px(float(extra.max()), max_radius)
-    if grey.device.type == "cpu" and r >= 1 and r < min(h, w):
+    if opencv_planes.serves(grey, extra) and 1 <= r < min(h, w):
         err = _relative_blur_error_opencv(grey, ref, extra, r)
     else:
         err = _relative_blur_error(grey, ref, extra, r, max_radius)
@@ -313,16 +293,8 @@ def aggregated_costs(vol: DefocusCostVolume, frames: torch.Tensor,
 def _upsample_bilinear(x: torch.Tensor, out: torch.Tensor) -> None:
     """Bilinear upsampling (half-pixel centres, = ``F.interpolate(..., align_corners=False)``) of
     x [B,C,h,w] into out [B,C,H,W]; on CPU float32 through OpenCV, one plane at a time (~2× torch's)."""
-    if x.device.type == "cpu" and x.dtype == torch.float32 and out.dtype == torch.float32 and not x.requires_grad:
-        import cv2
-        hh, ww = out.shape[-2:]
-        src = x.detach().contiguous().numpy()
-        dst = out.numpy()            # out may be a strided view (one version of a batch's volume)
-        c = src.shape[1]
-
-        for bi in range(src.shape[0]):
-            for ci in range(c):
-                cv2.resize(src[bi, ci], (ww, hh), dst=dst[bi, ci], interpolation=cv2.INTER_LINEAR)
+    if opencv_planes.serves(x) and opencv_planes.serves(out):
+        opencv_planes.resize_bilinear_into(x, out)
         return
     out.copy_(F.interpolate(x, size=tuple(out.shape[-2:]), mode="bilinear", align_corners=False))
 

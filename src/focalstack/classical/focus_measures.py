@@ -36,6 +36,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from . import opencv_planes
+
 __all__ = ["FOCUS_MEASURES", "focus_measure", "to_grey", "local_mean", "DEFAULT_MEASURE", "DEFAULT_WINDOW"]
 
 DEFAULT_MEASURE = "lapm"
@@ -85,24 +87,6 @@ def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
     return y.to(x.dtype)
 
 
-def _opencv_applies(x: torch.Tensor) -> bool:
-    """A CPU float32 tensor that needs no gradient: OpenCV's filters serve it (no autograd there)."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
-            and not (torch.is_grad_enabled() and x.requires_grad))
-
-
-def _box_mean_opencv(x: torch.Tensor, window: int) -> torch.Tensor:
-    """:func:`box_mean` of the replicate-padded [N,C,H,W] by OpenCV, one plane at a time: several times
-    faster than torch's cumsum path on CPU, the same values to ~1e-6."""
-    import cv2
-    src = x.detach().contiguous().view(-1, *x.shape[-2:]).numpy()
-    out = torch.empty(x.shape, dtype=torch.float32)
-    dst = out.view(-1, *x.shape[-2:]).numpy()
-    for i in range(src.shape[0]):
-        cv2.blur(src[i], (window, window), dst=dst[i], borderType=cv2.BORDER_REPLICATE)
-    return out
-
-
 def local_mean(x: torch.Tensor, window: int = DEFAULT_WINDOW, aggregate: str = "box") -> torch.Tensor:
     """Local mean of [N,C,H,W] over an odd ``window`` (box or Gaussian σ = window/4), replicate border."""
     window = int(window)
@@ -112,8 +96,8 @@ def local_mean(x: torch.Tensor, window: int = DEFAULT_WINDOW, aggregate: str = "
         return x
     r = window // 2
     if aggregate == "box":
-        if _opencv_applies(x):
-            return _box_mean_opencv(x, window)
+        if x.dim() == 4 and opencv_planes.serves(x):
+            return opencv_planes.box_mean(x, window)
         return box_mean(_pad(x, r), window)
     if aggregate == "gaussian":
         n, c, h, w = x.shape

@@ -39,10 +39,11 @@ import numpy as np
 import torch
 
 from ..optics.camera import FocalStackCamera
+from . import opencv_planes
 from .dff import DFFResult, focus_order, peak_vertex, refine_inverse_depth
 from .focus_measures import _LUMA as _LUMA_WEIGHTS, DEFAULT_MEASURE, DEFAULT_WINDOW, _gauss1d, focus_measure
 
-__all__ = ["depth_from_focus_streaming", "box_mean_cv", "STREAM_ABOVE_PIXEL_FRAMES"]
+__all__ = ["depth_from_focus_streaming", "STREAM_ABOVE_PIXEL_FRAMES"]
 
 STREAM_ABOVE_PIXEL_FRAMES = 40_000_000
 """Stacks with more pixels × frames than this (e.g. 5 frames of 8 MP) go through the streaming
@@ -94,17 +95,6 @@ def _local_mean(x: np.ndarray, window: int, aggregate: str, out: np.ndarray) -> 
         cv2.sepFilter2D(x, -1, g, g, dst=out, borderType=cv2.BORDER_REPLICATE)
     else:
         raise ValueError(f"aggregate must be 'box' or 'gaussian', got {aggregate!r}")
-    return out
-
-
-def box_mean_cv(t: torch.Tensor, k: int) -> torch.Tensor:
-    """k×k box mean of every plane of a CPU float32 [B,C,H,W] tensor, replicated borders (OpenCV)."""
-    cv2 = _cv2()
-    planes = t.detach().to("cpu", torch.float32).contiguous()
-    out = torch.empty_like(planes)
-    for b in range(planes.shape[0]):
-        for c in range(planes.shape[1]):
-            out[b, c] = torch.from_numpy(cv2.blur(planes[b, c].numpy(), (k, k), borderType=cv2.BORDER_REPLICATE))
     return out
 
 
@@ -312,7 +302,7 @@ def depth_from_focus_streaming(read_frame: Callable[[int], "torch.Tensor | np.nd
     inv = torch.from_numpy(rho)[None, None]
     conf = conf[None, None]
     if refine == "guided" and nf > 1:
-        inv = refine_inverse_depth(inv, conf, aif, refine_radius, refine_eps, box_mean=box_mean_cv)
+        inv = refine_inverse_depth(inv, conf, aif, refine_radius, refine_eps, box_mean=opencv_planes.box_mean)
     index = torch.tensor(order)[torch.from_numpy(kbest).long()][None, None]
     return DFFResult(depth_m=1.0 / inv.clamp_min(1e-6), inv_depth=inv, confidence=conf, index=index,
                      aif=aif, focus=None)

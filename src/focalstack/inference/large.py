@@ -62,7 +62,7 @@ def predict_large(files: SampleFiles, method: str, opts=None, progress: bool = F
     from tqdm import tqdm
 
     from ..classical import depth_from_focus_streaming, guided_upsample, to_grey
-    from ..classical.streaming import box_mean_cv
+    from ..classical.opencv_planes import box_mean as box_mean_cv
     from ..render import from_linear, to_linear
     from . import get_method
     from .methods import check_method, dff_prediction
