@@ -105,6 +105,13 @@ VARIANTS = ("camera", "paper")
 AIF_MODES = ("select", "direct")
 # the cost versions each aggregation reads (radii in units of min(H,W)/32, classical.dfd.aggregation_radii)
 COST_AGGREGATIONS = {"gated": AGGREGATION_SCALES, "mean": (1, 3)}
+AIF_PRIOR_GAIN = 5.0
+"""Initial gain of the AIF selection prior, per px of σ: frame k's logit −gain·σ_k(d̂). At 1.5 (before
+issue 12's AIF fix) a frame 1 px of σ blurrier kept 18 % of the weight and the untrained AIF was
+2–4 dB below the hard pick of the in-focus frame; 5 keeps < 1 % there and still blends where the
+frames' σ differ by a fraction of a pixel (a phone lens; and across depth edges, where the hard pick
+makes seams). Chosen on *training* scenes (procedural, DSLR-indoor under four cameras), see the
+README ("Any camera")."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +197,7 @@ class DAIFNet(FocalStackModel):
             # log-gains: the untrained net is the soft-argmin of the aggregated cost (a classical DFD) and its
             # AIF the frame in focus at that depth; training moves away from both where the data says so
             self.log_cost_gain = nn.Parameter(torch.tensor(math.log(50.0)))
-            self.log_aif_gain = nn.Parameter(torch.tensor(math.log(1.5)))
+            self.log_aif_gain = nn.Parameter(torch.tensor(math.log(AIF_PRIOR_GAIN)))
         self.aif_head = conv(width, 3)
         if self.aif_mode == "select":
             nn.init.zeros_(self.aif_head.weight)            # residual starts at 0: aif = soft selection
