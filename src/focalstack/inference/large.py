@@ -62,7 +62,7 @@ def predict_large(files: SampleFiles, method: str, opts=None, progress: bool = F
     from tqdm import tqdm
 
     from ..classical import depth_from_focus_streaming, guided_upsample, to_grey
-    from ..classical.opencv_planes import box_mean as box_mean_cv
+    from ..classical import opencv_planes
     from ..render import from_linear, to_linear
     from . import get_method
     from .methods import check_method, dff_prediction
@@ -110,7 +110,7 @@ def predict_large(files: SampleFiles, method: str, opts=None, progress: bool = F
     span = max(hi - lo, 1e-12)
     guide = to_grey(aif)
     guide_low = F.interpolate(guide, size=work_hw, mode="area")
-    up = guided_upsample((src - lo) / span, guide_low, guide, box_mean=box_mean_cv)
+    up = guided_upsample((src - lo) / span, guide_low, guide, box_mean=opencv_planes.box_mean)
     up = up.clamp_(0, 1).mul_(span).add_(lo)
     depth = 1.0 / up if kind == "metric" else up
     extras = {k: v for k, v in pred.extras.items() if k != "rendered"}

@@ -108,7 +108,7 @@ COST_AGGREGATIONS = {"gated": AGGREGATION_SCALES, "mean": (1, 3)}
 AIF_PRIOR_GAIN = 1.5
 """Initial gain of the AIF selection prior, per px of σ: frame k's logit −gain·σ_k(d̂). A sharper
 selection (gain 5: a frame 1 px of σ blurrier keeps < 1 % of the weight instead of 18 %) gives the
-untrained net a 2–4 dB better AIF, but a worse start for training and refinement: a 12-minute
+untrained net a 1.7–4.4 dB better AIF on validation scenes, but a worse start for training and refinement: a 12-minute
 fine-tune on the 35 mm validation camera reached δ1 0.890 instead of 0.919, and ``--refine 100``
 0.002–0.006 δ1 less (``benchmarks/aif_prior.py``, README "Any camera"). So the prior stays soft
 and the AIF sharpens by training."""
