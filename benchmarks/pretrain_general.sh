@@ -10,7 +10,7 @@
 #
 # The DSLR-indoor scenes use `--split 0.2 --seed 0`, the same split as benchmarks/general.py, and only
 # their train/ half is trained on: the validation scenes of the camera-generality benchmark are
-# never seen. Data and run live in bench_work/pretrain/ (git-ignored); the run folder resumes.
+# never seen. Data and run live in bench_work/pretrain/ (git-ignored; WORK= another folder); the run folder resumes.
 #
 # Environment: NUM_PROCEDURAL procedural scenes linked into the training set (default 1500);
 # DSLR_DRAWS extra renderings of every DSLR-indoor training scene, each under new random cameras
@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FS=${FS:-.venv/bin/focalstack}
-W=bench_work/pretrain
+W=${WORK:-bench_work/pretrain}
 STEPS=${STEPS:-20000}
 NUM_PROCEDURAL=${NUM_PROCEDURAL:-1500}
 DSLR_DRAWS=${DSLR_DRAWS:-0}

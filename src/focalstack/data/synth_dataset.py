@@ -285,6 +285,11 @@ def synthesize_dataset(cfg: SynthConfig, log: Callable[[str], None] | None = Non
             return dist.sample([cfg.seed, i, 2], size[1])
         return dist.sample([cfg.seed, i, 2], width_px, depth_range_m=_scene_depth_range(depth))
 
+    def procedural_scene_range(i: int):
+        """The depth range a procedural scene fills: with a distribution, the range its camera was
+        drawn for (narrower than the camera's stated range, optics.distribution step 6)."""
+        return None if dist is None else dist.sample_scene([cfg.seed, i, 2], size[1])[1]
+
     todo, skipped = [], []
     for i, (name, sp) in enumerate(zip(names, splits)):
         d = out / sp / name if sp else out / name
@@ -301,7 +306,7 @@ def synthesize_dataset(cfg: SynthConfig, log: Callable[[str], None] | None = Non
         if procedural:
             sample = make_procedural_sample(scenes[i], camera_of(i), size, noise_std=cfg.noise, quantize_bits=bits,
                                             occlusion_aware=cfg.occlusion_aware, name=name, psf=cfg.psf,
-                                            num_layers=cfg.layers)
+                                            num_layers=cfg.layers, depth_range_m=procedural_scene_range(i))
         else:
             _, aif, depth = source.load(source.records[i])
             if cfg.resize != 1.0:
