@@ -15,9 +15,13 @@ A camera is drawn in the order a photographer's choices fall (``CameraDistributi
 4. the f-number N is then *solved* so that the largest Gaussian σ any frame shows over the depth
    range equals a target drawn log-uniform in ``sigma_max_px``, and the draw is repeated when N
    falls outside ``f_number``. Blur is what a model sees, so the distribution controls it
-   directly: below ~0.7 px there is no defocus signal at all, above ~5 px the evidence is
-   mostly outside the training crops' windows and rendering slows down; real cameras outside
-   this band are brought into it by resizing the images (which scales σ).
+   directly. The band starts at 0.4 px because that is where phones are: a phone's stack seen
+   whole at a few hundred pixels blurs its scene by well under 1 px (the phone camera of
+   ``benchmarks/general.py``: σ ≤ 0.72 px over 0.5–10 m) — weak evidence, not none, and a model
+   never trained on it departs from its cost-volume prior there (a pretraining with the band
+   at 0.8–5 px: phone δ1 0.822 → 0.473). Above ~5 px the evidence is mostly outside the
+   training crops' windows and rendering slows down; cameras beyond that are brought into the
+   band by resizing the images (which scales σ).
 5. with probability ``two_aperture`` the stack is a two-aperture pair at one focus distance
    (the DSLR indoor set's f/2.8 + f/8 design) instead of a focus sweep;
 6. the depth range the camera *states* (``depth_range_m``, what a model is told) is the scene's
@@ -62,7 +66,7 @@ class CameraDistribution:
     f_number: tuple[float, float] = (1.2, 22.0)
     frames: tuple[int, int] = (2, 10)
     focus_spread: tuple[float, float] = (0.4, 1.0)
-    sigma_max_px: tuple[float, float] = (0.8, 5.0)
+    sigma_max_px: tuple[float, float] = (0.4, 5.0)
     near_m: tuple[float, float] = (0.15, 2.0)
     depth_ratio: tuple[float, float] = (3.0, 20.0)
     two_aperture: float = 0.0
