@@ -27,7 +27,7 @@ def test_draws_are_deterministic_and_inside_the_documented_ranges():
         assert dist.frames[0] <= c.num_frames <= dist.frames[1]
         assert dist.focal_length_mm[0] <= c.lens.focal_length_m * 1e3 <= dist.focal_length_mm[1]
         assert dist.f_number[0] - 1e-9 <= c.lens.f_number <= dist.f_number[1] + 1e-9
-        assert all(lo - 1e-9 <= fd <= hi + 1e-9 for fd in c.focus_distances_m)
+        assert all(near - 1e-9 <= fd <= far + 1e-9 for fd in c.focus_distances_m)
         # the f-number is solved for the drawn largest blur over the scene
         assert dist.sigma_max_px[0] - 1e-6 <= _max_sigma(c, (near, far)) <= dist.sigma_max_px[1] + 1e-6
         # pixel pitch = sensor width (2 f tan(fov/2)) / image width
@@ -40,24 +40,17 @@ def test_draws_are_deterministic_and_inside_the_documented_ranges():
     # stated ranges are loose brackets, not the scene's extent (optics.distribution step 6)
     slack = [math.log(c.depth_range_m[1] / far) for c, (_, far) in draws]
     assert max(slack) > math.log(2.0) and min(slack) < math.log(1.3)
-    # focus sweeps cover the stated range, so some start in front of the scene or end behind it
-    outside = [any(fd < near or fd > far for fd in c.focus_distances_m) for c, (near, far) in draws]
-    assert 0.2 < sum(outside) / len(outside) < 0.95
 
 
-def test_range_slack_widens_the_stated_range_and_the_focus_sweep_around_the_same_scene():
+def test_range_slack_changes_only_the_stated_range():
     tight = CameraDistribution(name="t", range_slack=(1.0, 1.0))
     loose = CameraDistribution(name="t")
     for i in range(10):
-        a, scene_a = tight.sample_scene([1, i], 256, depth_range_m=(0.8, 4.0))
-        b, scene_b = loose.sample_scene([1, i], 256, depth_range_m=(0.8, 4.0))
+        a, scene_a = tight.sample_scene([1, i], 256)
+        b, scene_b = loose.sample_scene([1, i], 256)
         assert a.depth_range_m == scene_a == scene_b
-        assert all(scene_a[0] - 1e-9 <= fd <= scene_a[1] + 1e-9 for fd in a.focus_distances_m)
+        assert (a.lens, a.focus_distances_m) == (b.lens, b.focus_distances_m)
         assert b.depth_range_m[0] <= scene_b[0] and b.depth_range_m[1] >= scene_b[1]
-        assert all(b.depth_range_m[0] - 1e-9 <= fd <= b.depth_range_m[1] + 1e-9 for fd in b.focus_distances_m)
-        # the f-number is solved for the scene: the largest σ over it is inside the band either way
-        for c, sc in ((a, scene_a), (b, scene_b)):
-            assert loose.sigma_max_px[0] - 1e-6 <= _max_sigma(c, sc) <= loose.sigma_max_px[1] + 1e-6
     with pytest.raises(ValueError, match="range_slack"):
         CameraDistribution(range_slack=(0.5, 2.0))
 
@@ -110,8 +103,6 @@ def test_synth_camera_distribution_writes_a_camera_per_stack_and_resumes(tmp_pat
 
 
 def test_a_shallow_scene_gets_a_wider_camera_range_that_holds_it():
-    # (without slack the focus stays inside the scene, and a 20-cm deep scene cannot blur enough)
-    tight = CameraDistribution(name="t", range_slack=(1.0, 1.0))
-    c, (near, far) = tight.sample_scene([0, 5, 2], 322, depth_range_m=(2.9, 3.1))
+    c, (near, far) = get_camera_distribution("general").sample_scene([0, 5, 2], 322, depth_range_m=(2.9, 3.1))
     assert near <= 2.9 and far >= 3.1 and (near, far) != (2.9, 3.1)
     assert c.depth_range_m[0] <= near and c.depth_range_m[1] >= far

@@ -287,7 +287,7 @@ def synthesize_dataset(cfg: SynthConfig, log: Callable[[str], None] | None = Non
 
     def procedural_scene_range(i: int):
         """The depth range a procedural scene fills: with a distribution, the range its camera was
-        drawn for (narrower than the camera's stated range, optics.distribution step 3)."""
+        drawn for (narrower than the camera's stated range, optics.distribution step 6)."""
         return None if dist is None else dist.sample_scene([cfg.seed, i, 2], size[1])[1]
 
     todo, skipped = [], []

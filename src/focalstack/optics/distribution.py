@@ -9,32 +9,29 @@ A camera is drawn in the order a photographer's choices fall (``CameraDistributi
    lenses), and the horizontal field of view, uniform in ``fov_deg``: the sensor width is
    2·f·tan(fov/2), and the pixel pitch *of the images as rendered* is that width over the image
    width in pixels (a 24 MP photo downsampled to 256 px has 256-px pixels, not the sensor's);
-3. the depth range the camera *states* (``depth_range_m``, what a model is told): the scene's
-   widened by factors log-uniform in ``range_slack`` at each end, near/a and far·b. Why: the range
-   a user writes in camera.json, or the default derived from the focus distances, is a loose
-   bracket, never the scene's own 1st–99th percentile; a network trained on tight ranges learns to
-   read the range ends as depth (where flat regions give no evidence, it puts them between the
-   ends), and that fails on real metadata (a 70-minute pretraining on tight ranges: δ1 0.943 →
-   0.818 on the 50 mm validation camera of ``benchmarks/general.py``, whose stated range is
-   0.5–10 m);
-4. the number of frames, uniform in ``frames``; their focus distances evenly spaced in inverse
-   depth over a random share (``focus_spread``) of the *stated* range, with jitter — so a sweep
-   may start in front of the scene or end behind it, as a phone's sweep from its close-focus
-   limit does (focus confined to the scene's own range left such stacks unseen: a pretraining on
-   it lost phone δ1 0.822 → 0.603 on the phone validation camera, focused at 0.5 / 1 / 2 m in
-   front of rooms 0.7–5 m deep); sorted near → far or shuffled (models must not rely on the order);
-5. the f-number N is then *solved* so that the largest Gaussian σ any frame shows over the
-   scene's depth range equals a target drawn log-uniform in ``sigma_max_px``, and the draw is
-   repeated when N falls outside ``f_number``. Blur is what a model sees, so the distribution controls it
+3. the number of frames, uniform in ``frames``; their focus distances evenly spaced in inverse
+   depth over a random share (``focus_spread``) of the scene's inverse-depth range, with jitter;
+   sorted near → far or shuffled (models must not rely on the order);
+4. the f-number N is then *solved* so that the largest Gaussian σ any frame shows over the depth
+   range equals a target drawn log-uniform in ``sigma_max_px``, and the draw is repeated when N
+   falls outside ``f_number``. Blur is what a model sees, so the distribution controls it
    directly. The band starts at 0.4 px because that is where phones are: a phone's stack seen
    whole at a few hundred pixels blurs its scene by well under 1 px (the phone camera of
    ``benchmarks/general.py``: σ ≤ 0.72 px over 0.5–10 m) — weak evidence, not none, and a model
-   never trained on it departs from its cost-volume prior there (pretrainings with the band
-   at 0.8–5 px: phone δ1 0.822 → 0.47–0.71). Above ~5 px the evidence is mostly outside the
+   never trained on it departs from its cost-volume prior there (a pretraining with the band
+   at 0.8–5 px: phone δ1 0.822 → 0.473). Above ~5 px the evidence is mostly outside the
    training crops' windows and rendering slows down; cameras beyond that are brought into the
    band by resizing the images (which scales σ).
-6. with probability ``two_aperture`` the stack is a two-aperture pair at one focus distance
-   (the DSLR indoor set's f/2.8 + f/8 design) instead of a focus sweep.
+5. with probability ``two_aperture`` the stack is a two-aperture pair at one focus distance
+   (the DSLR indoor set's f/2.8 + f/8 design) instead of a focus sweep;
+6. the depth range the camera *states* (``depth_range_m``, what a model is told) is the scene's
+   widened by factors log-uniform in ``range_slack`` at each end, near/a and far·b, drawn last (so
+   every other choice of a seed is the same with or without slack). Why: the range a user writes
+   in camera.json, or the default derived from the focus distances, is a loose bracket, never the
+   scene's own 1st–99th percentile; a network trained on tight ranges learns to read the range ends
+   as depth (where flat regions give no evidence, it puts them between the ends), and that fails
+   on real metadata (a 70-minute pretraining on tight ranges: δ1 0.943 → 0.818 on the 50 mm
+   validation camera of ``benchmarks/general.py``, whose stated range is 0.5–10 m).
 
 Everything is a pure function of the seed. :data:`CAMERA_DISTRIBUTIONS` holds the named ones
 (``general``: the pretraining distribution of the shipped model).
@@ -100,7 +97,7 @@ class CameraDistribution:
                depth_range_m: tuple[float, float] | None = None, max_tries: int = 200) -> FocalStackCamera:
         """One camera for images ``width_px`` wide whose scene spans ``depth_range_m`` (drawn when
         None); the camera's stated ``depth_range_m`` holds that range with ``range_slack`` around it
-        (module doc, step 3). Deterministic in ``seed``. See :meth:`sample_scene`."""
+        (module doc, step 6). Deterministic in ``seed``. See :meth:`sample_scene`."""
         return self.sample_scene(seed, width_px, depth_range_m, max_tries)[0]
 
     def sample_scene(self, seed: int | Sequence[int], width_px: int,
@@ -137,15 +134,12 @@ class CameraDistribution:
             pixel = 2.0 * f * math.tan(fov / 2) / width_px
             if near <= 1.5 * f:          # the lens cannot focus that close
                 continue
-            # the stated range: the scene's with slack (never closer than the lens can focus)
-            stated = (max(near / _log_uniform(rng, *self.range_slack), 1.5 * f),
-                      far * _log_uniform(rng, *self.range_slack))
             two = rng.uniform() < self.two_aperture
             if two:
-                fd = (1.0 / rng.uniform(1.0 / stated[1], 1.0 / stated[0]),) * 2
+                fd = (1.0 / rng.uniform(1.0 / far, 1.0 / near),) * 2
             else:
                 n = int(rng.integers(self.frames[0], self.frames[1] + 1))
-                inv_n, inv_f = 1.0 / stated[0], 1.0 / stated[1]
+                inv_n, inv_f = 1.0 / near, 1.0 / far
                 spread = rng.uniform(*self.focus_spread) * (inv_n - inv_f)
                 lo = inv_f + rng.uniform(0, (inv_n - inv_f) - spread)
                 pos = np.linspace(lo, lo + spread, n) if n > 1 else np.array([lo + spread / 2])
@@ -171,6 +165,9 @@ class CameraDistribution:
                 nums = (s1 / target,)
             if not all(self.f_number[0] <= x <= self.f_number[1] for x in nums):
                 continue
+            # the stated range: the scene's with slack (never closer than the lens can focus)
+            stated = (max(near / _log_uniform(rng, *self.range_slack), 1.5 * f),
+                      far * _log_uniform(rng, *self.range_slack))
             camera = FocalStackCamera(ThinLens(f, nums[0], pixel, self.psf_scale), fd,
                                       f_numbers=nums if two else None, depth_range_m=stated,
                                       source=f"camera distribution {self.name!r}")
