@@ -278,17 +278,15 @@ def synthesize_dataset(cfg: SynthConfig, log: Callable[[str], None] | None = Non
             claim_output_dir(out / sp, "dataset", inputs)
 
     def camera_of(i: int, depth=None, width_px: int = 0):
-        """The stack's camera: the fixed one, or the distribution's draw for (seed, i) (deterministic)."""
+        """(the stack's camera, the depth range its scene fills or None = the camera's): the fixed
+        camera, or the distribution's draw for (seed, i) (deterministic). A procedural scene fills the
+        range its camera was drawn for, narrower than the camera's stated range (optics.distribution
+        step 6); an RGB-D scene brings its own depth."""
         if dist is None:
-            return camera
+            return camera, None
         if procedural:
-            return dist.sample([cfg.seed, i, 2], size[1])
-        return dist.sample([cfg.seed, i, 2], width_px, depth_range_m=_scene_depth_range(depth))
-
-    def procedural_scene_range(i: int):
-        """The depth range a procedural scene fills: with a distribution, the range its camera was
-        drawn for (narrower than the camera's stated range, optics.distribution step 6)."""
-        return None if dist is None else dist.sample_scene([cfg.seed, i, 2], size[1])[1]
+            return dist.sample_scene([cfg.seed, i, 2], size[1])
+        return dist.sample([cfg.seed, i, 2], width_px, depth_range_m=_scene_depth_range(depth)), None
 
     todo, skipped = [], []
     for i, (name, sp) in enumerate(zip(names, splits)):
@@ -304,14 +302,15 @@ def synthesize_dataset(cfg: SynthConfig, log: Callable[[str], None] | None = Non
     warned = False
     for i, name, d in tqdm(todo, desc=f"synth {cfg.source}", unit="sample", disable=not cfg.progress or not todo):
         if procedural:
-            sample = make_procedural_sample(scenes[i], camera_of(i), size, noise_std=cfg.noise, quantize_bits=bits,
+            cam_i, scene_range = camera_of(i)
+            sample = make_procedural_sample(scenes[i], cam_i, size, noise_std=cfg.noise, quantize_bits=bits,
                                             occlusion_aware=cfg.occlusion_aware, name=name, psf=cfg.psf,
-                                            num_layers=cfg.layers, depth_range_m=procedural_scene_range(i))
+                                            num_layers=cfg.layers, depth_range_m=scene_range)
         else:
             _, aif, depth = source.load(source.records[i])
             if cfg.resize != 1.0:
                 aif, depth = resize_rgbd(aif, depth, cfg.resize)
-            cam_i = camera_of(i, depth, aif.shape[-1])
+            cam_i, _ = camera_of(i, depth, aif.shape[-1])
             if not warned and not cfg.occlusion_aware:
                 warned = True
                 _warn_slow(cam_i, depth, cfg.psf)
