@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import subprocess
 import sys
@@ -243,6 +244,38 @@ def test_max_minutes_fits_the_schedule_to_the_budget(data, tmp_path, capsys):
     tr2.load_state_dict(st)
     assert tr2.schedule.total == planned and tr2.schedule_planned
     tr2.close()
+
+
+def test_max_minutes_replans_a_plan_made_from_slow_first_steps(data, tmp_path, monkeypatch, capsys):
+    """First steps 10× slower than the rest (a fresh install compiling renderer kernels): the first
+    plan ends the schedule early, so the re-plan must come after a quarter of the *planned steps*,
+    not wait for a quarter of the budget, which the short plan would never reach. A fake clock
+    (train_step advances it, trains nothing) keeps the test exact and fast."""
+    import types
+    from focalstack.train import trainer as T
+    clock = [0.0]
+    monkeypatch.setattr(T, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    tr = T.Trainer(tiny_cfg(data, tmp_path / "run", max_steps=100000, max_minutes=6.0, warmup_steps=1,
+                            val_interval=0, ckpt_interval=0))
+
+    def fake_step(batch):
+        clock[0] += 5.0 if tr.step < 11 else 0.5      # 5 s for the first 11 steps, then 0.5 s
+        return {"total": torch.zeros(())}
+
+    monkeypatch.setattr(tr, "train_step", fake_step)
+    res = tr.fit()
+    tr.close()
+    err = capsys.readouterr().err
+    import re
+    first = int(re.search(r"cosine schedule planned to end at step (\d+)", err).group(1))
+    again = re.search(r"over steps \d+–(\d+); cosine schedule re-planned to end at step (\d+)", err)
+    # planned from 5 s/step: 0.85 · (360 − 55) s / 5 s = 51 more steps, which 0.5-s steps finish at
+    # 80 s, before a quarter of the 360-s budget (90 s): without the plan-share trigger the run stops there
+    assert first == 11 + 51
+    replan_step, total = int(again.group(1)), int(again.group(2))
+    assert replan_step == 11 + math.ceil(T.REPLAN_AT_PLAN * 51)
+    assert total > 5 * first and res["step"] == total and res["reason"] == "max_minutes"
+    assert clock[0] <= 360.0 + 0.5                     # and the budget still holds
 
 
 def test_init_starts_from_a_checkpoint_and_adopts_its_model(data, tmp_path, capsys):

@@ -96,8 +96,13 @@ PLAN_HEADROOM = 0.85
 # The first steps run slower than the rest (caches warm up: a 12-minute fine-tune measured 0.78
 # steps/s there and averaged 0.97), so the plan is made once more when this share of the budget is
 # spent, from the speed since the plan (validation and checkpoints included, hence the higher
-# headroom). Early in the cosine the LR moves by a few percent at most.
+# headroom). Early in the cosine the LR moves by a few percent at most. The re-plan comes sooner
+# when REPLAN_AT_PLAN of the planned steps are done first: a plan made from slow first steps (a
+# fresh install compiles a renderer kernel for every new window size, and a batch of mixed cameras
+# meets a new size for many steps: 0.18 steps/s over steps 2–11 of a 55-minute pretraining, ~1
+# steps/s after) would otherwise end the run at a fifth of its budget, before the budget's re-plan.
 REPLAN_AT_BUDGET = 0.25
+REPLAN_AT_PLAN = 0.25
 REPLAN_HEADROOM = 0.95
 
 
@@ -306,6 +311,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.schedule_planned = cfg.max_minutes is None   # --max-minutes: planned after timing a few steps
         self.schedule_replanned = cfg.max_minutes is None  # ... and once more at REPLAN_AT_BUDGET
+        self.schedule_planned_at = 0                        # the step of the first plan
         amp = cfg.amp
         if self.device.type != "cuda":
             amp = "off" if amp == "auto" else amp
@@ -344,6 +350,7 @@ class Trainer:
                 "rng": _rng_state(), "step": self.step, "epoch": self.epoch,
                 "batch_in_epoch": self.batch_in_epoch, "best_val": self.best_val,
                 "schedule_planned": self.schedule_planned, "schedule_replanned": self.schedule_replanned,
+                "schedule_planned_at": self.schedule_planned_at,
                 "train_seconds": self._elapsed_s(),
                 "last_metrics": self.last_metrics, "config": self.cfg.to_dict(),
                 "physics_light": light.PHYSICS_LIGHT}
@@ -366,6 +373,7 @@ class Trainer:
         self.schedule.total = total
         if not again:   # the warm-up is over by the re-plan: changing it then would move the LR
             self.schedule.warmup = min(self.schedule.warmup, max(1, total // 10))
+            self.schedule_planned_at = self.step
         self.schedule_planned = True
         self.schedule_replanned = again
         if self.is_main:
@@ -379,6 +387,7 @@ class Trainer:
         self.scheduler.load_state_dict(st["scheduler"])   # restores the schedule object's total too
         self.schedule_planned = st.get("schedule_planned", True)
         self.schedule_replanned = st.get("schedule_replanned", True)   # runs from before the re-plan: none
+        self.schedule_planned_at = st.get("schedule_planned_at", 0)
         self.train_seconds = st.get("train_seconds", 0.0)
         self.scaler.load_state_dict(st["scaler"])
         _set_rng_state(st["rng"])
@@ -648,15 +657,20 @@ class Trainer:
 
     def _maybe_plan_schedule(self, session: "_Session") -> bool:
         """--max-minutes: plan the schedule once the first steps of this session are timed, and once
-        more when REPLAN_AT_BUDGET of the budget is spent (timed from the plan, or from this session's
-        first step after a resume)."""
+        more when REPLAN_AT_BUDGET of the budget is spent or REPLAN_AT_PLAN of the planned steps are
+        done, whichever comes first (timed from the plan, or from this session's first step after a
+        resume)."""
         if not self.schedule_planned:
             if session.steps <= PLAN_AFTER_STEPS:
                 return False
             self._plan_schedule(session.steps, session.t_first_step)
             session.t_plan, session.steps_at_plan = time.monotonic(), session.steps
             return True
-        if self.schedule_replanned or self._elapsed_s() < REPLAN_AT_BUDGET * self.cfg.max_minutes * 60.0:
+        if self.schedule_replanned:
+            return False
+        budget_due = self._elapsed_s() >= REPLAN_AT_BUDGET * self.cfg.max_minutes * 60.0
+        plan_due = self.step - self.schedule_planned_at >= REPLAN_AT_PLAN * (self.schedule.total - self.schedule_planned_at)
+        if not (budget_due or plan_due):
             return False
         t_ref, n = ((session.t_plan, session.steps - session.steps_at_plan + 1) if session.t_plan is not None
                     else (session.t_first_step, session.steps))
