@@ -5,13 +5,15 @@
 On the first ``--num`` validation stacks of one ``benchmarks/general.py`` camera (the DSLR-indoor
 validation scenes rendered through it; built there on first use), prints per stack the median of
 log(d̂ / d) over the pixels whose true depth d falls in each bin of ``--bins`` (metres; holes
-excluded): 0 = unbiased, −0.3 = 26 % too near, +0.3 = 35 % too far. Ground truth is used for this
-diagnosis only.
+excluded): 0 = unbiased, −0.3 = 26 % too near, +0.3 = 35 % too far; then, over those stacks
+together, each bin's share of the pixels and δ1 there (which depths a score is won or lost at).
+Ground truth is used for this diagnosis only.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from types import SimpleNamespace
 
 import torch
@@ -34,7 +36,7 @@ def main() -> None:
     edges = list(zip(args.bins[:-1], args.bins[1:]))
     print(f"{args.camera}: median log(d̂/d) per true-depth bin " + ", ".join(f"{a:g}–{b:g} m" for a, b in edges))
     for ck in args.checkpoint or ["shipped:general"]:
-        rows = []
+        rows, count, good = [], torch.zeros(len(edges)), torch.zeros(len(edges))
         for s in samples:
             d = net(s, SimpleNamespace(checkpoint=ck, device="cpu")).depth_m.view(*s.size_hw)
             gt = s.depth_m.view(*s.size_hw)
@@ -42,7 +44,15 @@ def main() -> None:
             r, g = (d[ok] / gt[ok]).log(), gt[ok]
             rows.append([float(r[(g >= a) & (g < b)].median()) if ((g >= a) & (g < b)).any() else float("nan")
                          for a, b in edges])
+            inside = r.abs() < math.log(1.25)
+            for i, (a, b) in enumerate(edges):
+                m = (g >= a) & (g < b)
+                count[i] += m.sum()
+                good[i] += (m & inside).sum()
         print(ck, " | ".join(" ".join(f"{x:+.2f}" for x in row) for row in rows), flush=True)
+        print("  share / δ1: " + ", ".join(f"{a:g}–{b:g} m {count[i] / count.sum():.2f} / "
+                                          + (f"{good[i] / count[i]:.2f}" if count[i] else "–")
+                                          for i, (a, b) in enumerate(edges)), flush=True)
 
 
 if __name__ == "__main__":
