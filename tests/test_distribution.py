@@ -55,25 +55,6 @@ def test_range_slack_changes_only_the_stated_range():
         CameraDistribution(range_slack=(0.5, 2.0))
 
 
-def test_subject_focus_leaves_the_background_beyond_the_farthest_focus_plane():
-    """With subject_focus the far share background_share of the scene's inverse-depth range lies
-    beyond every focus plane (a phone focused on the foreground); without it no such share is forced."""
-    subject = CameraDistribution(name="t", subject_focus=1.0)
-    never = CameraDistribution(name="t", subject_focus=0.0)
-
-    def beyond(cam, scene):   # share of the scene's inverse-depth range behind the farthest focus plane
-        near, far = scene
-        return (1 / max(cam.focus_distances_m) - 1 / far) / (1 / near - 1 / far)
-
-    shares = [beyond(*subject.sample_scene([2, i], 256)) for i in range(40)]
-    lo, hi = subject.background_share
-    assert all(lo - 1e-9 <= b <= hi + 0.2 for b in shares)   # + the jitter of the sweep's positions
-    assert np.mean(shares) > lo + 0.1
-    assert min(beyond(*never.sample_scene([2, i], 256)) for i in range(40)) < 0.05
-    with pytest.raises(ValueError, match="subject_focus"):
-        CameraDistribution(subject_focus=1.5)
-
-
 def test_given_depth_range_and_two_aperture_pairs():
     dist = CameraDistribution(name="t", two_aperture=1.0)
     c, scene = dist.sample_scene(3, 645, depth_range_m=(0.4, 9.0))

@@ -11,16 +11,15 @@ A camera is drawn in the order a photographer's choices fall (``CameraDistributi
    width in pixels (a 24 MP photo downsampled to 256 px has 256-px pixels, not the sensor's);
 3. the number of frames, uniform in ``frames``; their focus distances evenly spaced in inverse
    depth over a random share (``focus_spread``) of the scene's inverse-depth range, with jitter;
-   sorted near → far or shuffled (models must not rely on the order). With probability
-   ``subject_focus`` the photographer focused on the foreground: a share ``background_share`` of
-   the scene's inverse-depth range (the far part) lies beyond the farthest focus plane, as a
-   phone's stack focused at 0.5–2 m leaves a room's 3–5 m. Why: networks pretrained without it
-   learned that depth seldom lies beyond the farthest focus plane — on the phone camera of
-   ``benchmarks/general.py`` δ1 rose at 1–3 m (0.70 / 0.75 → 0.84 / 0.94) and fell at 3–5 m
-   (0.93 → 0.26), nearly half its pixels (``benchmarks/depth_bias.py``). (Tried and reverted: sweeps
+   sorted near → far or shuffled (models must not rely on the order). (Tried and reverted: sweeps
    over the camera's wider *stated* range, so that some start in front of the scene as a phone's
    does; 1000 pretraining steps on it scored worse on every validation camera looked at, phone δ1
-   0.603 → 0.454, 50 mm 0.948 → 0.937);
+   0.603 → 0.454, 50 mm 0.948 → 0.937. Also tried and reverted: with probability 0.3 a sweep over
+   the near part only, leaving 30–70 % of the scene's inverse-depth range beyond the farthest
+   focus plane, as a phone focused on the foreground leaves a room's 3–5 m; after 1000 steps the
+   phone's δ1 there was 0.00 instead of 0.26 at 1250 steps without it — more such pixels in
+   training taught more of the bias toward the focus planes, which the objective has there,
+   ``benchmarks/aif_bias.py``);
 4. the f-number N is then *solved* so that the largest Gaussian σ any frame shows over the depth
    range equals a target drawn log-uniform in ``sigma_max_px``, and the draw is repeated when N
    falls outside ``f_number``. Blur is what a model sees, so the distribution controls it
@@ -82,21 +81,16 @@ class CameraDistribution:
     depth_ratio: tuple[float, float] = (3.0, 20.0)
     two_aperture: float = 0.0
     range_slack: tuple[float, float] = (1.0, 3.0)
-    subject_focus: float = 0.3
-    background_share: tuple[float, float] = (0.3, 0.7)
     psf_scale: float = DEFAULT_PSF_SCALE
 
     def __post_init__(self):
         for key in ("focal_length_mm", "fov_deg", "f_number", "focus_spread", "sigma_max_px", "near_m", "depth_ratio",
-                    "range_slack", "background_share"):
+                    "range_slack"):
             lo, hi = getattr(self, key)
             if not (0 < lo <= hi):
                 raise ValueError(f"CameraDistribution.{key} must satisfy 0 < min ≤ max, got {(lo, hi)}")
         if not (1 <= self.frames[0] <= self.frames[1]):
             raise ValueError(f"CameraDistribution.frames must satisfy 1 ≤ min ≤ max, got {self.frames}")
-        if not (0.0 <= self.subject_focus <= 1.0) or self.background_share[1] >= 1.0:
-            raise ValueError(f"CameraDistribution: subject_focus must be in [0, 1] and background_share below 1, "
-                             f"got {self.subject_focus}, {self.background_share}")
         if self.range_slack[0] < 1.0:
             raise ValueError(f"CameraDistribution.range_slack must be ≥ 1 (a stated range holds the scene), "
                              f"got {self.range_slack}")
@@ -158,14 +152,9 @@ class CameraDistribution:
                 inv_n, inv_f = 1.0 / near, 1.0 / far
                 spread = rng.uniform(*self.focus_spread) * (inv_n - inv_f)
                 lo = inv_f + rng.uniform(0, (inv_n - inv_f) - spread)
-                floor = inv_f
-                if rng.uniform() < self.subject_focus:   # focused on the foreground (step 3)
-                    back = rng.uniform(*self.background_share) * (inv_n - inv_f)
-                    lo, spread = inv_f + back, min(spread, (inv_n - inv_f) - back)
-                    floor = lo
                 pos = np.linspace(lo, lo + spread, n) if n > 1 else np.array([lo + spread / 2])
                 pos = pos + rng.uniform(-0.25, 0.25, n) * (spread / max(n - 1, 1))
-                pos = np.clip(pos, floor, inv_n)
+                pos = np.clip(pos, inv_f, inv_n)
                 fd = tuple(float(1.0 / p) for p in pos)
                 if rng.uniform() < 0.5:
                     fd = tuple(sorted(fd))
