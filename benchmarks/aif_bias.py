@@ -48,7 +48,7 @@ def main() -> None:
     from focalstack.optics.camera import CameraBatch
 
     net = get_method("net")
-    model = load_cached(args.checkpoint, "cpu")
+    model = load_cached(args.checkpoint, "cpu")[0]   # (model, sidecar)
     gain0 = float(model.log_aif_gain.detach().exp())
     print("re-rendering loss of s·d_true, % above its minimum over s; columns s = " + " ".join(f"{s:g}" for s in SCALES))
     for cam_name in args.camera or ["phone"]:

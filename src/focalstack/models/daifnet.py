@@ -111,7 +111,12 @@ selection (gain 5: a frame 1 px of σ blurrier keeps < 1 % of the weight instead
 untrained net a 1.7–4.4 dB better AIF on validation scenes, but a worse start for training and refinement: a 12-minute
 fine-tune on the 35 mm validation camera reached δ1 0.890 instead of 0.919, and ``--refine 100``
 0.002–0.006 δ1 less (``benchmarks/aif_prior.py``, README "Any camera"). So the prior stays soft
-and the AIF sharpens by training."""
+and the AIF sharpens by training. For *pretraining* across cameras the soft prior is the wrong
+start: on a phone, whose frames differ by a fraction of a pixel of σ, the blend carries their blur
+and the re-rendering loss then prefers depths too near the focus planes (``benchmarks/aif_bias.py``);
+55 minutes from gain 5 and 40 from gain 20 kept the phone at δ1 0.594 and 0.658 against 0.502 from
+1.5 (README "Any camera"). The shipped weights stay the untrained ones, with this gain, until a
+pretrained model beats them on every validation camera."""
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ A camera is drawn in the order a photographer's choices fall (``CameraDistributi
    sorted near → far or shuffled (models must not rely on the order). (Tried and reverted: sweeps
    over the camera's wider *stated* range, so that some start in front of the scene as a phone's
    does; 1000 pretraining steps on it scored worse on every validation camera looked at, phone δ1
-   0.603 → 0.454, 50 mm 0.948 → 0.937. Also tried and reverted: with probability 0.3 a sweep over
-   the near part only, leaving 30–70 % of the scene's inverse-depth range beyond the farthest
-   focus plane, as a phone focused on the foreground leaves a room's 3–5 m; after 1000 steps the
-   phone's δ1 there was 0.00 instead of 0.26 at 1250 steps without it — more such pixels in
-   training taught more of the bias toward the focus planes, which the objective has there,
-   ``benchmarks/aif_bias.py``);
+   0.603 → 0.454, 50 mm 0.948 → 0.937. Also tried and reverted: with probability 0.3 a sweep
+   over the near part only, leaving 30–70 % of the scene's inverse-depth range beyond the
+   farthest focus plane, as a phone focused on the foreground leaves a room's 3–5 m; after 1000
+   steps the phone's δ1 on its pixels 3–5 m deep was 0.00, against 0.36 after 1250 steps
+   without it: more such pixels taught more of the pull toward the focus planes that the
+   re-rendering loss has where σ differs by a fraction of a pixel, ``benchmarks/aif_bias.py``);
 4. the f-number N is then *solved* so that the largest Gaussian σ any frame shows over the depth
    range equals a target drawn log-uniform in ``sigma_max_px``, and the draw is repeated when N
    falls outside ``f_number``. Blur is what a model sees, so the distribution controls it
