@@ -42,11 +42,10 @@ def main() -> None:
             gt = s.depth_m.view(*s.size_hw)
             ok = torch.isfinite(gt) & (gt > 0)
             r, g = (d[ok] / gt[ok]).log(), gt[ok]
-            rows.append([float(r[(g >= a) & (g < b)].median()) if ((g >= a) & (g < b)).any() else float("nan")
-                         for a, b in edges])
-            inside = r.abs() < math.log(1.25)
-            for i, (a, b) in enumerate(edges):
-                m = (g >= a) & (g < b)
+            bins = [(g >= a) & (g < b) for a, b in edges]
+            rows.append([float(r[m].median()) if m.any() else float("nan") for m in bins])
+            inside = r.abs() < math.log(1.25)      # δ1: max(d̂/d, d/d̂) < 1.25
+            for i, m in enumerate(bins):
                 count[i] += m.sum()
                 good[i] += (m & inside).sum()
         print(ck, " | ".join(" ".join(f"{x:+.2f}" for x in row) for row in rows), flush=True)

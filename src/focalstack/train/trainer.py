@@ -310,7 +310,7 @@ class Trainer:
         self.schedule = CosineSchedule(cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.schedule_planned = cfg.max_minutes is None   # --max-minutes: planned after timing a few steps
-        self.schedule_replanned = cfg.max_minutes is None  # ... and once more at REPLAN_AT_BUDGET
+        self.schedule_replanned = cfg.max_minutes is None  # ... and once more (REPLAN_AT_BUDGET / _AT_PLAN)
         self.schedule_planned_at = 0                        # the step of the first plan
         amp = cfg.amp
         if self.device.type != "cuda":
