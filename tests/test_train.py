@@ -416,7 +416,26 @@ def test_train_with_refine_teacher(data, tmp_path):
     assert len(list((tmp_path / "run" / "teacher").glob("*.safetensors"))) == 5
     assert all("teacher" in t and t["teacher"] > 0 for t in seen)
     with pytest.raises(ValueError, match="teacher_refine_steps"):
-        tiny_cfg(data, tmp_path / "x", teacher="refine", teacher_refine_steps=0)
+        tiny_cfg(data, tmp_path / "x", teacher="refine", teacher_refine_steps=-1)
+
+
+def test_refine_teacher_with_zero_steps_anchors_to_the_initial_network(tmp_path):
+    """--teacher-refine-steps 0: the label is the initial network's own depth, unrefined, and its
+    trust is the fit of the network's own re-rendering (high on a stack it re-renders well)."""
+    from focalstack.inference.network import run_network
+    from focalstack.models import build_model
+    from focalstack.train.teacher import TeacherConfig, label_stack
+
+    cam = get_preset("procedural")
+    h, w = 32, 40
+    tex = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(1))
+    frames = render_stack(tex, torch.full((1, 1, h, w), 1.2), cam, kernel_size=13)[0]
+    torch.manual_seed(0)
+    model = build_model("daifnet", width=4, levels=2, hypotheses=8).eval()
+    lab = label_stack(frames, cam, TeacherConfig(kind="refine", refine_steps=0), model)
+    depth, _ = run_network(model, frames, cam, cam.effective_depth_range_m())
+    torch.testing.assert_close(lab["inv_depth"], 1.0 / depth)
+    assert lab["weight"].shape == (h, w) and 0.2 < float(lab["weight"].mean()) <= 1.0
 
 
 def test_mixed_stack_sizes_train_in_one_batch(tmp_path):

@@ -44,7 +44,7 @@ class TrainConfig:
     s is drawn from (seed, step): resumable. Validation is not augmented.
 
     ``teacher``: "optimize" (the zero-shot optimiser) or "refine" (the initial network refined per
-    stack, ``teacher_refine_steps`` steps) labels every training stack once before the first step
+    stack, ``teacher_refine_steps`` steps; 0 = its own prediction) labels every training stack once before the first step
     (cached in ``out_dir/teacher``, resumable; :mod:`focalstack.train.teacher`) and adds the
     trust-weighted pseudo-label term (``loss.teacher``) to the self-supervised loss; no ground truth
     is used. ``teacher_iters_scale`` scales the optimiser's iterations (speed).
@@ -130,7 +130,9 @@ class TrainConfig:
     teacher_iters_scale: float = field(default=1.0, metadata={
         "flag": "--teacher-iters-scale", "help": "× the optimiser's iterations for the labels (default 1)"})
     teacher_refine_steps: int = field(default=100, metadata={
-        "flag": "--teacher-refine-steps", "help": "refinement steps of --teacher refine (default 100)"})
+        "flag": "--teacher-refine-steps",
+        "help": "refinement steps of --teacher refine (default 100; 0: the initial network's own depth, an anchor "
+                "that keeps it where the re-rendering loss cannot tell depths apart)"})
 
     def __post_init__(self):
         if isinstance(self.loss, dict):
@@ -162,8 +164,8 @@ class TrainConfig:
         if self.teacher is not None:
             if self.teacher not in ("optimize", "refine"):
                 raise ValueError(f"teacher must be 'optimize', 'refine' or none, got {self.teacher!r}")
-            if self.teacher == "refine" and self.teacher_refine_steps < 1:
-                raise ValueError(f"teacher_refine_steps must be ≥ 1, got {self.teacher_refine_steps}")
+            if self.teacher == "refine" and self.teacher_refine_steps < 0:
+                raise ValueError(f"teacher_refine_steps must be ≥ 0, got {self.teacher_refine_steps}")
             if self.supervision != "self":
                 raise ValueError("--teacher distils into the self-supervised loss: it needs --supervision self")
             if self.scale_aug is not None:
