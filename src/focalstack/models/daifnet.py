@@ -132,6 +132,8 @@ class DAIFNetConfig(ModelConfig):
     cost_aggregation: the camera variant's cost prior: "gated" (raw + four radii, weighted by the local
         confidence, default) or "mean" (raw + two radii, equal weights: checkpoints made before the
         gated prior, which record no cost_aggregation).
+    aif_prior_gain: the initial value of the learned AIF selection prior's gain (:data:`AIF_PRIOR_GAIN`);
+        a trained checkpoint carries its learned value in its weights.
     """
 
     # metadata "flag": an option of `focalstack train` of its own (every option is also --model-opt KEY=VALUE)
@@ -147,6 +149,8 @@ class DAIFNetConfig(ModelConfig):
     cost_window: int = field(default=7, metadata={"help": "cost aggregation window, px (camera)"})
     cost_aggregation: str = field(default="gated", metadata={"choices": tuple(COST_AGGREGATIONS),
                                                              "help": "cost prior: gated (default) or mean (camera)"})
+    aif_prior_gain: float = field(default=AIF_PRIOR_GAIN, metadata={
+        "help": "initial gain of the AIF selection prior, per px of σ (camera; default 1.5; learned after)"})
 
     # checkpoints whose sidecar lacks a field were made before it existed: this value rebuilds them
     ABSENT_IN_OLD_CHECKPOINTS: ClassVar[dict] = {"cost_aggregation": "mean"}
@@ -157,6 +161,8 @@ class DAIFNetConfig(ModelConfig):
             raise ValueError(f"DAIFNet: width and levels must be ≥ 1, got {self.width}, {self.levels}")
         if self.variant == "camera" and self.hypotheses < 2:
             raise ValueError(f"DAIFNet: hypotheses must be ≥ 2, got {self.hypotheses}")
+        if not self.aif_prior_gain > 0:
+            raise ValueError(f"DAIFNet: aif_prior_gain must be > 0, got {self.aif_prior_gain}")
 
 
 def _channels_last(t: torch.Tensor) -> torch.Tensor:
@@ -202,7 +208,7 @@ class DAIFNet(FocalStackModel):
             # log-gains: the untrained net is the soft-argmin of the aggregated cost (a classical DFD) and its
             # AIF the frame in focus at that depth; training moves away from both where the data says so
             self.log_cost_gain = nn.Parameter(torch.tensor(math.log(50.0)))
-            self.log_aif_gain = nn.Parameter(torch.tensor(math.log(AIF_PRIOR_GAIN)))
+            self.log_aif_gain = nn.Parameter(torch.tensor(math.log(o.aif_prior_gain)))
         self.aif_head = conv(width, 3)
         if self.aif_mode == "select":
             nn.init.zeros_(self.aif_head.weight)            # residual starts at 0: aif = soft selection
