@@ -438,6 +438,34 @@ def test_refine_teacher_with_zero_steps_anchors_to_the_initial_network(tmp_path)
     assert lab["weight"].shape == (h, w) and 0.2 < float(lab["weight"].mean()) <= 1.0
 
 
+def test_fine_tuning_a_checkpoint_continues_its_teacher_unless_told_otherwise(data, tmp_path):
+    """A fresh run from --init CHECKPOINT adopts that checkpoint's teacher (the pretrained general
+    model's anchor, --teacher refine --teacher-refine-steps 0) and its weight, unless the command
+    gives --teacher, or a supervision / scale augmentation a teacher cannot be combined with."""
+    pre = tmp_path / "pre"
+    assert cli_main(["train", str(data), "--out", str(pre), "--max-steps", "1", "--init", "none", "--teacher", "refine",
+                     "--teacher-refine-steps", "0", "--w-teacher", "0.2", *TINY]) == 0
+    init = str(pre / "last.safetensors")
+
+    def cfg_of(name, *extra):
+        run = tmp_path / name
+        assert cli_main(["train", str(data), "--out", str(run), "--max-steps", "0", "--init", init, *extra, *TINY]) == 0
+        return json.loads((run / "config.json").read_text())
+
+    c = cfg_of("ft")
+    assert (c["teacher"], c["teacher_refine_steps"], c["loss"]["teacher"]) == ("refine", 0, 0.2)
+    assert (tmp_path / "ft" / "teacher" / "teacher.json").is_file()          # the anchor's labels were made
+    assert cfg_of("ft_w", "--w-teacher", "0.05")["loss"]["teacher"] == 0.05   # a weight given wins
+    assert cfg_of("ft_none", "--teacher", "none")["teacher"] is None
+    assert cfg_of("ft_depth", "--supervision", "depth")["teacher"] is None
+    plain = tmp_path / "plain"
+    assert cli_main(["train", str(data), "--out", str(plain), "--max-steps", "1", "--init", "none", *TINY]) == 0
+    run = tmp_path / "ft_plain"                                                 # a checkpoint without one
+    assert cli_main(["train", str(data), "--out", str(run), "--max-steps", "0", "--init", str(plain / "last.safetensors"),
+                     *TINY]) == 0
+    assert json.loads((run / "config.json").read_text())["teacher"] is None
+
+
 def test_mixed_stack_sizes_train_in_one_batch(tmp_path):
     root = make_dataset(tmp_path / "ds", n=2, hw=(24, 24))
     from focalstack.data import load_sample
