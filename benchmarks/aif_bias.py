@@ -25,7 +25,8 @@ keep their true depth) and sums the curves over the stacks, per bin with ≥ 5 %
 where in depth the objective can tell depths apart (a flat curve: it cannot) and which way its bias
 points there. With ``--bins 0 2 3 10`` on the phone, every AIF's curve moves < 1 % over s = 0.6–1.4
 on the 3–10 m pixels (beyond its farthest focus plane), with its minimum at s = 0.7 for the network's
-blended AIF and at 1.4 for ``hard@s``.
+blended AIF (the untrained initialisation's, at gain 1.5) and at 1.4 for ``hard@s``
+(``results/general/aif_bias_bins.txt``).
 """
 
 from __future__ import annotations
