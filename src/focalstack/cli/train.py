@@ -57,13 +57,9 @@ def _add_options(p) -> None:
 INIT_OBJECTIVE = ("teacher", "teacher_refine_steps", "teacher_iters_scale")
 
 
-def _adopt_init_model(base: dict, init: str, model_named: bool, teacher_given: bool = True) -> None:
+def _adopt_init_model(base: dict, init: str, model_named: bool) -> None:
     """--init on a fresh run: the checkpoint's model and settings unless the command names them
-    (``model_named``; ``auto``: the shipped model's, when it is camera-general), and unless the command
-    gives ``--teacher``, the checkpoint's teacher (:data:`INIT_OBJECTIVE` and its weight): a model
-    pretrained with an anchor to its initialisation is fine-tuned with the anchor too. Without it the
-    re-rendering loss alone pulls the shipped general model off where the anchor held it (12 minutes on
-    the 35 mm validation camera: δ1 0.917 → 0.829; README "Any camera")."""
+    (``model_named``; ``auto``: the shipped model's, when it is camera-general)."""
     from ..checkpoint import model_spec, resolve_checkpoint, resolve_init, shipped_is_general
     if init == "auto" and not shipped_is_general():
         return
@@ -75,10 +71,22 @@ def _adopt_init_model(base: dict, init: str, model_named: bool, teacher_given: b
     if not model_named:
         base["model"] = spec.get("name", base["model"])
         base["model_cfg"] = dict(spec.get("cfg", {}))
-    cfg = json.loads(side.read_text()).get("config") or {}
-    if not teacher_given and cfg.get("teacher") and cfg.get("supervision", "self") == "self":
+
+
+def _adopt_init_teacher(base: dict, given_loss: dict) -> None:
+    """A fresh run that starts from a checkpoint's weights continues that checkpoint's teacher
+    (:data:`INIT_OBJECTIVE` and its weight; the caller skips this when ``--teacher`` is given): the
+    shipped general model, pretrained with an anchor to its initialisation, is fine-tuned with the
+    anchor too. Without it the re-rendering loss alone pulls that model off where the anchor held it
+    (12 minutes on the 35 mm validation camera: δ1 0.917 → 0.829, with it 0.911; README "Any camera")."""
+    from ..checkpoint import resolve_checkpoint, resolve_init
+    path = resolve_init(base["init"], base["model"], base["model_cfg"])   # what the trainer will load
+    if path is None:
+        return
+    cfg = json.loads(resolve_checkpoint(path)[1].read_text()).get("config") or {}
+    if cfg.get("teacher") and cfg.get("supervision", "self") == "self":
         base.update({k: cfg[k] for k in INIT_OBJECTIVE if k in cfg})
-        if "teacher" in (cfg.get("loss") or {}):
+        if "teacher" in (cfg.get("loss") or {}) and "teacher" not in given_loss:   # a weight given wins
             base["loss"]["teacher"] = cfg["loss"]["teacher"]
 
 
@@ -103,10 +111,7 @@ def build_config(args):
     base = TrainConfig().to_dict() if fresh else json.loads(saved.read_text())
     if fresh:
         base["init"] = init or "auto"
-        # a teacher distils into the self-supervised loss and does not scale: not adopted beside those options
-        _adopt_init_model(base, base["init"], bool(given.get("model") or given_model or args.model_opt),
-                          "teacher" in given or given.get("supervision", "self") != "self"
-                          or given.get("scale_aug") is not None)
+        _adopt_init_model(base, base["init"], bool(given.get("model") or given_model or args.model_opt))
     if fresh and given.get("model") and given["model"] != base.get("model"):
         base["model_cfg"] = {}  # the model's own defaults (the daifnet defaults need not apply)
         base["loss"].update(model_class(given["model"]).LOSS_DEFAULTS)
@@ -122,6 +127,9 @@ def build_config(args):
         mc[key] = val
     model_config(base["model"], mc)     # unknown or bad options: one line naming the valid ones
     base["model_cfg"] = mc
+    # a teacher distils into the self-supervised loss and does not scale: not adopted beside those options
+    if fresh and "teacher" not in given and base["supervision"] == "self" and base.get("scale_aug") is None:
+        _adopt_init_teacher(base, given_loss)
     return TrainConfig.from_dict(base)
 
 
