@@ -115,8 +115,9 @@ and the AIF sharpens by training. For *pretraining* across cameras the soft prio
 start: on a phone, whose frames differ by a fraction of a pixel of σ, the blend carries their blur
 and the re-rendering loss then prefers depths too near the focus planes (``benchmarks/aif_bias.py``);
 55 minutes from gain 5 and 40 from gain 20 kept the phone at δ1 0.594 and 0.658 against 0.502 from
-1.5 (README "Any camera"). The shipped weights stay the untrained ones, with this gain, until a
-pretrained model beats them on every validation camera."""
+1.5 (README "Any camera"). The shipped general model was pretrained from gain 20 (``aif_prior_gain``),
+with an anchor to its initialisation's depth (:mod:`focalstack.train.teacher`); its learned gain is
+11.8. This default stays 1.5 for networks started from scratch for one camera."""
 
 
 @dataclass(frozen=True)
