@@ -11,7 +11,7 @@ network trains with (:func:`focalstack.optimize.optimize_stack`):
   into the network so that it runs at network speed. Its labels start from the network's own
   depth and only move where the re-rendering error says so. With ``refine_steps=0`` the label is
   the initial network's own depth: an *anchor* for pretraining. Where a camera's frames barely
-  differ (a phone beyond its farthest focus plane) the re-rendering loss changes by < 0.5 % over
+  differ (a phone beyond its farthest focus plane) the re-rendering loss changes by < 1 % over
   ±40 % of depth and its small biases (toward the focus planes with a blended AIF) move depth
   freely; the anchor holds the initialisation there, while the loss still wins where it has evidence.
 
