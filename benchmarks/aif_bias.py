@@ -98,5 +98,6 @@ def main() -> None:
             print(f"{cam_name} {label} {name:12s} min at s={argmin:<4g} "
                   + " ".join(f"{(v / best - 1) * 100:5.2f}" for v in loss), flush=True)
 
+
 if __name__ == "__main__":
     main()

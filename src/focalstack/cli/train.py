@@ -84,7 +84,7 @@ def _adopt_init_teacher(base: dict, given_loss: dict) -> None:
     if path is None:
         return
     cfg = json.loads(resolve_checkpoint(path)[1].read_text()).get("config") or {}
-    if cfg.get("teacher") and cfg.get("supervision", "self") == "self":
+    if cfg.get("teacher"):   # TrainConfig accepts a teacher only with self-supervision
         base.update({k: cfg[k] for k in INIT_OBJECTIVE if k in cfg})
         if "teacher" in (cfg.get("loss") or {}) and "teacher" not in given_loss:   # a weight given wins
             base["loss"]["teacher"] = cfg["loss"]["teacher"]
