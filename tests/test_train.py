@@ -367,6 +367,39 @@ def test_teacher_weight_needs_evidence_an_8bit_frame_can_record():
     assert out["strong"][1] > 0.8 * out["strong"][0] > 0.1
 
 
+def test_weak_evidence_trust_holds_the_label_only_where_the_defocus_cannot_decide():
+    """--teacher-trust weak-evidence = fit × (1 − distinctness × evidence): an anchor that lets go on a
+    textured pixel under a DSLR-like blur (the loss decides there) and holds on a flat one, and on
+    texture a lens barely blurs (f/16 here, margins below one 8-bit code value); ``fit`` holds
+    everywhere, ``evidence`` is its exact opposite in the distinctness factor."""
+    from dataclasses import replace
+    from focalstack.train.teacher import TeacherConfig, label_weight
+
+    strong = get_preset("procedural")
+    weak = replace(strong, f_numbers=None, lens=replace(strong.lens, f_number=strong.lens.f_number * 8))
+    h, w = 40, 64
+    tex = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(1))
+    tex[..., w // 2:] = 0.5                                       # right half flat
+    d = torch.full((1, 1, h, w), 1.5)
+    inv = torch.full((h, w), 1 / 1.5)
+    textured, flat = (slice(8, -8), slice(8, w // 2 - 8)), (slice(8, -8), slice(w // 2 + 8, -8))
+    out = {}
+    for name, cam in (("strong", strong), ("weak", weak)):
+        frames = render_stack(tex, d, cam, kernel_size=13)[0]
+        for trust in ("fit", "evidence", "weak-evidence"):
+            wt = label_weight(frames, cam, inv, frames, trust=trust)
+            out[name, trust] = (float(wt[textured].mean()), float(wt[flat].mean()))
+            if trust == "weak-evidence":   # the two trusts split the fit between them
+                torch.testing.assert_close(wt + label_weight(frames, cam, inv, frames, trust="evidence"),
+                                           label_weight(frames, cam, inv, frames, trust="fit"))
+    assert out["strong", "weak-evidence"][0] < 0.3 < 0.9 < out["strong", "weak-evidence"][1]
+    assert out["weak", "weak-evidence"][0] > 0.8 and out["strong", "fit"][0] > 0.9
+    assert TeacherConfig(kind="refine", refine_steps=0).weight_trust == "fit"
+    assert TeacherConfig().weight_trust == "evidence" and "trust" not in TeacherConfig().to_dict()
+    with pytest.raises(ValueError, match="trust"):
+        TeacherConfig(trust="maybe")
+
+
 def test_train_with_teacher_distils_the_cached_labels(data, tmp_path):
     seen = []
     cfg = tiny_cfg(data, tmp_path / "run", teacher="optimize", teacher_iters_scale=0.1, max_steps=2)
@@ -444,7 +477,7 @@ def test_fine_tuning_a_checkpoint_continues_its_teacher_unless_told_otherwise(da
     gives --teacher, or a supervision / scale augmentation a teacher cannot be combined with."""
     pre = tmp_path / "pre"
     assert cli_main(["train", str(data), "--out", str(pre), "--max-steps", "1", "--init", "none", "--teacher", "refine",
-                     "--teacher-refine-steps", "0", "--w-teacher", "0.2", *TINY]) == 0
+                     "--teacher-refine-steps", "0", "--teacher-trust", "weak-evidence", "--w-teacher", "0.2", *TINY]) == 0
     init = str(pre / "last.safetensors")
 
     def cfg_of(name, *extra):
@@ -453,8 +486,10 @@ def test_fine_tuning_a_checkpoint_continues_its_teacher_unless_told_otherwise(da
         return json.loads((run / "config.json").read_text())
 
     c = cfg_of("ft")
-    assert (c["teacher"], c["teacher_refine_steps"], c["loss"]["teacher"]) == ("refine", 0, 0.2)
-    assert (tmp_path / "ft" / "teacher" / "teacher.json").is_file()          # the anchor's labels were made
+    assert (c["teacher"], c["teacher_refine_steps"], c["teacher_trust"], c["loss"]["teacher"]) == \
+        ("refine", 0, "weak-evidence", 0.2)
+    meta = json.loads((tmp_path / "ft" / "teacher" / "teacher.json").read_text())   # the anchor's labels were made
+    assert (meta["refine_steps"], meta["trust"]) == (0, "weak-evidence")
     assert cfg_of("ft_w", "--w-teacher", "0.05")["loss"]["teacher"] == 0.05   # a weight given wins
     assert cfg_of("ft_none", "--teacher", "none")["teacher"] is None
     assert cfg_of("ft_depth", "--supervision", "depth")["teacher"] is None

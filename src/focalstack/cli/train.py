@@ -54,7 +54,7 @@ def _add_options(p) -> None:
 
 
 # the settings of a checkpoint's own objective that a run fine-tuning it continues with
-INIT_OBJECTIVE = ("teacher", "teacher_refine_steps", "teacher_iters_scale")
+INIT_OBJECTIVE = ("teacher", "teacher_refine_steps", "teacher_iters_scale", "teacher_trust")
 
 
 def _adopt_init_model(base: dict, init: str, model_named: bool) -> None:

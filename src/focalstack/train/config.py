@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from ..losses import SUPERVISION_MODES, LossConfig
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+TEACHER_TRUSTS = ("auto", "fit", "evidence", "weak-evidence")
+"""``--teacher-trust``: per-pixel trust of the teacher's labels (:mod:`focalstack.train.teacher`)."""
 
 
 @dataclass
@@ -47,7 +49,8 @@ class TrainConfig:
     stack, ``teacher_refine_steps`` steps; 0 = its own prediction) labels every training stack once before the first step
     (cached in ``out_dir/teacher``, resumable; :mod:`focalstack.train.teacher`) and adds the
     trust-weighted pseudo-label term (``loss.teacher``) to the self-supervised loss; no ground truth
-    is used. ``teacher_iters_scale`` scales the optimiser's iterations (speed).
+    is used. ``teacher_iters_scale`` scales the optimiser's iterations (speed); ``teacher_trust``
+    chooses the labels' per-pixel trust (:data:`TEACHER_TRUSTS`).
 
     ``amp``: "auto" (bf16 autocast on CUDA when supported, else fp16 with a GradScaler; off on CPU),
     "off", "bf16" or "fp16". Rendering and losses always run in float32.
@@ -133,6 +136,11 @@ class TrainConfig:
         "flag": "--teacher-refine-steps",
         "help": "refinement steps of --teacher refine (default 100; 0: the initial network's own depth, an anchor "
                 "that keeps it where the re-rendering loss cannot tell depths apart)"})
+    teacher_trust: str = field(default="auto", metadata={
+        "flag": "--teacher-trust", "choices": TEACHER_TRUSTS,
+        "help": "per-pixel trust of the labels: auto (evidence for optimize, fit for refine), fit (how well the "
+                "teacher re-renders the stack), evidence (× how clearly the defocus singles out its depth), "
+                "weak-evidence (fit × the opposite: an anchor that holds only where the defocus cannot decide)"})
 
     def __post_init__(self):
         if isinstance(self.loss, dict):
@@ -172,6 +180,8 @@ class TrainConfig:
                 raise ValueError("--teacher and --scale-aug cannot be combined (the pseudo-labels do not scale)")
             if not self.teacher_iters_scale > 0:
                 raise ValueError(f"teacher_iters_scale must be positive, got {self.teacher_iters_scale}")
+            if self.teacher_trust not in TEACHER_TRUSTS:
+                raise ValueError(f"teacher_trust must be one of {', '.join(TEACHER_TRUSTS)}, got {self.teacher_trust!r}")
         if self.kernel_size is not None and (self.kernel_size < 1 or self.kernel_size % 2 == 0):
             raise ValueError(f"kernel_size must be a positive odd integer, got {self.kernel_size}")
 

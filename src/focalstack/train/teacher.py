@@ -35,6 +35,12 @@ jointly with the textured pixels around it — exactly what the refinement impro
 "Any camera": δ1 on the least textured pixels rises with the refinement) — whereas the optimiser's
 label there is whatever its DFF start and smoothness left, which the other two factors exclude.
 
+``trust`` chooses the weight: ``auto`` (the above per teacher), ``fit``, ``evidence`` (distinctness ×
+evidence × fit) or ``weak-evidence``: fit × (1 − distinctness × evidence), trusted exactly where the
+defocus evidence is weak. That is the anchor's natural trust: it holds the initial depth where the
+re-rendering loss cannot tell depths apart and lets the loss alone decide where it can (a DSLR's
+textured pixels), instead of pulling everywhere the initial network happens to re-render well.
+
 Cache: ``RUN/teacher/<sample folder name>.safetensors`` holding ``inv_depth`` [H,W] (1/m) and
 ``weight`` [H,W], plus ``RUN/teacher/teacher.json`` with the settings. Each file is written
 atomically as soon as its stack is done, so an interrupted labelling resumes where it stopped;
@@ -52,10 +58,15 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["TeacherConfig", "label_weight", "label_stack", "label_dataset", "load_label", "TEACHERS", "MIN_EVIDENCE",
-           "REFINE_STEPS"]
+from .config import TEACHER_TRUSTS
+
+__all__ = ["TeacherConfig", "label_weight", "label_stack", "label_dataset", "load_label", "TEACHERS", "TRUSTS",
+           "MIN_EVIDENCE", "REFINE_STEPS"]
 
 TEACHERS = ("optimize", "refine")
+TRUSTS = TEACHER_TRUSTS
+"""Per-pixel trust of a teacher's labels (module docstring); ``auto``: ``evidence`` for ``optimize``,
+``fit`` for ``refine``."""
 REFINE_STEPS = 100
 """Default refinement steps of the ``refine`` teacher (as ``predict --refine 100``)."""
 MIN_EVIDENCE = 1.0 / 255.0
@@ -65,34 +76,51 @@ MIN_EVIDENCE = 1.0 / 255.0
 @dataclass(frozen=True)
 class TeacherConfig:
     """``iters_scale``: × the optimiser's default iteration counts (1 = ``predict --method optimize``);
-    ``refine_steps``: the ``refine`` teacher's refinement steps."""
+    ``refine_steps``: the ``refine`` teacher's refinement steps; ``trust``: one of :data:`TRUSTS`."""
 
     kind: str = "optimize"
     iters_scale: float = 1.0
     hypotheses: int = 32
     min_evidence: float = MIN_EVIDENCE
     refine_steps: int = REFINE_STEPS
+    trust: str = "auto"
+
+    def __post_init__(self):
+        if self.trust not in TRUSTS:
+            raise ValueError(f"unknown teacher trust {self.trust!r}; known: {', '.join(TRUSTS)}")
+
+    @property
+    def weight_trust(self) -> str:
+        """The trust ``auto`` stands for with this teacher."""
+        if self.trust != "auto":
+            return self.trust
+        return "fit" if self.kind == "refine" else "evidence"
 
     def to_dict(self) -> dict:
         d = asdict(self)
         if self.kind != "refine":   # the optimiser's caches predate the refine teacher: same settings record
             d.pop("refine_steps")
+        if self.trust == "auto":    # caches made before the option: the same record
+            d.pop("trust")
         return d
 
 
 @torch.no_grad()
 def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered: torch.Tensor,
-                 hypotheses: int = 32, min_evidence: float = MIN_EVIDENCE, distinct: bool = True) -> torch.Tensor:
+                 hypotheses: int = 32, min_evidence: float = MIN_EVIDENCE, trust: str = "evidence") -> torch.Tensor:
     """Per-pixel trust w ∈ [0,1] of a teacher depth (module docstring).
 
     frames, rendered: [F,3,H,W] in [0,1]; camera: FocalStackCamera; inv_depth: [H,W] 1/m;
-    min_evidence: grey levels (0 = no evidence ramp); ``distinct=False``: the fit term alone → [H,W]."""
+    min_evidence: grey levels (0 = no evidence ramp); trust: ``evidence`` (distinctness × evidence ×
+    fit), ``fit`` (the fit term alone) or ``weak-evidence`` (fit × (1 − distinctness × evidence)) → [H,W]."""
     from ..classical.dfd import TEXTURE_EPS, has_defocus_evidence, relative_blur_cost
     from ..classical.focus_measures import local_mean
     from ..optics.camera import CameraBatch
+    if trust not in ("fit", "evidence", "weak-evidence"):
+        raise ValueError(f"unknown trust {trust!r}: fit, evidence or weak-evidence")
     h, w = inv_depth.shape
     rng = torch.tensor([camera.effective_depth_range_m()], dtype=torch.float32)
-    if not distinct:
+    if trust == "fit":
         distinct = torch.ones(h, w)
     elif has_defocus_evidence(camera):
         vol = relative_blur_cost(frames.unsqueeze(0).float(), CameraBatch.from_cameras([camera]), rng, hypotheses)
@@ -111,6 +139,8 @@ def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered
         distinct = torch.zeros(h, w)
     err = local_mean((rendered.float() - frames.float()).abs().mean(dim=(0, 1))[None, None], 7, "box")[0, 0]
     fit = torch.exp(-err / (2.0 * err.median().clamp_min(1e-6)))
+    if trust == "weak-evidence":
+        distinct = 1.0 - distinct
     return (distinct * fit).clamp(0, 1)
 
 
@@ -138,9 +168,7 @@ def label_stack(frames: torch.Tensor, camera, cfg: TeacherConfig = TeacherConfig
             ocfg = ocfg.scaled(cfg.iters_scale)
         r = optimize_stack(frames.float(), camera, ocfg)
     inv = (1.0 / r.depth_m.view(frames.shape[-2:])).float()
-    # the refine teacher's trust is the fit alone (module docstring)
-    weight = label_weight(frames, camera, inv, r.rendered, cfg.hypotheses, cfg.min_evidence,
-                          distinct=cfg.kind != "refine")
+    weight = label_weight(frames, camera, inv, r.rendered, cfg.hypotheses, cfg.min_evidence, cfg.weight_trust)
     return {"inv_depth": inv.contiguous(), "weight": weight.float().contiguous()}
 
 
