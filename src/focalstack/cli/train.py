@@ -78,7 +78,8 @@ def _adopt_init_teacher(base: dict, given_loss: dict) -> None:
     (:data:`INIT_OBJECTIVE` and its weight; the caller skips this when ``--teacher`` is given): the
     shipped general model, pretrained with an anchor to its initialisation, is fine-tuned with the
     anchor too. Without it the re-rendering loss alone pulls that model off where the anchor held it
-    (12 minutes on the 35 mm validation camera: δ1 0.917 → 0.829, with it 0.911; README "Any camera")."""
+    (12 minutes on the 35 mm validation camera, the previous shipped model: δ1 0.917 → 0.829, with
+    it 0.911; README "Any camera")."""
     from ..checkpoint import resolve_checkpoint, resolve_init
     path = resolve_init(base["init"], base["model"], base["model_cfg"])   # what the trainer will load
     if path is None:

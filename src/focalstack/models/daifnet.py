@@ -117,7 +117,7 @@ and the re-rendering loss then prefers depths too near the focus planes (``bench
 55 minutes from gain 5 and 40 from gain 20 kept the phone at δ1 0.594 and 0.658 against 0.502 from
 1.5 (README "Any camera"). The shipped general model was pretrained from gain 20 (``aif_prior_gain``),
 with an anchor to its initialisation's depth (:mod:`focalstack.train.teacher`); its learned gain is
-11.8. This default stays 1.5 for networks started from scratch for one camera."""
+12.0. This default stays 1.5 for networks started from scratch for one camera."""
 
 
 @dataclass(frozen=True)
