@@ -16,11 +16,11 @@ from focalstack.inference import (METHOD_OPTIONS, DFDOptions, DFFOptions, NetOpt
 
 from .conftest import tiny_sample
 
-# the `focalstack train` flags as they were written by hand before the generator (+ --ssim-alpha and
-# --teacher-refine-steps, added since)
+# the `focalstack train` flags as they were written by hand before the generator (+ --ssim-alpha,
+# --teacher-refine-steps and --teacher-trust, added since)
 TRAIN_FLAGS = {
     "--out", "--no-strict", "--val", "--max-steps", "--max-minutes", "--supervision", "--teacher",
-    "--teacher-iters-scale", "--teacher-refine-steps", "--ssim-alpha", "--model", "--init", "--width", "--levels", "--aif-mode", "--variant", "--model-opt",
+    "--teacher-iters-scale", "--teacher-refine-steps", "--teacher-trust", "--ssim-alpha", "--model", "--init", "--width", "--levels", "--aif-mode", "--variant", "--model-opt",
     "--scale-aug", "--scale-aug-step", "--batch-size", "--crop", "--frames", "--no-flip", "--no-permute", "--lr",
     "--weight-decay", "--warmup", "--grad-clip", "--depth-range", "--kernel-size", "--max-kernel-size",
     "--val-interval", "--ckpt-interval", "--log-interval", "--val-samples", "--workers", "--amp", "--device", "--seed",
