@@ -116,7 +116,7 @@ def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered
     from ..classical.dfd import TEXTURE_EPS, has_defocus_evidence, relative_blur_cost
     from ..classical.focus_measures import local_mean
     from ..optics.camera import CameraBatch
-    if trust not in ("fit", "evidence", "weak-evidence"):
+    if trust == "auto" or trust not in TRUSTS:   # "auto" is resolved by TeacherConfig.weight_trust
         raise ValueError(f"unknown trust {trust!r}: fit, evidence or weak-evidence")
     h, w = inv_depth.shape
     rng = torch.tensor([camera.effective_depth_range_m()], dtype=torch.float32)
