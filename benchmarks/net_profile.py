@@ -58,10 +58,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "general"))
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    from focalstack.checkpoint import load_model, shipped_path
     from focalstack.data import list_samples, load_sample
-    path = shipped_path(a.checkpoint) if a.checkpoint.startswith("shipped") else Path(a.checkpoint)
-    model, _ = load_model(path)
+    from focalstack.inference.network import load_cached
+    model = load_cached(a.checkpoint, "cpu")[0]   # (model, sidecar), as predict loads it
     model.eval()
     rows = {}
     for cam in a.cameras:

@@ -386,12 +386,12 @@ def test_weak_evidence_trust_holds_the_label_only_where_the_defocus_cannot_decid
     out = {}
     for name, cam in (("strong", strong), ("weak", weak)):
         frames = render_stack(tex, d, cam, kernel_size=13)[0]
-        for trust in ("fit", "evidence", "weak-evidence"):
-            wt = label_weight(frames, cam, inv, frames, trust=trust)
-            out[name, trust] = (float(wt[textured].mean()), float(wt[flat].mean()))
-            if trust == "weak-evidence":   # the two trusts split the fit between them
-                torch.testing.assert_close(wt + label_weight(frames, cam, inv, frames, trust="evidence"),
-                                           label_weight(frames, cam, inv, frames, trust="fit"))
+        wt = {trust: label_weight(frames, cam, inv, frames, trust=trust)
+              for trust in ("fit", "evidence", "weak-evidence")}
+        # the two evidence trusts split the fit between them
+        torch.testing.assert_close(wt["weak-evidence"] + wt["evidence"], wt["fit"])
+        for trust, v in wt.items():
+            out[name, trust] = (float(v[textured].mean()), float(v[flat].mean()))
     assert out["strong", "weak-evidence"][0] < 0.3 < 0.9 < out["strong", "weak-evidence"][1]
     assert out["weak", "weak-evidence"][0] > 0.8 and out["strong", "fit"][0] > 0.9
     assert TeacherConfig(kind="refine", refine_steps=0).weight_trust == "fit"
