@@ -88,7 +88,7 @@ def test_predict_has_every_flag_it_had_and_schedule():
     p = _parser("predict")
     p.format_help()
     flags = {s for a in p._actions for s in a.option_strings}
-    assert flags == PREDICT_FLAGS | {"--schedule"}
+    assert flags == PREDICT_FLAGS | {"--schedule", "--stated-range"}
 
 
 def test_predict_options_land_in_the_methods_dataclass():
@@ -99,6 +99,9 @@ def test_predict_options_land_in_the_methods_dataclass():
     assert got == {"dff": DFFOptions(window=5, guided_filter=False), "dfd": DFDOptions(),
                    "optimize": OptimizeOptions(window=5, guided_filter=False, threads=2, schedule="reference"),
                    "net": NetOptions(refine_steps=7, tile=64)}
+    stated = p.parse_args(["predict", "in", "-o", "out", "--stated-range"])   # one switch, both range readers
+    assert method_options("dfd", stated) == DFDOptions(range_from_evidence=False)
+    assert method_options("net", stated) == NetOptions(range_from_evidence=False)
     assert method_options("optimize", p.parse_args(["predict", "in", "-o", "out"])) == OptimizeOptions()
     with pytest.raises(SystemExit):
         p.parse_args(["predict", "in", "-o", "out", "--schedule", "slow"])

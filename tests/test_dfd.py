@@ -195,3 +195,77 @@ def test_gated_prior_fills_a_flat_region_from_the_surface_around_it():
     assert (gated[:, :80] == true).all()                            # textured and flat, within reach of 12r
     local = versions[:, :3].mean(dim=1).argmin(dim=1)[0]
     assert (local[:, :32] == true).all() and (local[:, 60:80] != true).all()
+
+
+# ---- evidence_depth_range: the part of a loose stated range the stack's evidence supports ----
+
+def _nyuv2_cam(rng=(0.1, 10.0), **kw):
+    """The core paper's NYUv2 synthesis camera (preset nyuv2_dered) with DEReD's 0.1–10 m bracket."""
+    return FocalStackCamera(ThinLens(0.05, 8.0, 1.2e-5), (1.0, 1.5, 2.5, 4.0, 6.0), depth_range_m=rng, **kw)
+
+
+def _ramp_scene(cam, near_m=1.2, far_m=3.0, hw=96, seed=0):
+    """Textured frames [F,3,H,W] of a surface whose depth runs from near_m (left) to far_m (right),
+    uniform in inverse depth, and that depth [H,W]."""
+    g = torch.Generator().manual_seed(seed)
+    aif = torch.nn.functional.avg_pool2d(torch.rand(1, 3, hw, hw, generator=g), 3, 1, 1)
+    inv = 1.0 / near_m + torch.linspace(0, 1, hw) * (1.0 / far_m - 1.0 / near_m)
+    depth = (1.0 / inv).view(1, 1, 1, hw).expand(1, 1, hw, hw).contiguous()
+    return render_stack(aif, depth, cam)[0].clamp(0, 1), depth[0, 0]
+
+
+def test_evidence_range_narrows_a_loose_bracket_to_the_scene():
+    from focalstack.classical.dfd import evidence_depth_range
+    cam = _nyuv2_cam()
+    frames, _ = _ramp_scene(cam)
+    near, far = evidence_depth_range(frames, cam, slack=1.0)          # the evidence's own span
+    assert 1.1 <= near <= 1.45 and 2.4 <= far <= 3.3                  # the scene is 1.2–3 m (2 % quantiles)
+    near3, far3 = evidence_depth_range(frames, cam)                  # default: widened 3× at each end
+    assert near3 == pytest.approx(near / 3) and far3 == pytest.approx(far * 3)
+    assert 0.1 < near3 < 1.2 and 3.0 < far3 < 10.0                   # narrowed, and the scene still inside
+    # never beyond what the camera states, and the stated range is the default bracket
+    assert evidence_depth_range(frames, cam, (1.5, 2.5)) == (1.5, 2.5)
+    assert evidence_depth_range(frames, cam, (0.1, 10.0)) == (near3, far3)
+
+
+def test_evidence_range_keeps_the_stated_range_without_evidence():
+    from dataclasses import replace
+
+    from focalstack.classical.dfd import evidence_depth_range
+    cam = _nyuv2_cam()
+    frames, _ = _ramp_scene(cam)
+    flat = torch.full_like(frames, 0.5)
+    assert evidence_depth_range(flat, cam) == (0.1, 10.0)                               # no texture anywhere
+    assert evidence_depth_range(frames[:1], cam) == (0.1, 10.0)                         # one frame
+    assert evidence_depth_range(frames, replace(cam, lens_known=False)) == (0.1, 10.0)  # placeholder lens
+    same = FocalStackCamera(cam.lens, (2.0, 2.0), depth_range_m=(0.1, 10.0))
+    assert evidence_depth_range(frames[:2], same) == (0.1, 10.0)                        # identical frames
+
+
+def test_evidence_range_of_a_large_stack_is_taken_at_a_bounded_size(monkeypatch):
+    """Above the size bound the estimate runs on a resized copy (camera pixel pitch scaled with it):
+    about the same range, from a quarter of the pixels."""
+    import focalstack.classical.dfd as dfd
+    cam = _nyuv2_cam()
+    frames, _ = _ramp_scene(cam, hw=128)
+    full = dfd.evidence_depth_range(frames, cam, slack=1.0)
+    seen = []
+    real = dfd.relative_blur_cost
+    monkeypatch.setattr(dfd, "relative_blur_cost", lambda f, *a, **k: seen.append(tuple(f.shape[-2:])) or real(f, *a, **k))
+    monkeypatch.setattr(dfd, "EVIDENCE_RANGE_MAX_SIDE_PX", 64)
+    small = dfd.evidence_depth_range(frames, cam, slack=1.0)
+    assert seen == [(64, 64)]
+    assert small == pytest.approx(full, rel=0.15)
+
+
+def test_decisiveness_is_distinctness_times_evidence():
+    from focalstack.classical.dfd import MIN_EVIDENCE, TEXTURE_EPS, DefocusCostVolume, decisiveness
+    cost = torch.tensor([1.0, 0.5, 1.5]).view(1, 3, 1, 1).expand(1, 3, 2, 2).contiguous()
+    tex = torch.tensor([[0.0, 0.01], [0.1, 1.0]]).view(1, 1, 2, 2)
+    vol = DefocusCostVolume(cost=cost, inv_depth=torch.tensor([[0.1, 0.2, 0.3]]), texture=tex)
+    d = decisiveness(vol, cost.amin(dim=1, keepdim=True))
+    gain = 0.5                                                           # mean 1.0, minimum 0.5
+    want = 0.5 * ((gain * (tex + TEXTURE_EPS)) / MIN_EVIDENCE).clamp(0, 1)
+    assert torch.allclose(d, want)
+    assert torch.allclose(decisiveness(vol, cost.amin(dim=1, keepdim=True), 0.0), torch.full_like(d, 0.5))
+    assert float(decisiveness(vol, cost[:, 2:3]).max()) == 0.0         # a cost above the mean: no evidence for it

@@ -64,21 +64,25 @@ def dff_prediction(r, sample, o: DFFOptions, seconds: float) -> Prediction:
 
 def predict_dfd(sample: FocalStackSample, opts: DFDOptions | None = None) -> Prediction:
     """Camera-aware depth from defocus (metric; needs the lens and the focus distances): the argmin of
-    the relative-blur cost volume after image-guided cost aggregation; AIF = per pixel the frame with
-    the smallest blur at that depth."""
-    from ..classical.dfd import depth_from_defocus, normalised_cost
+    the relative-blur cost volume after image-guided cost aggregation, over the part of the camera's
+    range the stack's evidence supports (``range_from_evidence``, default; else the stated range);
+    AIF = per pixel the frame with the smallest blur at that depth."""
+    from ..classical.dfd import depth_from_defocus, evidence_depth_range, normalised_cost
     from ..losses import coarse_aif
     from ..optics.camera import CameraBatch
     cam = sample.camera
     check_method(sample, "dfd")
     o = DFDOptions.of(opts)
     t0 = time.perf_counter()
+    stated = cam.effective_depth_range_m()
+    rng = evidence_depth_range(sample.frames, cam, stated, num_hypotheses=int(o.hypotheses)) \
+        if o.range_from_evidence else stated
     frames = sample.frames.float().unsqueeze(0)
-    depth, vol = depth_from_defocus(frames, cam, num_hypotheses=int(o.hypotheses))
+    depth, vol = depth_from_defocus(frames, cam, rng, num_hypotheses=int(o.hypotheses))
     _, conf = normalised_cost(vol)
     aif, _ = coarse_aif(frames, depth, CameraBatch.from_cameras([cam]))
-    extras = {"depth_kind": "metric", "mean_confidence": float(conf.mean()),
-              "seconds_method": time.perf_counter() - t0}
+    extras = {"depth_kind": "metric", "mean_confidence": float(conf.mean()), "depth_range_m": list(rng),
+              "stated_depth_range_m": list(stated), "seconds_method": time.perf_counter() - t0}
     return Prediction(depth[0, 0], aif[0], extras)
 
 

@@ -47,6 +47,18 @@ def _model_depth_range(meta: dict, sample: FocalStackSample) -> tuple[float, flo
     return tuple(dr) if dr else sample.camera.effective_depth_range_m()
 
 
+def network_depth_range(meta: dict, frames: torch.Tensor, camera, stated: tuple[float, float],
+                        from_evidence: bool = True) -> tuple[float, float]:
+    """The (near, far) metres a checkpoint predicts in: its training range when it was trained on a
+    fixed one (``meta["depth_range_m"]``); else the camera's stated range ``stated``, narrowed to the
+    part the stack's defocus evidence supports (:func:`focalstack.classical.dfd.evidence_depth_range`)
+    unless ``from_evidence`` is False. frames [F,3,H,W] and camera: the stack as the network sees it."""
+    if meta.get("depth_range_m") or not from_evidence:
+        return tuple(stated)
+    from ..classical.dfd import evidence_depth_range
+    return evidence_depth_range(frames, camera, stated)
+
+
 def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:
     if n <= tile:
         return [0]
@@ -143,14 +155,15 @@ def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Pre
     tile = o.tile
     if tile is None and max(frames.shape[-2:]) > AUTO_TILE_ABOVE_PX:
         tile = DEFAULT_TILE_PX
-    depth_range = _model_depth_range(meta, sample)
+    stated = _model_depth_range(meta, sample)
+    depth_range = network_depth_range(meta, frames, cam, stated, o.range_from_evidence)
     depth, aif = run_network(model, frames, cam, depth_range, tile)   # the whole (resized) camera
     if depth.shape != (h, w):
         inv = F.interpolate((1.0 / depth)[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         depth = 1.0 / inv
         aif = F.interpolate(aif[None], size=(h, w), mode="bilinear", align_corners=False)[0].clamp(0, 1)
     extras = {"method": "net", "model": meta.get("model"), "checkpoint": str(o.checkpoint or default_checkpoint()),
-              "depth_range_m": list(depth_range), "tile_px": tile, "scale": scale,
+              "depth_range_m": list(depth_range), "stated_depth_range_m": list(stated), "tile_px": tile, "scale": scale,
               "network_seconds": time.perf_counter() - t0, "depth_kind": "metric"}
     steps = int(o.refine_steps or 0)
     if steps > 0:

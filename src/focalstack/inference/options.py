@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 
 from ..optimize import SCHEDULES
 
-__all__ = ["MethodOptions", "ClassicalOptions", "DFFOptions", "DFDOptions", "OptimizeOptions", "NetOptions",
+__all__ = ["MethodOptions", "ClassicalOptions", "RangeOptions", "DFFOptions", "DFDOptions", "OptimizeOptions", "NetOptions",
            "PredictOptions", "METHOD_OPTIONS", "SCHEDULES", "sample_focus_known"]
 
 
@@ -56,7 +56,18 @@ class DFFOptions(ClassicalOptions):
 
 
 @dataclass
-class DFDOptions(MethodOptions):
+class RangeOptions(MethodOptions):
+    """The depth range of the methods that read it from the camera (``dfd``, ``net``)."""
+
+    range_from_evidence: bool = field(default=True, metadata={
+        "flag": "--stated-range", "negate": True,
+        "help": "dfd and net: search depth over the camera's stated range as it is (default: the part of it the "
+                "stack's defocus evidence supports, widened 3x at each end; focalstack.classical.dfd."
+                "evidence_depth_range)"})
+
+
+@dataclass
+class DFDOptions(RangeOptions):
     """``--method dfd`` (:func:`focalstack.classical.dfd.depth_from_defocus`)."""
 
     hypotheses: int = 32                # inverse-depth hypotheses of the cost volume
@@ -76,7 +87,7 @@ class OptimizeOptions(ClassicalOptions):
 
 
 @dataclass
-class NetOptions(MethodOptions):
+class NetOptions(RangeOptions):
     """``--method net``: a trained model (:func:`focalstack.inference.predict_net`)."""
 
     checkpoint: str | None = field(default=None, metadata={

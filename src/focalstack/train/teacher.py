@@ -15,7 +15,8 @@ network trains with (:func:`focalstack.optimize.optimize_stack`):
   ±40 % of depth and its small biases (toward the focus planes with a blended AIF) move depth
   freely; the anchor holds the initialisation there, while the loss still wins where it has evidence.
 
-Per-pixel weight w ∈ [0, 1]. For ``optimize``, *distinctness* × *evidence* × *fit*:
+Per-pixel weight w ∈ [0, 1]. For ``optimize``, *distinctness* × *evidence* × *fit* (the first two
+are :func:`focalstack.classical.dfd.decisiveness` of the teacher's depth):
 
 * distinctness: the relative-blur cost volume (:mod:`focalstack.classical.dfd`) at the teacher's
   depth versus its mean over all hypotheses, ``clamp((mean_j c_j − c(d_t)) / mean_j c_j, 0, 1)``:
@@ -58,6 +59,7 @@ from typing import Sequence
 
 import torch
 
+from ..classical import dfd as _dfd
 from .config import TEACHER_TRUSTS
 
 __all__ = ["TeacherConfig", "label_weight", "label_stack", "label_dataset", "load_label", "TEACHERS", "TRUSTS",
@@ -69,8 +71,9 @@ TRUSTS = TEACHER_TRUSTS
 ``fit`` for ``refine``."""
 REFINE_STEPS = 100
 """Default refinement steps of the ``refine`` teacher (as ``predict --refine 100``)."""
-MIN_EVIDENCE = 1.0 / 255.0
-"""Default ``min_evidence`` (grey levels): one 8-bit code value (module docstring, *evidence*)."""
+MIN_EVIDENCE = _dfd.MIN_EVIDENCE
+"""Default ``min_evidence`` (grey levels): one 8-bit code value (module docstring, *evidence*;
+owned by :func:`focalstack.classical.dfd.decisiveness`)."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered
     frames, rendered: [F,3,H,W] in [0,1]; camera: FocalStackCamera; inv_depth: [H,W] 1/m;
     min_evidence: grey levels (0 = no evidence ramp); trust: ``evidence`` (distinctness × evidence ×
     fit), ``fit`` (the fit term alone) or ``weak-evidence`` (fit × (1 − distinctness × evidence)) → [H,W]."""
-    from ..classical.dfd import TEXTURE_EPS, has_defocus_evidence, relative_blur_cost
+    from ..classical.dfd import decisiveness, has_defocus_evidence, relative_blur_cost
     from ..classical.focus_measures import local_mean
     from ..optics.camera import CameraBatch
     if trust == "auto" or trust not in TRUSTS:   # "auto" is resolved by TeacherConfig.weight_trust
@@ -129,12 +132,8 @@ def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered
         i0 = t.floor().long().clamp(max=hypotheses - 2)
         a = (t - i0).unsqueeze(0)
         c = vol.cost[0]
-        c_at = c.gather(0, i0.unsqueeze(0)) * (1 - a) + c.gather(0, (i0 + 1).unsqueeze(0)) * a
-        mean = c.mean(dim=0)
-        gain = mean - c_at[0]                                     # how far the teacher's depth stands below the mean
-        distinct = (gain / (mean + 1e-6)).clamp(0, 1)
-        if min_evidence > 0:   # the cost is the window's mismatch over (texture + eps): undo that for grey levels
-            distinct = distinct * (gain * (vol.texture[0, 0] + TEXTURE_EPS) / min_evidence).clamp(0, 1)
+        c_at = c.gather(0, i0.unsqueeze(0)) * (1 - a) + c.gather(0, (i0 + 1).unsqueeze(0)) * a   # the label's cost
+        distinct = decisiveness(vol, c_at.unsqueeze(0), min_evidence)[0, 0]
     else:   # identical frames: no defocus evidence anywhere
         distinct = torch.zeros(h, w)
     err = local_mean((rendered.float() - frames.float()).abs().mean(dim=(0, 1))[None, None], 7, "box")[0, 0]
