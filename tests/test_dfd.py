@@ -269,3 +269,28 @@ def test_decisiveness_is_distinctness_times_evidence():
     assert torch.allclose(d, want)
     assert torch.allclose(decisiveness(vol, cost.amin(dim=1, keepdim=True), 0.0), torch.full_like(d, 0.5))
     assert float(decisiveness(vol, cost[:, 2:3]).max()) == 0.0         # a cost above the mean: no evidence for it
+
+
+def test_reused_cost_volume_is_the_same_volume_computed_once(monkeypatch):
+    """Inside reuse_cost_volumes a second call with the same frames, camera, range and settings returns
+    the first volume (exact); another range, or frames modified in place, are computed anew; outside
+    the block nothing is kept."""
+    import focalstack.classical.dfd as dfd
+    cam = _cam()
+    frames = _plane(2.0, cam, hw=40)
+    batch, rng = CameraBatch.from_cameras([cam]), torch.tensor([[0.5, 10.0]])
+    plain = dfd.relative_blur_cost(frames, batch, rng)
+    calls = []
+    real = dfd._relative_blur_cost
+    monkeypatch.setattr(dfd, "_relative_blur_cost", lambda *a: calls.append(1) or real(*a))
+    with dfd.reuse_cost_volumes():
+        a = dfd.relative_blur_cost(frames, CameraBatch.from_cameras([cam]), rng.clone())
+        b = dfd.relative_blur_cost(frames, batch, rng)
+        assert b is a and len(calls) == 1 and torch.equal(a.cost, plain.cost)
+        dfd.relative_blur_cost(frames, batch, torch.tensor([[0.6, 10.0]]))
+        assert len(calls) == 2
+        frames[..., 0, 0] += 0.1                      # in place: its version moves, no stale volume
+        c = dfd.relative_blur_cost(frames, batch, rng)
+        assert len(calls) == 3 and c is not a
+    dfd.relative_blur_cost(frames, batch, rng)
+    assert len(calls) == 4 and dfd._REUSED is None

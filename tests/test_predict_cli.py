@@ -207,3 +207,26 @@ def test_dfd_and_net_search_the_depth_range_the_evidence_supports(tmp_path):
     assert main(["predict", str(tmp_path / "s"), "--method", "dfd", "--stated-range", "-o", str(tmp_path / "o")]) == 0
     meta = json.loads((tmp_path / "o" / "meta.json").read_text())
     assert meta["depth_range_m"] == meta["stated_depth_range_m"] == [0.1, 10.0]
+
+
+def test_a_range_left_as_stated_costs_one_cost_volume(monkeypatch):
+    """When the evidence leaves the stated range as it is (a tight bracket), dfd and net compute the
+    cost volume once (classical.dfd.reuse_cost_volumes) and give exactly what --stated-range gives."""
+    from types import SimpleNamespace
+
+    import focalstack.classical.dfd as dfd
+    from focalstack.data.format import FocalStackSample
+
+    from .test_dfd import _nyuv2_cam, _ramp_scene
+    cam = _nyuv2_cam(rng=(1.0, 3.5))
+    frames, depth = _ramp_scene(cam)
+    sample = FocalStackSample(frames=frames, camera=cam, depth_m=depth, name="ramp")
+    calls = []
+    real = dfd._relative_blur_cost
+    monkeypatch.setattr(dfd, "_relative_blur_cost", lambda *a: calls.append(1) or real(*a))
+    for method in ("dfd", "net"):
+        calls.clear()
+        ev = get_method(method)(sample, SimpleNamespace(range_from_evidence=True))
+        assert ev.extras["depth_range_m"] == [1.0, 3.5] and len(calls) == 1, (method, calls)
+        st = get_method(method)(sample, SimpleNamespace(range_from_evidence=False))
+        assert torch.equal(ev.depth_m, st.depth_m) and torch.equal(ev.aif, st.aif)

@@ -30,6 +30,7 @@ fit (the same fit as DFF's sub-frame peak). Grey frames; shapes and units in eac
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +48,7 @@ __all__ = ["DefocusCostVolume", "inverse_depth_hypotheses", "hypothesis_sigmas",
            "blur_radius_px", "relative_blur_cost", "normalised_cost", "aggregate_cost", "aggregation_radii", "aggregated_costs",
            "gated_weights", "prior_cost", "AGGREGATION_SCALES", "decisiveness", "evidence_depth_range",
            "depth_from_defocus", "has_defocus_evidence", "DEFAULT_HYPOTHESES", "MAX_BLUR_RADIUS_PX", "MIN_EVIDENCE",
-           "EVIDENCE_RANGE_QUANTILE", "EVIDENCE_RANGE_MAX_SIDE_PX"]
+           "EVIDENCE_RANGE_QUANTILE", "EVIDENCE_RANGE_MAX_SIDE_PX", "reuse_cost_volumes"]
 
 DEFAULT_HYPOTHESES = 32
 # Extra blur beyond this radius (σ > 5 px) is truncated: wider blur carries little depth signal at the
@@ -130,6 +131,32 @@ MIN_EVIDENCE = 1.0 / 255.0
 """Default ``min_evidence`` of :func:`decisiveness` (grey levels): one 8-bit code value."""
 
 
+_REUSED: list | None = None   # (key, frames, volume) while reuse_cost_volumes() is active
+
+
+@contextmanager
+def reuse_cost_volumes():
+    """Inside this block :func:`relative_blur_cost` computes each volume once: a second call with the
+    same frames tensor (same storage, shape, strides and version: not modified in place), the same
+    camera values, range and settings returns the first call's volume. ``predict`` estimates the
+    depth range from the volume over the stated range (:func:`evidence_depth_range`), and when that
+    range stays the stated one the network reads the very same volume. Exact: the same inputs, the
+    same numbers; the cached frames are held, so their storage cannot be reused for other data."""
+    global _REUSED
+    outer = _REUSED
+    _REUSED = [] if outer is None else outer
+    try:
+        yield
+    finally:
+        _REUSED = outer
+
+
+def _volume_key(frames: torch.Tensor, camera: CameraBatch, depth_range_m: torch.Tensor, *settings) -> tuple:
+    cam = tuple(tuple(getattr(camera, k).detach().float().cpu().flatten().tolist()) for k in CameraBatch.KEYS)
+    return (frames.data_ptr(), frames.device, frames.dtype, tuple(frames.shape), tuple(frames.stride()),
+            frames._version, cam, tuple(depth_range_m.detach().float().cpu().flatten().tolist()), settings)
+
+
 @torch.no_grad()
 def relative_blur_cost(frames: torch.Tensor, camera: CameraBatch, depth_range_m: torch.Tensor,
                        num_hypotheses: int = DEFAULT_HYPOTHESES, window: int = 7,
@@ -146,6 +173,21 @@ def relative_blur_cost(frames: torch.Tensor, camera: CameraBatch, depth_range_m:
 
     Returns: :class:`DefocusCostVolume` (cost [B,J,H,W] float32).
     """
+    if _REUSED is not None:
+        key = _volume_key(frames, camera, depth_range_m, num_hypotheses, window, max_radius, eps)
+        for k, _, vol in _REUSED:
+            if k == key:
+                return vol
+        vol = _relative_blur_cost(frames, camera, depth_range_m, num_hypotheses, window, max_radius, eps)
+        _REUSED.append((key, frames, vol))
+        return vol
+    return _relative_blur_cost(frames, camera, depth_range_m, num_hypotheses, window, max_radius, eps)
+
+
+def _relative_blur_cost(frames: torch.Tensor, camera: CameraBatch, depth_range_m: torch.Tensor,
+                        num_hypotheses: int = DEFAULT_HYPOTHESES, window: int = 7,
+                        max_radius: int = MAX_BLUR_RADIUS_PX, eps: float = TEXTURE_EPS) -> DefocusCostVolume:
+    """The computation of :func:`relative_blur_cost` (no reuse)."""
     if frames.dim() != 5:
         raise ValueError(f"relative_blur_cost: frames must be [B,F,C,H,W], got {tuple(frames.shape)}")
     b, f, _, h, w = frames.shape

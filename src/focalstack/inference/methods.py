@@ -67,7 +67,7 @@ def predict_dfd(sample: FocalStackSample, opts: DFDOptions | None = None) -> Pre
     the relative-blur cost volume after image-guided cost aggregation, over the part of the camera's
     range the stack's evidence supports (``range_from_evidence``, default; else the stated range);
     AIF = per pixel the frame with the smallest blur at that depth."""
-    from ..classical.dfd import depth_from_defocus, evidence_depth_range, normalised_cost
+    from ..classical.dfd import depth_from_defocus, evidence_depth_range, normalised_cost, reuse_cost_volumes
     from ..losses import coarse_aif
     from ..optics.camera import CameraBatch
     cam = sample.camera
@@ -75,10 +75,12 @@ def predict_dfd(sample: FocalStackSample, opts: DFDOptions | None = None) -> Pre
     o = DFDOptions.of(opts)
     t0 = time.perf_counter()
     stated = cam.effective_depth_range_m()
-    rng = evidence_depth_range(sample.frames, cam, stated, num_hypotheses=int(o.hypotheses)) \
-        if o.range_from_evidence else stated
-    frames = sample.frames.float().unsqueeze(0)
-    depth, vol = depth_from_defocus(frames, cam, rng, num_hypotheses=int(o.hypotheses))
+    frames = sample.frames.float()
+    with reuse_cost_volumes():   # a range left as stated: one cost volume for both
+        rng = evidence_depth_range(frames, cam, stated, num_hypotheses=int(o.hypotheses)) \
+            if o.range_from_evidence else stated
+        frames = frames.unsqueeze(0)
+        depth, vol = depth_from_defocus(frames, cam, rng, num_hypotheses=int(o.hypotheses))
     _, conf = normalised_cost(vol)
     aif, _ = coarse_aif(frames, depth, CameraBatch.from_cameras([cam]))
     extras = {"depth_kind": "metric", "mean_confidence": float(conf.mean()), "depth_range_m": list(rng),

@@ -156,8 +156,10 @@ def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Pre
     if tile is None and max(frames.shape[-2:]) > AUTO_TILE_ABOVE_PX:
         tile = DEFAULT_TILE_PX
     stated = _model_depth_range(meta, sample)
-    depth_range = network_depth_range(meta, frames, cam, stated, o.range_from_evidence)
-    depth, aif = run_network(model, frames, cam, depth_range, tile)   # the whole (resized) camera
+    from ..classical.dfd import reuse_cost_volumes
+    with reuse_cost_volumes():   # a range left as stated: the network reads the estimate's own cost volume
+        depth_range = network_depth_range(meta, frames, cam, stated, o.range_from_evidence)
+        depth, aif = run_network(model, frames, cam, depth_range, tile)   # the whole (resized) camera
     if depth.shape != (h, w):
         inv = F.interpolate((1.0 / depth)[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         depth = 1.0 / inv

@@ -41,7 +41,10 @@ A camera is drawn in the order a photographer's choices fall (``CameraDistributi
    as depth (where flat regions give no evidence, it puts them between the ends), and that fails
    on real metadata (1500 pretraining steps on tight ranges: δ1 0.943 → 0.818 on the 50 mm
    validation camera of ``benchmarks/general.py``, whose stated range is 0.5–10 m; with the slack,
-   1250 steps: 0.934).
+   1250 steps: 0.934). The widest slack is also how far ``predict`` widens the depth span the
+   stack's evidence supports when it narrows a looser stated range
+   (:func:`focalstack.classical.dfd.evidence_depth_range`): the result is a bracket of the kind
+   the network was trained to read.
 
 Everything is a pure function of the seed. :data:`CAMERA_DISTRIBUTIONS` holds the named ones
 (``general``: the pretraining distribution of the shipped model).
