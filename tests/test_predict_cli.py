@@ -230,3 +230,42 @@ def test_a_range_left_as_stated_costs_one_cost_volume(monkeypatch):
         assert ev.extras["depth_range_m"] == [1.0, 3.5] and len(calls) == 1, (method, calls)
         st = get_method(method)(sample, SimpleNamespace(range_from_evidence=False))
         assert torch.equal(ev.depth_m, st.depth_m) and torch.equal(ev.aif, st.aif)
+
+
+def test_working_scale_brings_the_blur_into_the_trained_band():
+    from focalstack.inference.network import MIN_WORKING_SIDE_PX, trained_blur_px, working_scale
+    from focalstack.optics import FocalStackCamera, ThinLens
+    cam = FocalStackCamera(ThinLens(0.085, 1.8, 6e-5), (1.2, 1.6, 2.2, 3.0, 4.2), depth_range_m=(0.5, 10.0))
+    smax = cam.max_sigma_px((1.2, 3.0))
+    assert trained_blur_px() == 5.0 and smax > 10                                  # ~10 px over a 1.2–3 m scene
+    assert working_scale(cam, (1.2, 3.0), (432, 645)) == pytest.approx(5.0 / smax)
+    assert cam.resized(5.0 / smax).max_sigma_px((1.2, 3.0)) == pytest.approx(5.0)   # σ scales with the image
+    f8 = FocalStackCamera(ThinLens(0.085, 8.0, 6e-5), cam.focus_distances_m, depth_range_m=(0.5, 10.0))
+    assert f8.max_sigma_px((1.2, 3.0)) < 5 and working_scale(f8, (1.2, 3.0), (432, 645)) == 1.0   # inside the band
+    assert working_scale(cam, (1.2, 3.0), (150, 200)) == MIN_WORKING_SIDE_PX / 200  # never below the floor
+    assert working_scale(cam, (1.2, 3.0), (100, 120)) == 1.0                       # … nor upscaled
+
+
+def test_net_runs_strong_blur_at_the_working_scale_and_composes_a_full_size_aif():
+    from types import SimpleNamespace
+
+    from focalstack.data.format import FocalStackSample
+    from focalstack.inference.network import working_scale
+    from focalstack.losses import coarse_aif
+    from focalstack.optics import CameraBatch, FocalStackCamera, ThinLens
+
+    from .test_dfd import _ramp_scene
+    cam = FocalStackCamera(ThinLens(0.085, 1.8, 6e-5), (1.2, 1.6, 2.2, 3.0, 4.2), depth_range_m=(0.5, 10.0))
+    frames, depth = _ramp_scene(cam, hw=160)
+    sample = FocalStackSample(frames=frames, camera=cam, depth_m=depth, name="ramp")
+    auto = get_method("net")(sample, None)
+    span = auto.extras["evidence_span_m"]
+    assert 1.1 < span[0] < 1.45 and 2.4 < span[1] < 3.3
+    assert auto.extras["scale"] == working_scale(cam, tuple(span), (160, 160)) < 1
+    assert auto.depth_m.shape[-2:] == (160, 160) and auto.aif.shape == (3, 160, 160)
+    pick = coarse_aif(frames[None], auto.depth_m.view(1, 1, 160, 160), CameraBatch.from_cameras([cam]))[0][0]
+    assert torch.equal(auto.aif, pick.clamp(0, 1))                 # per pixel the full-size frame in focus
+    full = get_method("net")(sample, SimpleNamespace(scale=1.0))
+    assert full.extras["scale"] == 1.0 and not torch.equal(full.aif, auto.aif)
+    fixed = get_method("net")(sample, SimpleNamespace(checkpoint="shipped:procedural"))
+    assert fixed.extras["scale"] == 1.0 and fixed.extras["evidence_span_m"] is None   # a fixed-range checkpoint

@@ -46,7 +46,8 @@ from .focus_measures import local_mean
 
 __all__ = ["DefocusCostVolume", "inverse_depth_hypotheses", "hypothesis_sigmas", "gaussian_blur_per_plane",
            "blur_radius_px", "relative_blur_cost", "normalised_cost", "aggregate_cost", "aggregation_radii", "aggregated_costs",
-           "gated_weights", "prior_cost", "AGGREGATION_SCALES", "decisiveness", "evidence_depth_range",
+           "gated_weights", "prior_cost", "AGGREGATION_SCALES", "decisiveness", "evidence_depth_span", "widened_depth_range",
+           "evidence_depth_range",
            "depth_from_defocus", "has_defocus_evidence", "DEFAULT_HYPOTHESES", "MAX_BLUR_RADIUS_PX", "MIN_EVIDENCE",
            "EVIDENCE_RANGE_QUANTILE", "EVIDENCE_RANGE_MAX_SIDE_PX", "reuse_cost_volumes"]
 
@@ -426,36 +427,22 @@ def _weighted_quantiles(x: torch.Tensor, w: torch.Tensor, qs) -> list[float]:
 
 
 @torch.no_grad()
-def evidence_depth_range(frames: torch.Tensor, camera: FocalStackCamera, depth_range_m=None,
-                         slack: float | None = None, quantile: float = EVIDENCE_RANGE_QUANTILE,
-                         num_hypotheses: int = DEFAULT_HYPOTHESES, window: int = 7,
-                         min_evidence: float = MIN_EVIDENCE) -> tuple[float, float]:
-    """The part of a stated depth range that the stack's defocus evidence supports, (near, far) metres.
-
-    A camera.json states a bracket, often far wider than the scene (DEReD's NYUv2 protocol clips
-    depth to 0.1–10 m; a room spans ~1–5 m). Hypotheses spread uniformly in 1/d over such a range
-    leave a handful inside the scene, and the rest — depths with tens of pixels of blur — fit flat
-    regions as well as the truth does: on 8 unseen indoor scenes through the NYUv2 camera (50 mm f/8,
-    12 µm at 322 px) stated as 0.1–10 m, the shipped network scored δ1 0.56 and ``--method dfd`` 0.85,
-    against 0.95 with the range 0.5–10 m (``benchmarks/general.py``, camera ``nyuv2_dered``).
-
-    So: the relative-blur cost volume over the stated range, the depth of its minimum per pixel
-    (parabolic sub-step), and the :data:`EVIDENCE_RANGE_QUANTILE` and 1 − it quantiles of that inverse
-    depth, each pixel weighted by its :func:`decisiveness`; the range is that span widened by
-    ``slack`` at each end (near/slack, far·slack; default 3, the widest bracket the pretraining
-    cameras state around their scene, so the result is a range the camera-general network was
-    trained to read), never beyond the stated range. The stated range is returned unchanged for a
-    stack without defocus evidence (one frame, identical frames, lens or focus unknown) or with too
-    little (:data:`EVIDENCE_RANGE_MIN_SHARE`).
-
-    frames [F,3,H,W] in [0,1]; camera: the stack's :class:`FocalStackCamera`; depth_range_m (near,
-    far) metres, default the camera's effective range."""
+def evidence_depth_span(frames: torch.Tensor, camera: FocalStackCamera, depth_range_m=None,
+                        quantile: float = EVIDENCE_RANGE_QUANTILE, num_hypotheses: int = DEFAULT_HYPOTHESES,
+                        window: int = 7, min_evidence: float = MIN_EVIDENCE) -> tuple[float, float] | None:
+    """The depths (near, far) metres the stack's defocus evidence points at, inside the stated range:
+    the relative-blur cost volume over ``depth_range_m`` (default the camera's effective range), the
+    depth of its minimum per pixel (parabolic sub-step), and the ``quantile`` and 1 − it quantiles of
+    that inverse depth, each pixel weighted by its :func:`decisiveness`. None for a stack without
+    defocus evidence (one frame, identical frames, lens or focus unknown) or with too little
+    (:data:`EVIDENCE_RANGE_MIN_SHARE`). frames [F,3,H,W] in [0,1]; camera: the stack's
+    :class:`FocalStackCamera`. Stacks larger than :data:`EVIDENCE_RANGE_MAX_SIDE_PX` are read from a
+    resized copy (the camera's pixel pitch scaled with it)."""
     from ..render.light import from_linear
     stated = tuple(float(x) for x in (depth_range_m if depth_range_m is not None else camera.effective_depth_range_m()))
     if frames.dim() != 4 or frames.shape[0] < 2 or not (camera.focus_known and camera.lens_known) \
             or not has_defocus_evidence(camera):
-        return stated
-    slack = _range_slack() if slack is None else float(slack)
+        return None
     x = frames.float()
     h, w = x.shape[-2:]
     if max(h, w) > EVIDENCE_RANGE_MAX_SIDE_PX:   # resampled in the light the optics blur
@@ -467,10 +454,43 @@ def evidence_depth_range(frames: torch.Tensor, camera: FocalStackCamera, depth_r
     vol = relative_blur_cost(x.unsqueeze(0), CameraBatch.from_cameras([camera]), rng, num_hypotheses, window)
     weight = decisiveness(vol, vol.cost.amin(dim=1, keepdim=True), min_evidence).flatten()
     if float(weight.sum()) < EVIDENCE_RANGE_MIN_SHARE * weight.numel():
-        return stated
+        return None
     inv = _parabolic_min(vol.cost, vol.inv_depth).flatten()
     lo, hi = _weighted_quantiles(inv, weight, (quantile, 1.0 - quantile))
-    return max(stated[0], 1.0 / hi / slack), min(stated[1], slack / lo)
+    return 1.0 / hi, 1.0 / lo
+
+
+def widened_depth_range(span: tuple[float, float] | None, stated: tuple[float, float],
+                        slack: float | None = None) -> tuple[float, float]:
+    """An evidence span (near, far) widened by ``slack`` at each end (near/slack, far·slack; default 3,
+    the widest bracket the pretraining cameras state around their scene, so the result is a range the
+    camera-general network was trained to read), never beyond the stated range; the stated range
+    itself when there is no span."""
+    if span is None:
+        return tuple(float(x) for x in stated)
+    slack = _range_slack() if slack is None else float(slack)
+    return max(float(stated[0]), span[0] / slack), min(float(stated[1]), span[1] * slack)
+
+
+def evidence_depth_range(frames: torch.Tensor, camera: FocalStackCamera, depth_range_m=None,
+                         slack: float | None = None, quantile: float = EVIDENCE_RANGE_QUANTILE,
+                         num_hypotheses: int = DEFAULT_HYPOTHESES, window: int = 7,
+                         min_evidence: float = MIN_EVIDENCE) -> tuple[float, float]:
+    """The part of a stated depth range that the stack's defocus evidence supports, (near, far) metres:
+    :func:`evidence_depth_span` widened by :func:`widened_depth_range`.
+
+    A camera.json states a bracket, often far wider than the scene (DEReD's NYUv2 protocol clips
+    depth to 0.1–10 m; a room spans ~1–5 m). Hypotheses spread uniformly in 1/d over such a range
+    leave a handful inside the scene, and the rest — depths with tens of pixels of blur — fit flat
+    regions as well as the truth does: on 8 unseen indoor scenes through the NYUv2 camera (50 mm f/8,
+    12 µm at 322 px) stated as 0.1–10 m, the shipped network scored δ1 0.56 and ``--method dfd`` 0.85,
+    against 0.95 and 0.94 over this range (``benchmarks/general.py``, camera ``nyuv2_dered``).
+
+    frames [F,3,H,W] in [0,1]; camera: the stack's :class:`FocalStackCamera`; depth_range_m (near,
+    far) metres, default the camera's effective range."""
+    stated = tuple(float(x) for x in (depth_range_m if depth_range_m is not None else camera.effective_depth_range_m()))
+    span = evidence_depth_span(frames, camera, stated, quantile, num_hypotheses, window, min_evidence)
+    return widened_depth_range(span, stated, slack)
 
 
 @torch.no_grad()

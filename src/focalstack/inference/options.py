@@ -99,7 +99,11 @@ class NetOptions(RangeOptions):
         "help": "test-time optimisation after the network: at most STEPS steps of the optimiser's default "
                 "schedule (coarse to fine, stops on convergence)"})
     tile: int | None = field(default=None, metadata={"flag": "--tile", "help": "tile size for large images"})
-    scale: float | None = field(default=None, metadata={"flag": "--scale", "help": "resize factor before the network"})
+    scale: float | None = field(default=None, metadata={
+        "flag": "--scale",
+        "help": "resize factor before the network (default: automatic for the camera-general model — the stack is "
+                "downscaled when its largest blur over the scene exceeds the 5 px it was trained on; --scale 1: "
+                "never)"})
     device: str = field(default="cpu", metadata={"flag": "--device"})
 
 

@@ -112,6 +112,14 @@ class FocalStackCamera:
         d, fd, fn = self._per_frame(depth_m, frames)
         return self.lens.sigma_px(d, fd, fn)
 
+    def max_sigma_px(self, depth_range_m: tuple[float, float] | None = None) -> float:
+        """The largest Gaussian σ (px) any frame shows over ``depth_range_m`` (near, far) metres, default
+        the effective range. σ_k grows with |1/d − 1/d_k| on either side of the focus, so it peaks at
+        one of the range's ends."""
+        near, far = depth_range_m if depth_range_m is not None else self.effective_depth_range_m()
+        return max(float(self.lens.sigma_px(d, fd, n))
+                   for fd, n in zip(self.focus_distances_m, self.frame_f_numbers()) for d in (near, far))
+
     def sigma_slope_px(self, frames: Sequence[int] | None = None) -> torch.Tensor:
         """a_k (px·m), float64 [F]: the thin-lens σ_k = a_k·|1/d − 1/d_k| is linear in inverse depth
         (C = f²·d_k/(N_k·(d_k − f))·|1/d − 1/d_k|), so a renderer working in inverse depth needs

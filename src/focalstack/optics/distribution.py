@@ -169,7 +169,7 @@ class CameraDistribution:
             # σ at f/1 over the range ends, then N solves max σ = target (σ ∝ 1/N)
             probe = FocalStackCamera(ThinLens(f, 1.0, pixel, self.psf_scale), fd,
                                      f_numbers=(1.0, 1.0) if two else None, depth_range_m=(near, far))
-            s1 = _max_sigma_px(probe)
+            s1 = probe.max_sigma_px()
             if two:   # the wide aperture sets the blur; the narrow one is 2–4 stops smaller
                 n_wide = s1 / target
                 n_narrow = n_wide * 2.0 ** rng.uniform(1.0, 2.0)
@@ -187,15 +187,6 @@ class CameraDistribution:
             return camera, (near, far)
         raise ValueError(f"camera distribution {self.name!r}: no camera in {max_tries} draws fits the depth range "
                          f"{near:g}–{far:g} m at {width_px} px")
-
-
-def _max_sigma_px(camera: FocalStackCamera) -> float:
-    near, far = camera.effective_depth_range_m()
-    best = 0.0
-    for fd, n in zip(camera.focus_distances_m, camera.frame_f_numbers()):
-        for d in (near, far):
-            best = max(best, float(camera.lens.sigma_px(d, fd, n)))
-    return best
 
 
 CAMERA_DISTRIBUTIONS: dict[str, CameraDistribution] = {
