@@ -5,7 +5,7 @@ models never saw, over indoor scenes they never saw.
 
 Validation sets (built on first use under bench_work/general/, deterministic): the DSLR-indoor
 RGB-D *validation* scenes (``synth --split 0.2``: never in any training set of this repo) rendered
-at 322×216 through cameras chosen across the range (none is a training camera: the pretraining
+at 322×216 (``portrait85``: 645×432) through cameras chosen across the range (none is a training camera: the pretraining
 cameras are random draws of ``optics.distribution``, the procedural preset is 12 mm f/2):
 
 * ``dslr35``: 35 mm f/2.8, 72 µm pixels at 322 px (a 24 MP APS-C body downsampled), focus
@@ -17,10 +17,15 @@ cameras are random draws of ``optics.distribution``, the procedural preset is 12
 * ``nyuv2_dered``: the core paper's NYUv2 synthesis camera (preset ``nyuv2_dered``: 50 mm f/8, 12 µm
   at 320 px, focus 1 / 1.5 / 2.5 / 4 / 6 m) with its stated range 0.1–10 m (DEReD's depth clip) —
   strong blur (σ up to ~7 px over the scene, beyond the pretraining band) and a bracket 20× wider
-  in inverse depth than the rooms.
+  in inverse depth than the rooms;
+* ``portrait85``: 85 mm f/1.8, 60 µm (full frame at 645 px: these scenes at their native size, not
+  halved), focus 1.2 / 1.6 / 2.2 / 3 / 4.2 m — very strong blur (σ up to ~13 px over the scene),
+  which ``predict`` brings into the trained band by its automatic working scale.
 
 ``--stated-range``: ``dfd`` and the networks search the cameras' stated ranges as they are, not the
-part the stack's defocus evidence supports (``predict --stated-range``).
+part the stack's defocus evidence supports (``predict --stated-range``); ``--scale 1``: the networks
+run at the stacks' own size, not the automatic working scale (``predict --scale``). Both together
+are ``predict`` as it was before either existed.
 
 Methods: ``dff`` and ``dfd`` (training-free), ``optimize`` (zero-shot, on the first
 ``--optimize-num`` stacks: it is the slow one), and every ``--checkpoint`` zero-shot (``net``),
@@ -57,7 +62,11 @@ CAMERAS = {
               "focus_distances_m": [0.5, 1.0, 2.0], "depth_range_m": [0.3, 10.0]},
     "nyuv2_dered": {"focal_length_m": 0.05, "f_number": 8.0, "pixel_size_m": 1.2e-05,
                     "focus_distances_m": [1.0, 1.5, 2.5, 4.0, 6.0], "depth_range_m": [0.1, 10.0]},
+    "portrait85": {"focal_length_m": 0.085, "f_number": 1.8, "pixel_size_m": 6.0e-05,
+                   "focus_distances_m": [1.2, 1.6, 2.2, 3.0, 4.2], "depth_range_m": [0.5, 10.0]},
 }
+RESIZE = {"portrait85": 1.0}
+"""The scenes' resize factor per camera (default 0.5: 322×216)."""
 
 
 def build(name: str) -> Path:
@@ -67,8 +76,8 @@ def build(name: str) -> Path:
         cam = WORK / f"{name}.json"
         cam.parent.mkdir(parents=True, exist_ok=True)
         cam.write_text(json.dumps(CAMERAS[name]) + "\n")
-        synth(out_dir=out, source="dslr_indoor", input=SHARED / "dfd_indoor_carvalho2018", camera=cam, resize=0.5,
-              split=0.2, seed=0)
+        synth(out_dir=out, source="dslr_indoor", input=SHARED / "dfd_indoor_carvalho2018", camera=cam,
+              resize=RESIZE.get(name, 0.5), split=0.2, seed=0)
     return out / "val"
 
 
@@ -114,6 +123,8 @@ def main() -> None:
     ap.add_argument("--cameras", nargs="+", default=list(CAMERAS))
     ap.add_argument("--stated-range", action="store_true",
                     help="dfd and the networks search each camera's stated depth range as it is (module doc)")
+    ap.add_argument("--scale", type=float, default=None,
+                    help="the networks' working scale (predict --scale; default automatic, 1 = the stack's own size)")
     ap.add_argument("--methods", nargs="*", default=["dff", "dfd", "optimize"])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "general")
     ap.add_argument("--work", type=Path, default=None,
@@ -131,6 +142,8 @@ def main() -> None:
         samples = [load_sample(p) for p in list_samples(build(cam))[: args.num]]
         stated = {"range_from_evidence": False} if args.stated_range else {}
         tag = " (stated range)" if args.stated_range else ""
+        net_scale = {} if args.scale is None else {"scale": args.scale}
+        tag_net = tag + (f" (scale {args.scale:g})" if args.scale is not None else "")
         for m in args.methods:
             sub = samples[: args.optimize_num] if m == "optimize" else samples
             key = f"{cam} / {m}" + (tag if m == "dfd" else "")
@@ -146,8 +159,9 @@ def main() -> None:
                 sh(FS + ["train", str(WORK / cam / "train"), "--out", str(run), "--max-minutes",
                          str(args.finetune_minutes), "--no-progress", "--no-tensorboard", *extra])
                 (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
-            key = f"{cam} / net fine-tuned {args.finetune_minutes:g} min on {cam}" + (f" ({args.finetune_args})" if extra else "") + tag
-            results[key] = evaluate("net", samples, SimpleNamespace(checkpoint=str(run), device="cpu", **stated))
+            key = f"{cam} / net fine-tuned {args.finetune_minutes:g} min on {cam}" + (f" ({args.finetune_args})" if extra else "") + tag_net
+            results[key] = evaluate("net", samples, SimpleNamespace(checkpoint=str(run), device="cpu", **stated,
+                                                                   **net_scale))
             print(key, results[key], flush=True)
         for ck in args.checkpoint:
             # with --refine: the network alone on all stacks and, like the refinement, on the first
@@ -156,9 +170,9 @@ def main() -> None:
                                      if args.refine else [])
             for steps, sub in runs:
                 key = f"{cam} / net {Path(ck).name}" + (f" + refine {steps}" if steps else "") + \
-                    (f" (first {len(sub)})" if args.refine and not steps and len(sub) < len(samples) else "") + tag
+                    (f" (first {len(sub)})" if args.refine and not steps and len(sub) < len(samples) else "") + tag_net
                 results[key] = evaluate("net", sub, SimpleNamespace(checkpoint=ck, refine_steps=steps, device="cpu",
-                                                                    **stated))
+                                                                    **stated, **net_scale))
                 print(key, results[key], flush=True)
     from bench_common import physics_light
     lines = [f"Camera generality — {platform.processor() or platform.machine()}, 2 threads, torch {torch.__version__}, "

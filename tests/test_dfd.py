@@ -226,6 +226,8 @@ def test_evidence_range_narrows_a_loose_bracket_to_the_scene():
     # never beyond what the camera states, and the stated range is the default bracket
     assert evidence_depth_range(frames, cam, (1.5, 2.5)) == (1.5, 2.5)
     assert evidence_depth_range(frames, cam, (0.1, 10.0)) == (near3, far3)
+    # a bracket hardly wider than that (< 10 % more inverse depth) is kept: no second cost volume for nothing
+    assert evidence_depth_range(frames, cam, (near3 * 0.97, far3 * 1.03)) == (near3 * 0.97, far3 * 1.03)
 
 
 def test_evidence_range_keeps_the_stated_range_without_evidence():

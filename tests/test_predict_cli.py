@@ -243,6 +243,8 @@ def test_working_scale_brings_the_blur_into_the_trained_band():
     f8 = FocalStackCamera(ThinLens(0.085, 8.0, 6e-5), cam.focus_distances_m, depth_range_m=(0.5, 10.0))
     assert f8.max_sigma_px((1.2, 3.0)) < 5 and working_scale(f8, (1.2, 3.0), (432, 645)) == 1.0   # inside the band
     assert working_scale(cam, (1.2, 3.0), (150, 200)) == MIN_WORKING_SIDE_PX / 200  # never below the floor
+    assert working_scale(cam.resized(5.4 / smax), (1.2, 3.0), (432, 645)) == 1.0    # σ 5.4 px: not worth 7 %
+    assert working_scale(cam.resized(6.0 / smax), (1.2, 3.0), (432, 645)) == pytest.approx(5.0 / 6.0)
     assert working_scale(cam, (1.2, 3.0), (100, 120)) == 1.0                       # … nor upscaled
 
 

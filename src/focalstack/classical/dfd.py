@@ -412,6 +412,11 @@ EVIDENCE_RANGE_MAX_SIDE_PX = 1024
 sizes the blur is many pixels, so a smaller copy keeps the evidence)."""
 
 
+MIN_RANGE_CHANGE = 0.1
+""":func:`widened_depth_range` narrows a stated range only when it removes at least this share of its
+inverse-depth extent."""
+
+
 def _range_slack() -> float:
     # the widest bracket the pretraining cameras state around their scene: a range narrowed to the
     # evidence × this is one the camera-general network was trained to read (optics.distribution, step 6)
@@ -465,11 +470,17 @@ def widened_depth_range(span: tuple[float, float] | None, stated: tuple[float, f
     """An evidence span (near, far) widened by ``slack`` at each end (near/slack, far·slack; default 3,
     the widest bracket the pretraining cameras state around their scene, so the result is a range the
     camera-general network was trained to read), never beyond the stated range; the stated range
-    itself when there is no span."""
+    itself when there is no span, or when the result would be less than :data:`MIN_RANGE_CHANGE`
+    narrower in inverse depth (the hypotheses would hardly move, and the stated range's cost volume,
+    already computed for the span, is reused: :func:`reuse_cost_volumes`)."""
+    stated = tuple(float(x) for x in stated)
     if span is None:
-        return tuple(float(x) for x in stated)
+        return stated
     slack = _range_slack() if slack is None else float(slack)
-    return max(float(stated[0]), span[0] / slack), min(float(stated[1]), span[1] * slack)
+    near, far = max(stated[0], span[0] / slack), min(stated[1], span[1] * slack)
+    if (1.0 / near - 1.0 / far) > (1.0 - MIN_RANGE_CHANGE) * (1.0 / stated[0] - 1.0 / stated[1]):
+        return stated   # hardly narrower: the same hypotheses nearly, and the cost volume already made
+    return near, far
 
 
 def evidence_depth_range(frames: torch.Tensor, camera: FocalStackCamera, depth_range_m=None,

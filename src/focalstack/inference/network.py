@@ -49,6 +49,8 @@ def _model_depth_range(meta: dict, sample: FocalStackSample) -> tuple[float, flo
 
 MIN_WORKING_SIDE_PX = 128
 """The automatic working scale never makes the stack's long side smaller than this (px)."""
+MIN_SCALE_CHANGE = 0.1
+"""… and leaves the stack at its own size when it would shrink it by less than this share."""
 
 
 def trained_blur_px() -> float:
@@ -63,16 +65,16 @@ def working_scale(camera, scene_range_m: tuple[float, float], size_hw: tuple[int
     """The resize factor (≤ 1) that brings a camera's blur into the band a camera-general network was
     trained on: the largest σ any frame shows over ``scene_range_m`` (near, far metres: the depths
     the stack's evidence points at, else the stated range) scaled to ``max_sigma_px`` (default
-    :func:`trained_blur_px`, 5 px); 1 when it is already inside; never below
-    :data:`MIN_WORKING_SIDE_PX` on the long side. σ in pixels scales with the image, and beyond the
+    :func:`trained_blur_px`, 5 px); 1 when it is already inside or nearly (:data:`MIN_SCALE_CHANGE`);
+    never below :data:`MIN_WORKING_SIDE_PX` on the long side. σ in pixels scales with the image, and beyond the
     band the network reads blur it never saw while its cost volume truncates it (σ > 5 px:
     ``classical.dfd.MAX_BLUR_RADIUS_PX``): an 85 mm f/1.8 stack at 645 px (σ up to 13 px over the
     scene) scored δ1 0.922 at full size and 0.959 at half size, 5× faster (README, "Any camera")."""
     band = trained_blur_px() if max_sigma_px is None else float(max_sigma_px)
     smax = camera.max_sigma_px(tuple(scene_range_m))
-    if smax <= band:
-        return 1.0
-    return max(band / smax, min(1.0, MIN_WORKING_SIDE_PX / max(size_hw)))
+    scale = max(band / smax, min(1.0, MIN_WORKING_SIDE_PX / max(size_hw))) if smax > band else 1.0
+    # a resize by less than this changes little of what the network sees, and costs a second cost volume
+    return 1.0 if scale > 1.0 - MIN_SCALE_CHANGE else scale
 
 
 def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:
