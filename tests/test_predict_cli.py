@@ -271,3 +271,5 @@ def test_net_runs_strong_blur_at_the_working_scale_and_composes_a_full_size_aif(
     assert full.extras["scale"] == 1.0 and not torch.equal(full.aif, auto.aif)
     fixed = get_method("net")(sample, SimpleNamespace(checkpoint="shipped:procedural"))
     assert fixed.extras["scale"] == 1.0 and fixed.extras["evidence_span_m"] is None   # a fixed-range checkpoint
+    one = get_method("net")(sample.subset([0]), None)                                 # one frame: no blur to read
+    assert one.extras["scale"] == 1.0 and one.extras["evidence_span_m"] is None

@@ -170,7 +170,8 @@ def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Pre
     # a checkpoint trained on a fixed range keeps it; one that reads the camera's range (camera-general)
     # gets the depths the stack's evidence points at: its range and its working scale follow from them
     camera_range = not meta.get("depth_range_m")
-    optics_known = cam.lens_known and cam.focus_known
+    from ..classical.dfd import has_defocus_evidence
+    optics_known = cam.lens_known and cam.focus_known and has_defocus_evidence(cam)   # else no blur to read
     with reuse_cost_volumes():   # a range left as stated at full size: the network reads the span's own cost volume
         span = evidence_depth_span(frames, cam, stated) if camera_range and optics_known else None
         scale = o.scale
