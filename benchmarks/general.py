@@ -23,8 +23,8 @@ cameras are random draws of ``optics.distribution``, the procedural preset is 12
   which ``predict`` brings into the trained band by its automatic working scale.
 
 ``--stated-range``: ``dfd`` and the networks search the cameras' stated ranges as they are, not the
-part the stack's defocus evidence supports (``predict --stated-range``); ``--scale 1``: the networks
-run at the stacks' own size, not the automatic working scale (``predict --scale``). Both together
+part the stack's defocus evidence supports (``predict --stated-range``); ``--scale 1``: ``dfd`` and the
+networks run at the stacks' own size, not the automatic working scale (``predict --scale``). Both together
 are ``predict`` as it was before either existed.
 
 Methods: ``dff`` and ``dfd`` (training-free), ``optimize`` (zero-shot, on the first
@@ -124,7 +124,8 @@ def main() -> None:
     ap.add_argument("--stated-range", action="store_true",
                     help="dfd and the networks search each camera's stated depth range as it is (module doc)")
     ap.add_argument("--scale", type=float, default=None,
-                    help="the networks' working scale (predict --scale; default automatic, 1 = the stack's own size)")
+                    help="dfd's and the networks' working scale (predict --scale; default automatic, 1 = the stack's "
+                         "own size)")
     ap.add_argument("--methods", nargs="*", default=["dff", "dfd", "optimize"])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "general")
     ap.add_argument("--work", type=Path, default=None,
@@ -146,8 +147,8 @@ def main() -> None:
         tag_net = tag + (f" (scale {args.scale:g})" if args.scale is not None else "")
         for m in args.methods:
             sub = samples[: args.optimize_num] if m == "optimize" else samples
-            key = f"{cam} / {m}" + (tag if m == "dfd" else "")
-            results[key] = evaluate(m, sub, SimpleNamespace(threads=2, **stated))
+            key = f"{cam} / {m}" + (tag_net if m == "dfd" else "")
+            results[key] = evaluate(m, sub, SimpleNamespace(threads=2, **stated, **(net_scale if m == "dfd" else {})))
             print(key, results[key], flush=True)
         if args.finetune_minutes:
             from bench_common import FS, sh

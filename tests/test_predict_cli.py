@@ -233,7 +233,7 @@ def test_a_range_left_as_stated_costs_one_cost_volume(monkeypatch):
 
 
 def test_working_scale_brings_the_blur_into_the_trained_band():
-    from focalstack.inference.network import MIN_WORKING_SIDE_PX, trained_blur_px, working_scale
+    from focalstack.inference.scale import MIN_WORKING_SIDE_PX, trained_blur_px, working_scale
     from focalstack.optics import FocalStackCamera, ThinLens
     cam = FocalStackCamera(ThinLens(0.085, 1.8, 6e-5), (1.2, 1.6, 2.2, 3.0, 4.2), depth_range_m=(0.5, 10.0))
     smax = cam.max_sigma_px((1.2, 3.0))
@@ -252,7 +252,7 @@ def test_net_runs_strong_blur_at_the_working_scale_and_composes_a_full_size_aif(
     from types import SimpleNamespace
 
     from focalstack.data.format import FocalStackSample
-    from focalstack.inference.network import working_scale
+    from focalstack.inference.scale import working_scale
     from focalstack.losses import coarse_aif
     from focalstack.optics import CameraBatch, FocalStackCamera, ThinLens
 
@@ -273,3 +273,28 @@ def test_net_runs_strong_blur_at_the_working_scale_and_composes_a_full_size_aif(
     assert fixed.extras["scale"] == 1.0 and fixed.extras["evidence_span_m"] is None   # a fixed-range checkpoint
     one = get_method("net")(sample.subset([0]), None)                                 # one frame: no blur to read
     assert one.extras["scale"] == 1.0 and one.extras["evidence_span_m"] is None
+
+
+def test_dfd_reads_strong_blur_at_the_working_scale():
+    """dfd shares the working scale with its own band (the cost volume models σ ≤ 5 px), and --scale
+    reaches it from the command line."""
+    from types import SimpleNamespace
+
+    from focalstack.classical.dfd import MAX_BLUR_RADIUS_PX
+    from focalstack.cli import build_parser
+    from focalstack.cli.predict import method_options
+    from focalstack.data.format import FocalStackSample
+    from focalstack.inference.scale import working_scale
+    from focalstack.optics import FocalStackCamera, ThinLens
+
+    from .test_dfd import _ramp_scene
+    cam = FocalStackCamera(ThinLens(0.085, 1.8, 6e-5), (1.2, 1.6, 2.2, 3.0, 4.2), depth_range_m=(0.5, 10.0))
+    frames, depth = _ramp_scene(cam, hw=160)
+    sample = FocalStackSample(frames=frames, camera=cam, depth_m=depth, name="ramp")
+    auto = get_method("dfd")(sample, None)
+    span = tuple(auto.extras["evidence_span_m"])
+    assert auto.extras["scale"] == working_scale(cam, span, (160, 160), MAX_BLUR_RADIUS_PX / 3) < 1
+    assert auto.depth_m.shape == (160, 160) and auto.aif.shape == (3, 160, 160)
+    assert get_method("dfd")(sample, SimpleNamespace(scale=1.0)).extras["scale"] == 1.0
+    args = build_parser().parse_args(["predict", "in", "-o", "out", "--scale", "1"])
+    assert method_options("dfd", args).scale == 1.0 and method_options("net", args).scale == 1.0

@@ -9,12 +9,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
 
 from ..data.format import FocalStackSample
-from ..render.light import from_linear, to_linear
 from .options import NetOptions
 from .prediction import Prediction
+from .scale import resize_stack, to_full_size, working_scale
 
 # Stacks whose long side exceeds this are processed in tiles by default (memory stays bounded).
 AUTO_TILE_ABOVE_PX = 1024
@@ -45,36 +44,6 @@ def load_cached(checkpoint: str | Path | None, device: str = "cpu"):
 def _model_depth_range(meta: dict, sample: FocalStackSample) -> tuple[float, float]:
     dr = meta.get("depth_range_m")
     return tuple(dr) if dr else sample.camera.effective_depth_range_m()
-
-
-MIN_WORKING_SIDE_PX = 128
-"""The automatic working scale never makes the stack's long side smaller than this (px)."""
-MIN_SCALE_CHANGE = 0.1
-"""… and leaves the stack at its own size when it would shrink it by less than this share."""
-
-
-def trained_blur_px() -> float:
-    """The largest Gaussian σ (px) a camera-general network saw over a training scene: the top of the
-    pretraining distribution's band (:mod:`focalstack.optics.distribution`, step 4)."""
-    from ..optics.distribution import CAMERA_DISTRIBUTIONS
-    return float(CAMERA_DISTRIBUTIONS["general"].sigma_max_px[1])
-
-
-def working_scale(camera, scene_range_m: tuple[float, float], size_hw: tuple[int, int],
-                  max_sigma_px: float | None = None) -> float:
-    """The resize factor (≤ 1) that brings a camera's blur into the band a camera-general network was
-    trained on: the largest σ any frame shows over ``scene_range_m`` (near, far metres: the depths
-    the stack's evidence points at, else the stated range) scaled to ``max_sigma_px`` (default
-    :func:`trained_blur_px`, 5 px); 1 when it is already inside or nearly (:data:`MIN_SCALE_CHANGE`);
-    never below :data:`MIN_WORKING_SIDE_PX` on the long side. σ in pixels scales with the image, and beyond the
-    band the network reads blur it never saw while its cost volume truncates it (σ > 5 px:
-    ``classical.dfd.MAX_BLUR_RADIUS_PX``): an 85 mm f/1.8 stack at 645 px (σ up to 13 px over the
-    scene) scored δ1 0.922 at full size and 0.959 at half size, 5× faster (README, "Any camera")."""
-    band = trained_blur_px() if max_sigma_px is None else float(max_sigma_px)
-    smax = camera.max_sigma_px(tuple(scene_range_m))
-    scale = max(band / smax, min(1.0, MIN_WORKING_SIDE_PX / max(size_hw))) if smax > band else 1.0
-    # a resize by less than this changes little of what the network sees, and costs a second cost volume
-    return 1.0 if scale > 1.0 - MIN_SCALE_CHANGE else scale
 
 
 def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:
@@ -178,26 +147,14 @@ def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Pre
         if scale is None:
             scale = working_scale(cam, span or stated, (h, w)) if camera_range and optics_known else 1.0
         if scale != 1.0:
-            if not 0 < scale <= 4:
-                raise ValueError(f"--scale must be in (0, 4], got {scale}")
-            size = (max(8, round(h * scale)), max(8, round(w * scale)))
-            # resampled in the light the optics blur (a pixel integrates radiance)
-            frames = from_linear(F.interpolate(to_linear(frames), size=size, mode="bilinear", align_corners=False,
-                                               antialias=True))
-            cam = cam.resized(size[1] / w)
+            frames, cam = resize_stack(frames, cam, scale)
         tile = o.tile
         if tile is None and max(frames.shape[-2:]) > AUTO_TILE_ABOVE_PX:
             tile = DEFAULT_TILE_PX
         depth_range = widened_depth_range(span, stated) if camera_range and o.range_from_evidence else tuple(stated)
         depth, aif = run_network(model, frames, cam, depth_range, tile)   # the whole (resized) camera
     if depth.shape != (h, w):
-        inv = F.interpolate((1.0 / depth)[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        depth = 1.0 / inv
-        # the AIF from the full-size frames, per pixel the one in focus at that depth: an upsampled AIF
-        # would lose what the full size shows (85 mm f/1.8 at half size: 31.1 dB against 28.1 dB)
-        from ..losses import coarse_aif
-        from ..optics.camera import CameraBatch
-        aif = coarse_aif(sample.frames.float()[None], depth[None, None], CameraBatch.from_cameras([sample.camera]))[0][0]
+        depth, aif = to_full_size(depth, sample.frames, sample.camera)
     extras = {"method": "net", "model": meta.get("model"), "checkpoint": str(o.checkpoint or default_checkpoint()),
               "depth_range_m": list(depth_range), "stated_depth_range_m": list(stated),
               "evidence_span_m": list(span) if span else None, "tile_px": tile, "scale": scale,

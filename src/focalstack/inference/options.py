@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 
 from ..optimize import SCHEDULES
 
-__all__ = ["MethodOptions", "ClassicalOptions", "RangeOptions", "DFFOptions", "DFDOptions", "OptimizeOptions", "NetOptions",
+__all__ = ["MethodOptions", "ClassicalOptions", "CostVolumeOptions", "DFFOptions", "DFDOptions", "OptimizeOptions", "NetOptions",
            "PredictOptions", "METHOD_OPTIONS", "SCHEDULES", "sample_focus_known"]
 
 
@@ -56,18 +56,24 @@ class DFFOptions(ClassicalOptions):
 
 
 @dataclass
-class RangeOptions(MethodOptions):
-    """The depth range of the methods that read it from the camera (``dfd``, ``net``)."""
+class CostVolumeOptions(MethodOptions):
+    """What the methods that read blur through the relative-blur cost volume share (``dfd``, ``net``):
+    the depth range it spans and the size it is read at."""
 
     range_from_evidence: bool = field(default=True, metadata={
         "flag": "--stated-range", "negate": True,
         "help": "dfd and net: search depth over the camera's stated range as it is (default: the part of it the "
                 "stack's defocus evidence supports, widened 3x at each end; focalstack.classical.dfd."
                 "evidence_depth_range)"})
+    scale: float | None = field(default=None, metadata={
+        "flag": "--scale",
+        "help": "dfd and net: resize factor first (default: automatic — a stack whose largest blur over the scene "
+                "exceeds 5 px, the most the camera-general model was trained on and the cost volume models, is "
+                "downscaled until it is 5 px; for checkpoints trained on one camera: 1)"})
 
 
 @dataclass
-class DFDOptions(RangeOptions):
+class DFDOptions(CostVolumeOptions):
     """``--method dfd`` (:func:`focalstack.classical.dfd.depth_from_defocus`)."""
 
     hypotheses: int = 32                # inverse-depth hypotheses of the cost volume
@@ -87,7 +93,7 @@ class OptimizeOptions(ClassicalOptions):
 
 
 @dataclass
-class NetOptions(RangeOptions):
+class NetOptions(CostVolumeOptions):
     """``--method net``: a trained model (:func:`focalstack.inference.predict_net`)."""
 
     checkpoint: str | None = field(default=None, metadata={
@@ -99,11 +105,6 @@ class NetOptions(RangeOptions):
         "help": "test-time optimisation after the network: at most STEPS steps of the optimiser's default "
                 "schedule (coarse to fine, stops on convergence)"})
     tile: int | None = field(default=None, metadata={"flag": "--tile", "help": "tile size for large images"})
-    scale: float | None = field(default=None, metadata={
-        "flag": "--scale",
-        "help": "resize factor before the network (default: automatic for the camera-general model — the stack is "
-                "downscaled when its largest blur over the scene exceeds the 5 px it was trained on; --scale 1: "
-                "never)"})
     device: str = field(default="cpu", metadata={"flag": "--device"})
 
 

@@ -1,0 +1,74 @@
+"""The working scale of a stack: the size at which a method reads its blur, and the way back.
+
+σ in pixels scales with the image. A method that reads blur through a bounded band — the
+camera-general network was pretrained on σ ≤ 5 px (:mod:`focalstack.optics.distribution`), the
+relative-blur cost volume models σ ≤ 5 px (``classical.dfd.MAX_BLUR_RADIUS_PX`` / 3) — misreads a
+stack whose blur lies beyond it: run it on the stack downscaled until the blur fits
+(:func:`working_scale`, :func:`resize_stack`), then bring its depth back to the stack's size in
+inverse depth and compose the AIF from the full-size frames (:func:`to_full_size`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..render.light import from_linear, to_linear
+
+__all__ = ["working_scale", "resize_stack", "to_full_size", "trained_blur_px", "MIN_WORKING_SIDE_PX",
+           "MIN_SCALE_CHANGE"]
+
+MIN_WORKING_SIDE_PX = 128
+"""The automatic working scale never makes the stack's long side smaller than this (px)."""
+MIN_SCALE_CHANGE = 0.1
+"""… and leaves the stack at its own size when it would shrink it by less than this share."""
+
+
+def trained_blur_px() -> float:
+    """The largest Gaussian σ (px) a camera-general network saw over a training scene: the top of the
+    pretraining distribution's band (:mod:`focalstack.optics.distribution`, step 4)."""
+    from ..optics.distribution import CAMERA_DISTRIBUTIONS
+    return float(CAMERA_DISTRIBUTIONS["general"].sigma_max_px[1])
+
+
+def working_scale(camera, scene_range_m: tuple[float, float], size_hw: tuple[int, int],
+                  max_sigma_px: float | None = None) -> float:
+    """The resize factor (≤ 1) that brings a camera's blur into the band a camera-general network was
+    trained on: the largest σ any frame shows over ``scene_range_m`` (near, far metres: the depths
+    the stack's evidence points at, else the stated range) scaled to ``max_sigma_px`` (default
+    :func:`trained_blur_px`, 5 px); 1 when it is already inside or nearly (:data:`MIN_SCALE_CHANGE`);
+    never below :data:`MIN_WORKING_SIDE_PX` on the long side. σ in pixels scales with the image, and beyond the
+    band the network reads blur it never saw while its cost volume truncates it (σ > 5 px:
+    ``classical.dfd.MAX_BLUR_RADIUS_PX``): an 85 mm f/1.8 stack at 645 px (σ up to 13 px over the
+    scene) scored δ1 0.922 at full size and 0.959 at half size, 5× faster (README, "Any camera")."""
+    band = trained_blur_px() if max_sigma_px is None else float(max_sigma_px)
+    smax = camera.max_sigma_px(tuple(scene_range_m))
+    scale = max(band / smax, min(1.0, MIN_WORKING_SIDE_PX / max(size_hw))) if smax > band else 1.0
+    # a resize by less than this changes little of what the network sees, and costs a second cost volume
+    return 1.0 if scale > 1.0 - MIN_SCALE_CHANGE else scale
+
+
+def resize_stack(frames: torch.Tensor, camera, scale: float):
+    """(frames [F,3,h,w], camera) of a stack [F,3,H,W] resized by ``scale`` ∈ (0, 4]: resampled in
+    the light the optics blur (a pixel integrates radiance), the camera's pixel pitch scaled with it."""
+    if not 0 < scale <= 4:
+        raise ValueError(f"--scale must be in (0, 4], got {scale}")
+    h, w = frames.shape[-2:]
+    size = (max(8, round(h * scale)), max(8, round(w * scale)))
+    out = from_linear(F.interpolate(to_linear(frames.float()), size=size, mode="bilinear", align_corners=False,
+                                    antialias=True))
+    return out, camera.resized(size[1] / w)
+
+
+def to_full_size(depth: torch.Tensor, frames: torch.Tensor, camera) -> tuple[torch.Tensor, torch.Tensor]:
+    """(depth [H,W] metres, AIF [3,H,W]) at the size of the full stack ``frames`` [F,3,H,W] from a depth
+    [h,w] found at a working scale: the depth upsampled bilinearly in inverse depth (defocus is linear
+    in it), the AIF per pixel the full-size frame in focus at that depth — an upsampled AIF would lose
+    what the full size shows (85 mm f/1.8 at half size: 31.1 dB against 28.1 dB)."""
+    from ..losses import coarse_aif
+    from ..optics.camera import CameraBatch
+    h, w = frames.shape[-2:]
+    inv = F.interpolate((1.0 / depth)[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+    depth = 1.0 / inv
+    aif = coarse_aif(frames.float()[None], depth[None, None], CameraBatch.from_cameras([camera]))[0][0]
+    return depth, aif
