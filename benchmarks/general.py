@@ -5,8 +5,9 @@ models never saw, over indoor scenes they never saw.
 
 Validation sets (built on first use under bench_work/general/, deterministic): the DSLR-indoor
 RGB-D *validation* scenes (``synth --split 0.2``: never in any training set of this repo) rendered
-at 322×216 (``portrait85``: 645×432) through cameras chosen across the range (none is a training camera: the pretraining
-cameras are random draws of ``optics.distribution``, the procedural preset is 12 mm f/2):
+at 322×216 (``portrait85``: 645×432) through cameras chosen across the range (none is a training
+camera: the pretraining cameras are random draws of ``optics.distribution``, the procedural preset
+is 12 mm f/2):
 
 * ``dslr35``: 35 mm f/2.8, 72 µm pixels at 322 px (a 24 MP APS-C body downsampled), focus
   1 / 1.4 / 2 / 3 / 4.5 m — weak blur (σ ≤ ~1.5 px over 0.5–10 m);

@@ -132,14 +132,13 @@ def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Pre
     o = NetOptions.of(opts)
     model, meta = load_cached(o.checkpoint, o.device or "cpu")
     t0 = time.perf_counter()
-    from ..classical.dfd import evidence_depth_span, reuse_cost_volumes, widened_depth_range
+    from ..classical.dfd import evidence_depth_span, has_defocus_evidence, reuse_cost_volumes, widened_depth_range
     frames, cam = sample.frames.float(), sample.camera
     h, w = sample.size_hw
     stated = _model_depth_range(meta, sample)
     # a checkpoint trained on a fixed range keeps it; one that reads the camera's range (camera-general)
     # gets the depths the stack's evidence points at: its range and its working scale follow from them
     camera_range = not meta.get("depth_range_m")
-    from ..classical.dfd import has_defocus_evidence
     optics_known = cam.lens_known and cam.focus_known and has_defocus_evidence(cam)   # else no blur to read
     with reuse_cost_volumes():   # a range left as stated at full size: the network reads the span's own cost volume
         span = evidence_depth_span(frames, cam, stated) if camera_range and optics_known else None

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, fields
 
 from ..optimize import SCHEDULES
 
-__all__ = ["MethodOptions", "ClassicalOptions", "CostVolumeOptions", "DFFOptions", "DFDOptions", "OptimizeOptions", "NetOptions",
-           "PredictOptions", "METHOD_OPTIONS", "SCHEDULES", "sample_focus_known"]
+__all__ = ["MethodOptions", "ClassicalOptions", "CostVolumeOptions", "DFFOptions", "DFDOptions", "OptimizeOptions",
+           "NetOptions", "PredictOptions", "METHOD_OPTIONS", "SCHEDULES", "sample_focus_known"]
 
 
 

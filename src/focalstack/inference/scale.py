@@ -33,12 +33,13 @@ def trained_blur_px() -> float:
 
 def working_scale(camera, scene_range_m: tuple[float, float], size_hw: tuple[int, int],
                   max_sigma_px: float | None = None) -> float:
-    """The resize factor (≤ 1) that brings a camera's blur into the band a camera-general network was
-    trained on: the largest σ any frame shows over ``scene_range_m`` (near, far metres: the depths
-    the stack's evidence points at, else the stated range) scaled to ``max_sigma_px`` (default
-    :func:`trained_blur_px`, 5 px); 1 when it is already inside or nearly (:data:`MIN_SCALE_CHANGE`);
-    never below :data:`MIN_WORKING_SIDE_PX` on the long side. σ in pixels scales with the image, and beyond the
-    band the network reads blur it never saw while its cost volume truncates it (σ > 5 px:
+    """The resize factor (≤ 1) that brings a camera's blur into a band: the largest σ any frame shows
+    over ``scene_range_m`` (near, far metres: the depths the stack's evidence points at, else the
+    stated range) scaled to ``max_sigma_px`` (default :func:`trained_blur_px`, 5 px, the band the
+    camera-general network was trained on; ``dfd`` passes its cost volume's 5 px); 1 when it is
+    already inside or nearly (:data:`MIN_SCALE_CHANGE`); never below :data:`MIN_WORKING_SIDE_PX` on
+    the long side; ``size_hw`` (H, W) px. σ in pixels scales with the image, and beyond the band the
+    network reads blur it never saw while the cost volume truncates it (σ > 5 px:
     ``classical.dfd.MAX_BLUR_RADIUS_PX``): an 85 mm f/1.8 stack at 645 px (σ up to 13 px over the
     scene) scored δ1 0.943 at full size and 0.961 at the working scale (0.44), 2.7× faster
     (``benchmarks/working_scale.py``)."""
