@@ -45,11 +45,11 @@ from . import opencv_planes
 from .focus_measures import local_mean
 
 __all__ = ["DefocusCostVolume", "inverse_depth_hypotheses", "hypothesis_sigmas", "gaussian_blur_per_plane",
-           "blur_radius_px", "relative_blur_cost", "normalised_cost", "aggregate_cost", "aggregation_radii", "aggregated_costs",
-           "gated_weights", "prior_cost", "AGGREGATION_SCALES", "decisiveness", "evidence_depth_span", "widened_depth_range",
-           "evidence_depth_range",
+           "blur_radius_px", "relative_blur_cost", "reuse_cost_volumes", "normalised_cost", "aggregate_cost",
+           "aggregation_radii", "aggregated_costs", "gated_weights", "prior_cost", "AGGREGATION_SCALES",
+           "decisiveness", "evidence_depth_span", "widened_depth_range", "evidence_depth_range",
            "depth_from_defocus", "has_defocus_evidence", "DEFAULT_HYPOTHESES", "MAX_BLUR_RADIUS_PX", "MIN_EVIDENCE",
-           "EVIDENCE_RANGE_QUANTILE", "EVIDENCE_RANGE_MAX_SIDE_PX", "reuse_cost_volumes"]
+           "EVIDENCE_RANGE_QUANTILE", "EVIDENCE_RANGE_MIN_SHARE", "EVIDENCE_RANGE_MAX_SIDE_PX", "MIN_RANGE_CHANGE"]
 
 DEFAULT_HYPOTHESES = 32
 # Extra blur beyond this radius (σ > 5 px) is truncated: wider blur carries little depth signal at the
