@@ -17,7 +17,7 @@ is 12 mm f/2):
 * ``phone``: 6 mm f/1.6, 15 µm (a 1/1.3" phone sensor at 322 px), 3 frames at 0.5 / 1 / 2 m — tiny blur;
 * ``nyuv2_dered``: the core paper's NYUv2 synthesis camera (preset ``nyuv2_dered``: 50 mm f/8, 12 µm
   at 320 px, focus 1 / 1.5 / 2.5 / 4 / 6 m) with its stated range 0.1–10 m (DEReD's depth clip) —
-  strong blur (σ up to ~7 px over the scene, beyond the pretraining band) and a bracket 20× wider
+  strong blur (σ up to ~6 px over the scene, beyond the pretraining band) and a bracket 20× wider
   in inverse depth than the rooms;
 * ``portrait85``: 85 mm f/1.8, 60 µm (full frame at 645 px: these scenes at their native size, not
   halved), focus 1.2 / 1.6 / 2.2 / 3 / 4.2 m — very strong blur (σ up to ~13 px over the scene),
