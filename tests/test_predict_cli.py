@@ -232,15 +232,20 @@ def test_a_range_left_as_stated_costs_one_cost_volume(monkeypatch):
         assert torch.equal(ev.depth_m, st.depth_m) and torch.equal(ev.aif, st.aif)
 
 
+def _portrait_cam(f_number=1.8):
+    """85 mm full frame at 645 px (60 µm pixels): σ up to ~10 px over a 1.2–3 m scene at f/1.8."""
+    from focalstack.optics import FocalStackCamera, ThinLens
+    return FocalStackCamera(ThinLens(0.085, f_number, 6e-5), (1.2, 1.6, 2.2, 3.0, 4.2), depth_range_m=(0.5, 10.0))
+
+
 def test_working_scale_brings_the_blur_into_the_trained_band():
     from focalstack.inference.scale import MIN_WORKING_SIDE_PX, trained_blur_px, working_scale
-    from focalstack.optics import FocalStackCamera, ThinLens
-    cam = FocalStackCamera(ThinLens(0.085, 1.8, 6e-5), (1.2, 1.6, 2.2, 3.0, 4.2), depth_range_m=(0.5, 10.0))
+    cam = _portrait_cam()
     smax = cam.max_sigma_px((1.2, 3.0))
     assert trained_blur_px() == 5.0 and smax > 10                                  # ~10 px over a 1.2–3 m scene
     assert working_scale(cam, (1.2, 3.0), (432, 645)) == pytest.approx(5.0 / smax)
     assert cam.resized(5.0 / smax).max_sigma_px((1.2, 3.0)) == pytest.approx(5.0)   # σ scales with the image
-    f8 = FocalStackCamera(ThinLens(0.085, 8.0, 6e-5), cam.focus_distances_m, depth_range_m=(0.5, 10.0))
+    f8 = _portrait_cam(f_number=8.0)
     assert f8.max_sigma_px((1.2, 3.0)) < 5 and working_scale(f8, (1.2, 3.0), (432, 645)) == 1.0   # inside the band
     assert working_scale(cam, (1.2, 3.0), (150, 200)) == MIN_WORKING_SIDE_PX / 200  # never below the floor
     assert working_scale(cam.resized(5.4 / smax), (1.2, 3.0), (432, 645)) == 1.0    # σ 5.4 px: not worth 7 %
@@ -254,10 +259,10 @@ def test_net_runs_strong_blur_at_the_working_scale_and_composes_a_full_size_aif(
     from focalstack.data.format import FocalStackSample
     from focalstack.inference.scale import working_scale
     from focalstack.losses import coarse_aif
-    from focalstack.optics import CameraBatch, FocalStackCamera, ThinLens
+    from focalstack.optics import CameraBatch
 
     from .test_dfd import _ramp_scene
-    cam = FocalStackCamera(ThinLens(0.085, 1.8, 6e-5), (1.2, 1.6, 2.2, 3.0, 4.2), depth_range_m=(0.5, 10.0))
+    cam = _portrait_cam()
     frames, depth = _ramp_scene(cam, hw=160)
     sample = FocalStackSample(frames=frames, camera=cam, depth_m=depth, name="ramp")
     auto = get_method("net")(sample, None)
@@ -285,10 +290,9 @@ def test_dfd_reads_strong_blur_at_the_working_scale():
     from focalstack.cli.predict import method_options
     from focalstack.data.format import FocalStackSample
     from focalstack.inference.scale import working_scale
-    from focalstack.optics import FocalStackCamera, ThinLens
 
     from .test_dfd import _ramp_scene
-    cam = FocalStackCamera(ThinLens(0.085, 1.8, 6e-5), (1.2, 1.6, 2.2, 3.0, 4.2), depth_range_m=(0.5, 10.0))
+    cam = _portrait_cam()
     frames, depth = _ramp_scene(cam, hw=160)
     sample = FocalStackSample(frames=frames, camera=cam, depth_m=depth, name="ramp")
     auto = get_method("dfd")(sample, None)

@@ -443,18 +443,14 @@ def evidence_depth_span(frames: torch.Tensor, camera: FocalStackCamera, depth_ra
     (:data:`EVIDENCE_RANGE_MIN_SHARE`). frames [F,3,H,W] in [0,1]; camera: the stack's
     :class:`FocalStackCamera`. Stacks larger than :data:`EVIDENCE_RANGE_MAX_SIDE_PX` are read from a
     resized copy (the camera's pixel pitch scaled with it)."""
-    from ..render.light import from_linear
+    from ..render.light import resize_stack
     stated = tuple(float(x) for x in (depth_range_m if depth_range_m is not None else camera.effective_depth_range_m()))
     if frames.dim() != 4 or frames.shape[0] < 2 or not (camera.focus_known and camera.lens_known) \
             or not has_defocus_evidence(camera):
         return None
     x = frames.float()
-    h, w = x.shape[-2:]
-    if max(h, w) > EVIDENCE_RANGE_MAX_SIDE_PX:   # resampled in the light the optics blur
-        s = EVIDENCE_RANGE_MAX_SIDE_PX / max(h, w)
-        size = (max(8, round(h * s)), max(8, round(w * s)))
-        x = from_linear(F.interpolate(to_linear(x), size=size, mode="bilinear", align_corners=False, antialias=True))
-        camera = camera.resized(size[1] / w)
+    if max(x.shape[-2:]) > EVIDENCE_RANGE_MAX_SIDE_PX:
+        x, camera = resize_stack(x, camera, EVIDENCE_RANGE_MAX_SIDE_PX / max(x.shape[-2:]))
     rng = torch.tensor([stated], dtype=torch.float32)
     vol = relative_blur_cost(x.unsqueeze(0), CameraBatch.from_cameras([camera]), rng, num_hypotheses, window)
     weight = decisiveness(vol, vol.cost.amin(dim=1, keepdim=True), min_evidence).flatten()

@@ -69,9 +69,8 @@ def predict_dfd(sample: FocalStackSample, opts: DFDOptions | None = None) -> Pre
     the stack downscaled when its blur exceeds what the cost volume models (``scale``, default
     :func:`focalstack.inference.scale.working_scale` with a 5 px band); AIF = per pixel the
     full-size frame with the smallest blur at that depth."""
-    from ..classical.dfd import (MAX_BLUR_RADIUS_PX, depth_from_defocus, evidence_depth_span, normalised_cost,
-                                 reuse_cost_volumes, widened_depth_range)
-    from .scale import resize_stack, to_full_size, working_scale
+    from ..classical.dfd import MAX_BLUR_RADIUS_PX, depth_from_defocus, normalised_cost, reuse_cost_volumes
+    from .scale import to_full_size, working_stack
     from ..losses import coarse_aif
     from ..optics.camera import CameraBatch
     cam = sample.camera
@@ -79,24 +78,23 @@ def predict_dfd(sample: FocalStackSample, opts: DFDOptions | None = None) -> Pre
     o = DFDOptions.of(opts)
     t0 = time.perf_counter()
     stated = cam.effective_depth_range_m()
-    frames, h_w = sample.frames.float(), sample.size_hw
+    frames = sample.frames.float()
     with reuse_cost_volumes():   # a range left as stated at full size: one cost volume for the span and the depth
-        span = evidence_depth_span(frames, cam, stated, num_hypotheses=int(o.hypotheses))
-        rng = widened_depth_range(span, stated) if o.range_from_evidence else stated
         # blur beyond what the cost volume models (σ > MAX_BLUR_RADIUS_PX / 3) is read at a smaller size
-        scale = working_scale(cam, span or stated, h_w, max_sigma_px=MAX_BLUR_RADIUS_PX / 3) \
-            if o.scale is None else float(o.scale)
-        work, work_cam = resize_stack(frames, cam, scale) if scale != 1.0 else (frames, cam)
-        depth, vol = depth_from_defocus(work.unsqueeze(0), work_cam, rng, num_hypotheses=int(o.hypotheses))
+        ws = working_stack(frames, cam, stated, o.scale, o.range_from_evidence,
+                           max_sigma_px=MAX_BLUR_RADIUS_PX / 3, num_hypotheses=int(o.hypotheses))
+        depth, vol = depth_from_defocus(ws.frames.unsqueeze(0), ws.camera, ws.depth_range_m,
+                                        num_hypotheses=int(o.hypotheses))
     _, conf = normalised_cost(vol)
-    if scale != 1.0:
+    if ws.scale != 1.0:
         depth, aif = to_full_size(depth[0, 0], frames, cam)
         depth, aif = depth[None, None], aif[None]
     else:
         aif, _ = coarse_aif(frames.unsqueeze(0), depth, CameraBatch.from_cameras([cam]))
-    extras = {"depth_kind": "metric", "mean_confidence": float(conf.mean()), "depth_range_m": list(rng),
+    span = ws.evidence_span_m
+    extras = {"depth_kind": "metric", "mean_confidence": float(conf.mean()), "depth_range_m": list(ws.depth_range_m),
               "stated_depth_range_m": list(stated), "evidence_span_m": list(span) if span else None,
-              "scale": scale, "seconds_method": time.perf_counter() - t0}
+              "scale": ws.scale, "seconds_method": time.perf_counter() - t0}
     return Prediction(depth[0, 0], aif[0], extras)
 
 

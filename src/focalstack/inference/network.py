@@ -13,7 +13,7 @@ import torch
 from ..data.format import FocalStackSample
 from .options import NetOptions
 from .prediction import Prediction
-from .scale import resize_stack, to_full_size, working_scale
+from .scale import to_full_size, working_stack
 
 # Stacks whose long side exceeds this are processed in tiles by default (memory stays bounded).
 AUTO_TILE_ABOVE_PX = 1024
@@ -132,26 +132,20 @@ def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Pre
     o = NetOptions.of(opts)
     model, meta = load_cached(o.checkpoint, o.device or "cpu")
     t0 = time.perf_counter()
-    from ..classical.dfd import evidence_depth_span, has_defocus_evidence, reuse_cost_volumes, widened_depth_range
-    frames, cam = sample.frames.float(), sample.camera
+    from ..classical.dfd import has_defocus_evidence, reuse_cost_volumes
+    cam = sample.camera
     h, w = sample.size_hw
     stated = _model_depth_range(meta, sample)
     # a checkpoint trained on a fixed range keeps it; one that reads the camera's range (camera-general)
     # gets the depths the stack's evidence points at: its range and its working scale follow from them
-    camera_range = not meta.get("depth_range_m")
-    optics_known = cam.lens_known and cam.focus_known and has_defocus_evidence(cam)   # else no blur to read
+    read = not meta.get("depth_range_m") and cam.lens_known and cam.focus_known and has_defocus_evidence(cam)
     with reuse_cost_volumes():   # a range left as stated at full size: the network reads the span's own cost volume
-        span = evidence_depth_span(frames, cam, stated) if camera_range and optics_known else None
-        scale = o.scale
-        if scale is None:
-            scale = working_scale(cam, span or stated, (h, w)) if camera_range and optics_known else 1.0
-        if scale != 1.0:
-            frames, cam = resize_stack(frames, cam, scale)
+        ws = working_stack(sample.frames.float(), cam, stated, o.scale, o.range_from_evidence, read)
         tile = o.tile
-        if tile is None and max(frames.shape[-2:]) > AUTO_TILE_ABOVE_PX:
+        if tile is None and max(ws.frames.shape[-2:]) > AUTO_TILE_ABOVE_PX:
             tile = DEFAULT_TILE_PX
-        depth_range = widened_depth_range(span, stated) if camera_range and o.range_from_evidence else tuple(stated)
-        depth, aif = run_network(model, frames, cam, depth_range, tile)   # the whole (resized) camera
+        depth_range, scale, span = ws.depth_range_m, ws.scale, ws.evidence_span_m
+        depth, aif = run_network(model, ws.frames, ws.camera, depth_range, tile)   # the whole (resized) camera
     if depth.shape != (h, w):
         depth, aif = to_full_size(depth, sample.frames, sample.camera)
     extras = {"method": "net", "model": meta.get("model"), "checkpoint": str(o.checkpoint or default_checkpoint()),

@@ -4,19 +4,22 @@
 camera-general network was pretrained on σ ≤ 5 px (:mod:`focalstack.optics.distribution`), the
 relative-blur cost volume models σ ≤ 5 px (``classical.dfd.MAX_BLUR_RADIUS_PX`` / 3) — misreads a
 stack whose blur lies beyond it: run it on the stack downscaled until the blur fits
-(:func:`working_scale`, :func:`resize_stack`), then bring its depth back to the stack's size in
-inverse depth and compose the AIF from the full-size frames (:func:`to_full_size`).
+(:func:`working_scale`, :func:`focalstack.render.light.resize_stack`; with the depth range to search:
+:func:`working_stack`), then bring its depth back to the stack's size in inverse depth and compose
+the AIF from the full-size frames (:func:`to_full_size`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from ..render.light import from_linear, to_linear
+from ..render.light import resize_stack
 
-__all__ = ["working_scale", "resize_stack", "to_full_size", "trained_blur_px", "MIN_WORKING_SIDE_PX",
-           "MIN_SCALE_CHANGE"]
+__all__ = ["working_scale", "working_stack", "WorkingStack", "resize_stack", "to_full_size", "trained_blur_px",
+           "MIN_WORKING_SIDE_PX", "MIN_SCALE_CHANGE"]
 
 MIN_WORKING_SIDE_PX = 128
 """The automatic working scale never makes the stack's long side smaller than this (px)."""
@@ -50,16 +53,39 @@ def working_scale(camera, scene_range_m: tuple[float, float], size_hw: tuple[int
     return 1.0 if scale > 1.0 - MIN_SCALE_CHANGE else scale
 
 
-def resize_stack(frames: torch.Tensor, camera, scale: float):
-    """(frames [F,3,h,w], camera) of a stack [F,3,H,W] resized by ``scale`` ∈ (0, 4]: resampled in
-    the light the optics blur (a pixel integrates radiance), the camera's pixel pitch scaled with it."""
-    if not 0 < scale <= 4:
-        raise ValueError(f"--scale must be in (0, 4], got {scale}")
-    h, w = frames.shape[-2:]
-    size = (max(8, round(h * scale)), max(8, round(w * scale)))
-    out = from_linear(F.interpolate(to_linear(frames.float()), size=size, mode="bilinear", align_corners=False,
-                                    antialias=True))
-    return out, camera.resized(size[1] / w)
+@dataclass
+class WorkingStack:
+    """What a cost-volume method reads: ``frames`` [F,3,h,w] and ``camera`` at the working ``scale``, the
+    ``depth_range_m`` (near, far) to search, and the stack's ``evidence_span_m`` (None: not read)."""
+
+    frames: torch.Tensor
+    camera: object
+    depth_range_m: tuple[float, float]
+    scale: float
+    evidence_span_m: tuple[float, float] | None
+
+
+def working_stack(frames: torch.Tensor, camera, stated_range_m: tuple[float, float], scale: float | None = None,
+                  range_from_evidence: bool = True, read_evidence: bool = True,
+                  max_sigma_px: float | None = None, num_hypotheses: int | None = None) -> WorkingStack:
+    """The stack [F,3,H,W] as ``dfd`` and the camera-general network read it: the depths its defocus
+    evidence points at (:func:`focalstack.classical.dfd.evidence_depth_span` over ``stated_range_m``),
+    the working scale from them (``scale`` None: :func:`working_scale` with ``max_sigma_px``; else that
+    factor) and the range to search (the span widened, :func:`focalstack.classical.dfd.widened_depth_range`,
+    unless ``range_from_evidence`` is False: the stated one). ``read_evidence`` False (a checkpoint
+    trained on a fixed range, or no lens, focus or defocus to read): no span, the stated range, and
+    ``scale`` or 1. Run it inside :func:`focalstack.classical.dfd.reuse_cost_volumes`: a range left as
+    stated at full size then costs the method no second cost volume."""
+    from ..classical.dfd import DEFAULT_HYPOTHESES, evidence_depth_span, widened_depth_range
+    stated = tuple(float(x) for x in stated_range_m)
+    span = evidence_depth_span(frames, camera, stated, num_hypotheses=num_hypotheses or DEFAULT_HYPOTHESES) \
+        if read_evidence else None
+    if scale is None:
+        scale = working_scale(camera, span or stated, tuple(frames.shape[-2:]), max_sigma_px) if read_evidence else 1.0
+    rng = widened_depth_range(span, stated) if read_evidence and range_from_evidence else stated
+    if scale != 1.0:
+        frames, camera = resize_stack(frames, camera, scale)
+    return WorkingStack(frames, camera, rng, float(scale), span)
 
 
 def to_full_size(depth: torch.Tensor, frames: torch.Tensor, camera) -> tuple[torch.Tensor, torch.Tensor]:

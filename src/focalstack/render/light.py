@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["PHYSICS_LIGHT", "LIGHTS", "RECORDED_DEFAULT", "made_in", "to_linear", "from_linear"]
+__all__ = ["PHYSICS_LIGHT", "LIGHTS", "RECORDED_DEFAULT", "made_in", "to_linear", "from_linear", "resize_stack"]
 
 LIGHTS = ("linear", "encoded")
 RECORDED_DEFAULT = "encoded"
@@ -65,3 +65,18 @@ def from_linear(x):
         return x
     from ..data.encoding import linear_to_srgb
     return linear_to_srgb(x)
+
+
+def resize_stack(frames, camera, scale: float):
+    """(frames [F,3,h,w], camera) of a stack [F,3,H,W] resized by ``scale`` ∈ (0, 4]: resampled
+    bilinearly (antialiased) in the light the optics blur — a pixel integrates radiance — and the
+    camera's pixel pitch scaled with it (:meth:`focalstack.optics.FocalStackCamera.resized`), so the
+    blur in pixels scales with the image."""
+    import torch.nn.functional as F
+    if not 0 < scale <= 4:
+        raise ValueError(f"--scale must be in (0, 4], got {scale}")
+    h, w = frames.shape[-2:]
+    size = (max(8, round(h * scale)), max(8, round(w * scale)))
+    out = from_linear(F.interpolate(to_linear(frames.float()), size=size, mode="bilinear", align_corners=False,
+                                    antialias=True))
+    return out, camera.resized(size[1] / w)
