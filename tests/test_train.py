@@ -72,7 +72,9 @@ def _check_run_folder(run: Path) -> None:
     # every option recorded, not only those given: a later change of a default cannot change the checkpoint
     assert meta["step"] == 4 and meta["model"] == {"name": "daifnet", "cfg": full_options("daifnet", {"width": 8, "levels": 3})}
     assert meta["model"]["cfg"]["cost_aggregation"] == "gated"
-    assert meta["depth_range_m"] == [0.5, 4.0] and meta["cameras"][0]["focus_distances_m"][0] == 0.6
+    # each stack read at its evidence range (train/views.py): no fixed range, predict reads the evidence alike
+    assert meta["depth_range_m"] is None and meta["depth_range_source"] == "evidence"
+    assert meta["cameras"][0]["focus_distances_m"][0] == 0.6
     assert "depth_abs_rel" in meta["metrics"] and "val_loss" in meta["metrics"]
     assert not list(run.glob(".*tmp"))  # atomic writes leave no temporaries
     model, meta2 = load_model(run)

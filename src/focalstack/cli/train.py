@@ -110,6 +110,8 @@ def build_config(args):
     saved = out / "config.json"
     fresh = args.restart or not saved.is_file()
     base = TrainConfig().to_dict() if fresh else json.loads(saved.read_text())
+    if not fresh:
+        base.setdefault("evidence_view", False)   # a run from before the views read each camera's stated range
     if fresh:
         base["init"] = init or "auto"
         _adopt_init_model(base, base["init"], bool(given.get("model") or given_model or args.model_opt))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset, default_collate
 
 from ..optics.camera import camera_tensors
@@ -56,6 +57,16 @@ class FocalStackDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self._cache: dict[int, FocalStackSample] | None = {} if cache else None
+        self.scales: list[float] | None = None
+
+    def set_scales(self, scales) -> None:
+        """Resize sample i by ``scales[i]`` (≤ 1) before cropping, in linear light, with the camera's pixel
+        pitch (:func:`focalstack.render.light.resize_stack`): the working scale a run reads each stack at
+        (:mod:`focalstack.train.views`). Depth is resampled nearest (0 stays invalid), the AIF like the
+        frames, pseudo-labels bilinearly. None or all 1: every sample at its own size."""
+        if scales is not None and len(scales) != len(self.paths):
+            raise ValueError(f"one scale per sample: {len(scales)} scales for {len(self.paths)} samples")
+        self.scales = None if scales is None or all(float(x) == 1.0 for x in scales) else [float(x) for x in scales]
 
     def check(self) -> list[tuple[int, tuple[int, int]]]:
         """Check every sample's structure up front (:func:`focalstack.data.format.check_sample`) and
@@ -122,6 +133,16 @@ class FocalStackDataset(Dataset):
                 if tuple(lab["inv_depth"].shape) != (h, w):
                     raise SampleError(f"{lp}: label size {tuple(lab['inv_depth'].shape)} ≠ frames {h}×{w}")
                 label = torch.stack([lab["inv_depth"], lab["weight"]])
+        camera = s.camera
+        scale = self.scales[i] if self.scales is not None else 1.0
+        if scale != 1.0:   # the working scale: the blur in pixels shrinks with the image and the pixel pitch grows
+            from ..render.light import resize_stack
+            frames, camera = resize_stack(frames, s.camera, scale)
+            h, w = frames.shape[-2:]
+            depth = F.interpolate(depth[None, None], size=(h, w), mode="nearest")[0, 0]
+            aif = resize_stack(aif[None], s.camera, scale)[0][0] if s.aif is not None else torch.zeros(3, h, w)
+            if label is not None:
+                label = F.interpolate(label[None], size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0]
         if a.crop_size is not None:
             ch, cw = a.crop_size
             if ch > h or cw > w:
@@ -142,7 +163,7 @@ class FocalStackDataset(Dataset):
                                           "teacher_weight": label[1:2].contiguous()}
         return {**extra,
             "frames": frames.contiguous(),
-            "camera": camera_tensors(s.camera, order),
+            "camera": camera_tensors(camera, order),
             "depth": depth.unsqueeze(0).contiguous(),
             "has_depth": torch.tensor(s.depth_m is not None),
             "aif": aif.contiguous(),

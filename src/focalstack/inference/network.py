@@ -13,7 +13,7 @@ import torch
 from ..data.format import FocalStackSample
 from .options import NetOptions
 from .prediction import Prediction
-from .scale import to_full_size, working_stack
+from .scale import WorkingStack, reads_evidence, to_full_size, working_stack
 
 # Stacks whose long side exceeds this are processed in tiles by default (memory stays bounded).
 AUTO_TILE_ABOVE_PX = 1024
@@ -90,6 +90,17 @@ def run_network(model, frames: torch.Tensor, camera, depth_range, tile: int | No
     return 1.0 / (inv / wsum), aif / wsum
 
 
+def run_network_at(model, ws: WorkingStack, frames: torch.Tensor, camera, tile: int | None = None):
+    """(depth [H,W] metres, AIF [3,H,W]) of the full stack ``frames`` [F,3,H,W] through ``camera`` from a
+    network run on its working stack ``ws`` (:func:`working_stack`) over ``ws.depth_range_m``; back to the
+    full size by :func:`to_full_size` when ``ws`` is resized. What ``predict --method net`` and the
+    distillation teacher both run."""
+    depth, aif = run_network(model, ws.frames, ws.camera, ws.depth_range_m, tile)
+    if tuple(depth.shape) != tuple(frames.shape[-2:]):
+        depth, aif = to_full_size(depth, frames, camera)
+    return depth, aif
+
+
 def refine_config(steps: int):
     """The optimiser's settings for ``--refine steps`` from the network's depth + AIF: the default
     (fast) schedule within the step budget — coarse to fine where the blur allows it, cheaper than
@@ -132,22 +143,19 @@ def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Pre
     o = NetOptions.of(opts)
     model, meta = load_cached(o.checkpoint, o.device or "cpu")
     t0 = time.perf_counter()
-    from ..classical.dfd import has_defocus_evidence, reuse_cost_volumes
+    from ..classical.dfd import reuse_cost_volumes
     cam = sample.camera
-    h, w = sample.size_hw
     stated = _model_depth_range(meta, sample)
     # a checkpoint trained on a fixed range keeps it; one that reads the camera's range (camera-general)
     # gets the depths the stack's evidence points at: its range and its working scale follow from them
-    read = not meta.get("depth_range_m") and cam.lens_known and cam.focus_known and has_defocus_evidence(cam)
+    read = not meta.get("depth_range_m") and reads_evidence(cam)
     with reuse_cost_volumes():   # a range left as stated at full size: the network reads the span's own cost volume
         ws = working_stack(sample.frames.float(), cam, stated, o.scale, o.range_from_evidence, read)
         tile = o.tile
         if tile is None and max(ws.frames.shape[-2:]) > AUTO_TILE_ABOVE_PX:
             tile = DEFAULT_TILE_PX
         depth_range, scale, span = ws.depth_range_m, ws.scale, ws.evidence_span_m
-        depth, aif = run_network(model, ws.frames, ws.camera, depth_range, tile)   # the whole (resized) camera
-    if depth.shape != (h, w):
-        depth, aif = to_full_size(depth, sample.frames, sample.camera)
+        depth, aif = run_network_at(model, ws, sample.frames, sample.camera, tile)   # the whole (resized) camera
     extras = {"method": "net", "model": meta.get("model"), "checkpoint": str(o.checkpoint or default_checkpoint()),
               "depth_range_m": list(depth_range), "stated_depth_range_m": list(stated),
               "evidence_span_m": list(span) if span else None, "tile_px": tile, "scale": scale,

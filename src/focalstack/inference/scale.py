@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..render.light import resize_stack
 
 __all__ = ["working_scale", "working_stack", "WorkingStack", "resize_stack", "to_full_size", "trained_blur_px",
-           "MIN_WORKING_SIDE_PX", "MIN_SCALE_CHANGE"]
+           "reads_evidence", "MIN_WORKING_SIDE_PX", "MIN_SCALE_CHANGE"]
 
 MIN_WORKING_SIDE_PX = 128
 """The automatic working scale never makes the stack's long side smaller than this (px)."""
@@ -34,14 +34,23 @@ def trained_blur_px() -> float:
     return float(CAMERA_DISTRIBUTIONS["general"].sigma_max_px[1])
 
 
+def reads_evidence(camera) -> bool:
+    """Whether a stack through ``camera`` has defocus evidence to read: a known lens and focus
+    distances, and frames that differ in blur (:func:`focalstack.classical.dfd.has_defocus_evidence`).
+    Without it a stack keeps its stated range and its size."""
+    from ..classical.dfd import has_defocus_evidence
+    return bool(camera.lens_known and camera.focus_known and has_defocus_evidence(camera))
+
+
 def working_scale(camera, scene_range_m: tuple[float, float], size_hw: tuple[int, int],
-                  max_sigma_px: float | None = None) -> float:
+                  max_sigma_px: float | None = None, min_size_hw: tuple[int, int] | None = None) -> float:
     """The resize factor (≤ 1) that brings a camera's blur into a band: the largest σ any frame shows
     over ``scene_range_m`` (near, far metres: the depths the stack's evidence points at, else the
     stated range) scaled to ``max_sigma_px`` (default :func:`trained_blur_px`, 5 px, the band the
     camera-general network was trained on; ``dfd`` passes its cost volume's 5 px); 1 when it is
     already inside or nearly (:data:`MIN_SCALE_CHANGE`); never below :data:`MIN_WORKING_SIDE_PX` on
-    the long side; ``size_hw`` (H, W) px. σ in pixels scales with the image, and beyond the band the
+    the long side, nor below ``min_size_hw`` (h, w) px (training: the crop); ``size_hw`` (H, W) px.
+    σ in pixels scales with the image, and beyond the band the
     network reads blur it never saw while the cost volume truncates it (σ > 5 px:
     ``classical.dfd.MAX_BLUR_RADIUS_PX``): an 85 mm f/1.8 stack at 645 px (σ up to 13 px over the
     scene) scored δ1 0.943 at full size and 0.961 at the working scale (0.44), 2.7× faster
@@ -49,6 +58,8 @@ def working_scale(camera, scene_range_m: tuple[float, float], size_hw: tuple[int
     band = trained_blur_px() if max_sigma_px is None else float(max_sigma_px)
     smax = camera.max_sigma_px(tuple(scene_range_m))
     scale = max(band / smax, min(1.0, MIN_WORKING_SIDE_PX / max(size_hw))) if smax > band else 1.0
+    if min_size_hw is not None:
+        scale = max(scale, min(1.0, max(m / n for m, n in zip(min_size_hw, size_hw))))
     # a resize by less than this changes little of what the network sees, and costs a second cost volume
     return 1.0 if scale > 1.0 - MIN_SCALE_CHANGE else scale
 
@@ -67,10 +78,12 @@ class WorkingStack:
 
 def working_stack(frames: torch.Tensor, camera, stated_range_m: tuple[float, float], scale: float | None = None,
                   range_from_evidence: bool = True, read_evidence: bool = True,
-                  max_sigma_px: float | None = None, num_hypotheses: int | None = None) -> WorkingStack:
+                  max_sigma_px: float | None = None, num_hypotheses: int | None = None,
+                  min_size_hw: tuple[int, int] | None = None) -> WorkingStack:
     """The stack [F,3,H,W] as ``dfd`` and the camera-general network read it: the depths its defocus
     evidence points at (:func:`focalstack.classical.dfd.evidence_depth_span` over ``stated_range_m``),
-    the working scale from them (``scale`` None: :func:`working_scale` with ``max_sigma_px``; else that
+    the working scale from them (``scale`` None: :func:`working_scale` with ``max_sigma_px`` and
+    ``min_size_hw``; else that
     factor) and the range to search (the span widened, :func:`focalstack.classical.dfd.widened_depth_range`,
     unless ``range_from_evidence`` is False: the stated one). ``read_evidence`` False (a checkpoint
     trained on a fixed range, or no lens, focus or defocus to read): no span, the stated range, and
@@ -81,7 +94,8 @@ def working_stack(frames: torch.Tensor, camera, stated_range_m: tuple[float, flo
     span = evidence_depth_span(frames, camera, stated, num_hypotheses=num_hypotheses or DEFAULT_HYPOTHESES) \
         if read_evidence else None
     if scale is None:
-        scale = working_scale(camera, span or stated, tuple(frames.shape[-2:]), max_sigma_px) if read_evidence else 1.0
+        scale = working_scale(camera, span or stated, tuple(frames.shape[-2:]), max_sigma_px, min_size_hw) \
+            if read_evidence else 1.0
     rng = widened_depth_range(span, stated) if read_evidence and range_from_evidence else stated
     if scale != 1.0:
         frames, camera = resize_stack(frames, camera, scale)

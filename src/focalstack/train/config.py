@@ -36,7 +36,9 @@ class TrainConfig:
     as the authors' fixed 7×7 window did).
 
     ``depth_range``: (near, far) metres for every sample; None = each camera's ``depth_range_m``,
-    else ``FocalStackCamera.default_depth_range_m()``.
+    else ``FocalStackCamera.default_depth_range_m()``, read as ``predict`` reads the stack when
+    ``evidence_view`` (default): narrowed to the stack's defocus evidence and at its working scale
+    (:mod:`focalstack.train.views`).
 
     ``scale_aug``: (min, max) — DDFS scale augmentation (Fujimura et al. 2024, §4.3): every training
     sample gets a factor s from {min, min + ``scale_aug_step``, …, max} (the paper: 1.0, 1.5, …, 9.0);
@@ -103,6 +105,11 @@ class TrainConfig:
     depth_range: tuple[float, float] | None = field(default=None, metadata={
         "flag": "--depth-range", "metavar": ("NEAR", "FAR"),
         "help": "metres (default: the camera's depth_range_m, else derived from its focus distances)"})
+    # each stack read as predict reads it (its evidence range, its working scale): trained on what it will be given
+    evidence_view: bool = field(default=True, metadata={
+        "flag": "--stated-range", "negate": True,
+        "help": "train over each camera's stated depth range at the stack's own size (default: the range the stack's "
+                "defocus evidence supports and the working scale, as predict reads it; kept in RUN/views.json)"})
     scale_aug: tuple[float, float] | None = field(default=None, metadata={
         "flag": "--scale-aug", "metavar": ("MIN", "MAX"),
         "help": "DDFS scale augmentation: scene + camera × s, s in {MIN, MIN+step, …, MAX} (needs --depth-range)"})

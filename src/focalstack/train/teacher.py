@@ -110,19 +110,23 @@ class TeacherConfig:
 
 @torch.no_grad()
 def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered: torch.Tensor,
-                 hypotheses: int = 32, min_evidence: float = MIN_EVIDENCE, trust: str = "evidence") -> torch.Tensor:
+                 hypotheses: int = 32, min_evidence: float = MIN_EVIDENCE, trust: str = "evidence",
+                 depth_range_m: tuple[float, float] | None = None) -> torch.Tensor:
     """Per-pixel trust w ∈ [0,1] of a teacher depth (module docstring).
 
     frames, rendered: [F,3,H,W] in [0,1]; camera: FocalStackCamera; inv_depth: [H,W] 1/m;
     min_evidence: grey levels (0 = no evidence ramp); trust: ``evidence`` (distinctness × evidence ×
-    fit), ``fit`` (the fit term alone) or ``weak-evidence`` (fit × (1 − distinctness × evidence)) → [H,W]."""
+    fit), ``fit`` (the fit term alone) or ``weak-evidence`` (fit × (1 − distinctness × evidence));
+    depth_range_m: the (near, far) metres whose hypotheses the distinctness compares (default the
+    camera's effective range) → [H,W]."""
     from ..classical.dfd import decisiveness, has_defocus_evidence, relative_blur_cost
     from ..classical.focus_measures import local_mean
     from ..optics.camera import CameraBatch
     if trust == "auto" or trust not in TRUSTS:   # "auto" is resolved by TeacherConfig.weight_trust
         raise ValueError(f"unknown trust {trust!r}: fit, evidence or weak-evidence")
     h, w = inv_depth.shape
-    rng = torch.tensor([camera.effective_depth_range_m()], dtype=torch.float32)
+    rng = torch.tensor([tuple(depth_range_m) if depth_range_m is not None else camera.effective_depth_range_m()],
+                       dtype=torch.float32)
     if trust == "fit":
         distinct = torch.ones(h, w)
     elif has_defocus_evidence(camera):
@@ -144,17 +148,23 @@ def label_weight(frames: torch.Tensor, camera, inv_depth: torch.Tensor, rendered
 
 
 def label_stack(frames: torch.Tensor, camera, cfg: TeacherConfig = TeacherConfig(), model=None,
-                depth_range_m: tuple[float, float] | None = None) -> dict[str, torch.Tensor]:
+                depth_range_m: tuple[float, float] | None = None, view=None) -> dict[str, torch.Tensor]:
     """{"inv_depth": [H,W] 1/m, "weight": [H,W]} for one stack [F,3,H,W] with a known camera. The
     ``refine`` teacher needs ``model`` (the network to refine) and the (near, far) metres it predicts
-    in (default the camera's effective range)."""
+    in (default the camera's effective range). ``view``: the run's :class:`focalstack.train.views.StackView`
+    of the stack: the network then reads it as ``predict`` does (that range, at that working scale,
+    back to full size), and the trust compares hypotheses over that range."""
     from ..optimize import OptimizeConfig, optimize_stack
+    if view is not None:
+        depth_range_m = view.depth_range_m
     if cfg.kind == "refine":
         if model is None:
             raise ValueError("the refine teacher needs the network it refines")
-        from ..inference.network import refine_prediction, run_network
+        from ..inference.network import refine_prediction, run_network_at
+        from ..inference.scale import working_stack
         rng = tuple(depth_range_m) if depth_range_m is not None else camera.effective_depth_range_m()
-        depth, aif = run_network(model, frames.float(), camera, rng)
+        ws = working_stack(frames.float(), camera, rng, view.scale if view is not None else 1.0, read_evidence=False)
+        depth, aif = run_network_at(model, ws, frames.float(), camera)
         if cfg.refine_steps == 0:   # the network itself: an anchor (module docstring)
             from ..render import render_stack
             rendered = render_stack(aif[None].float(), depth[None, None].float(), camera)[0]
@@ -167,7 +177,8 @@ def label_stack(frames: torch.Tensor, camera, cfg: TeacherConfig = TeacherConfig
             ocfg = ocfg.scaled(cfg.iters_scale)
         r = optimize_stack(frames.float(), camera, ocfg)
     inv = (1.0 / r.depth_m.view(frames.shape[-2:])).float()
-    weight = label_weight(frames, camera, inv, r.rendered, cfg.hypotheses, cfg.min_evidence, cfg.weight_trust)
+    weight = label_weight(frames, camera, inv, r.rendered, cfg.hypotheses, cfg.min_evidence, cfg.weight_trust,
+                          depth_range_m)
     return {"inv_depth": inv.contiguous(), "weight": weight.float().contiguous()}
 
 
@@ -177,10 +188,12 @@ def load_label(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def label_dataset(sample_dirs: Sequence[Path], out_dir: str | Path, cfg: TeacherConfig = TeacherConfig(),
-                  progress: bool = True, model=None, depth_range_m: tuple[float, float] | None = None) -> Path:
+                  progress: bool = True, model=None, depth_range_m: tuple[float, float] | None = None,
+                  views: Sequence | None = None) -> Path:
     """Label every sample once into ``out_dir`` (resumable; module docstring). Returns ``out_dir``.
     ``model``, ``depth_range_m``: the ``refine`` teacher's network and its fixed range (None: each
-    stack's camera range), as :func:`label_stack`."""
+    stack's camera range), as :func:`label_stack`; ``views``: the run's view of each sample
+    (:mod:`focalstack.train.views`, in ``sample_dirs`` order), read as :func:`label_stack` reads one."""
     from safetensors.torch import save
 
     from ..data import load_sample
@@ -192,6 +205,8 @@ def label_dataset(sample_dirs: Sequence[Path], out_dir: str | Path, cfg: Teacher
     meta_path = out / "teacher.json"
     from ..render import light
     want = {**cfg.to_dict(), "physics_light": light.PHYSICS_LIGHT}   # labels made in another light differ
+    if views is not None:   # labels read at the run's views (caches from before them: no key, stated ranges)
+        want["evidence_view"] = True
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
         old["physics_light"] = light.made_in(old)
@@ -203,6 +218,7 @@ def label_dataset(sample_dirs: Sequence[Path], out_dir: str | Path, cfg: Teacher
     names = [Path(p).name for p in sample_dirs]
     if len(set(names)) != len(names):
         raise ValueError("teacher labels are keyed by sample folder name, and two training samples share one")
+    view_of = dict(zip(names, views)) if views is not None else {}
     todo = [p for p in sample_dirs if not (out / f"{Path(p).name}.safetensors").is_file()]
     bar = None
     if progress and todo:
@@ -214,7 +230,7 @@ def label_dataset(sample_dirs: Sequence[Path], out_dir: str | Path, cfg: Teacher
         if not (s.camera.focus_known and s.camera.lens_known):
             raise ValueError(f"{p}: the {cfg.kind} teacher needs a known lens and focus distances (camera.json has "
                              "placeholders)")
-        lab = label_stack(s.frames, s.camera, cfg, model, depth_range_m)
+        lab = label_stack(s.frames, s.camera, cfg, model, depth_range_m, view_of.get(Path(p).name))
         atomic_write_file(out / f"{Path(p).name}.safetensors", save(lab))
         if bar is not None:
             bar.update(1)

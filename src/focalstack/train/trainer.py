@@ -156,6 +156,15 @@ def _check_required_files(paths: Sequence[Path], supervision: str) -> None:
                           f"and supervise nothing (first: {empty[0]})", stacklevel=2)
 
 
+def _sample_key(root: Path, path: Path) -> str:
+    """A sample folder's name in a run's records: its path under the data folder (names may repeat in
+    sub-folders)."""
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
 def _has_valid_depth(path: Path) -> bool:
     d = read_depth(path).numpy()
     return bool(((d > 0) & np.isfinite(d)).any())
@@ -270,10 +279,6 @@ class Trainer:
                                  f"it needs aif.png in every training sample, but {len(missing)} of "
                                  f"{len(self.train_ds.paths)} lack it (first: {missing[0]})")
         self.train_cams, self.train_ranges = self._ranges_for(self.train_ds.paths)
-        # stacks of different sizes share a batch: collate_stacks pads each by repeating its own frames
-        self.kernel_size = cfg.kernel_size or choose_kernel_size(
-            self.train_cams, self.train_ranges.tolist(), cfg.max_kernel_size)
-        self.loss_cfg = replace(self.loss_cfg, kernel_size=self.kernel_size)
         val_root = cfg.val_dir or cfg.data_dir
         self.val_ds_full = FocalStackDataset(val_root, StackAugment(), seed=cfg.seed, strict=cfg.strict)
         n_val = min(len(self.val_ds_full), cfg.val_max_samples)
@@ -281,11 +286,50 @@ class Trainer:
         if cfg.val_dir:
             self.val_ds_full.check()
         _, self.val_ranges = self._ranges_for(self.val_ds_full.paths[:n_val])
+        # each stack read as predict will read it (range from its evidence, working scale): train/views.py
+        self.views_on = cfg.evidence_view and cfg.depth_range is None
+        self.train_views = self.val_views = None
+        if self.views_on:
+            self._read_stack_views(n_val)
+        # stacks of different sizes share a batch: collate_stacks pads each by repeating its own frames
+        cams = self.train_cams if self.train_views is None else \
+            [c.resized(v.scale) for c, v in zip(self.train_cams, self.train_views)]
+        self.kernel_size = cfg.kernel_size or choose_kernel_size(cams, self.train_ranges.tolist(), cfg.max_kernel_size)
+        self.loss_cfg = replace(self.loss_cfg, kernel_size=self.kernel_size)
         self.sampler = DistributedSampler(self.train_ds, num_replicas=self.dist.world_size, rank=self.dist.rank,
                                           shuffle=True, seed=cfg.seed, drop_last=False)
         per_rank = len(self.sampler)
         self.batch_size = min(cfg.batch_size, per_rank)
         self.steps_per_epoch = per_rank // self.batch_size
+
+    def _read_stack_views(self, n_val: int) -> None:
+        """Every training stack's and the first ``n_val`` validation stacks' :class:`StackView`: from
+        ``RUN/views.json`` when the run resumes (made with other settings: an error naming it), else
+        computed (:func:`focalstack.train.views.dataset_views`); the ranges and the datasets' scales follow."""
+        from .views import VIEWS_FILE, dataset_views, read_views, view_settings
+        cfg = self.cfg
+        settings = view_settings(cfg.crop_size)
+        resuming = self.resume is not False and (self.out_dir / "state.pt").is_file()
+        cached = read_views(self.out_dir / VIEWS_FILE, settings) if resuming else None
+
+        def keys(ds, root):
+            return [_sample_key(Path(root), p) for p in ds.paths]
+
+        tk = keys(self.train_ds, cfg.data_dir)
+        vk = keys(self.val_ds_full, cfg.val_dir or cfg.data_dir)[:n_val]
+        progress = cfg.progress and self.is_main
+        tv = dataset_views(self.train_ds.paths, tk, [tuple(r) for r in self.train_ranges.tolist()], cfg.crop_size,
+                           (cached or {}).get("train"), progress, "views (train)")
+        # validation crops nothing: its stacks are read exactly as predict reads them
+        vv = dataset_views(self.val_ds_full.paths[:n_val], vk, [tuple(r) for r in self.val_ranges.tolist()], None,
+                           (cached or {}).get("val"), progress, "views (val)")
+        self.train_views, self.val_views = tv, vv
+        self.views_record = {"settings": settings, "train": {k: v.to_dict() for k, v in zip(tk, tv)},
+                             "val": {k: v.to_dict() for k, v in zip(vk, vv)}}
+        self.train_ranges = torch.tensor([v.depth_range_m for v in tv], dtype=torch.float32)
+        self.val_ranges = torch.tensor([v.depth_range_m for v in vv], dtype=torch.float32).view(-1, 2)
+        self.train_ds.set_scales([v.scale for v in tv])
+        self.val_ds_full.set_scales([v.scale for v in vv] + [1.0] * (len(self.val_ds_full) - n_val))
 
     def _loader(self, epoch: int, skip_batches: int) -> DataLoader:
         self.sampler.set_epoch(epoch)
@@ -404,10 +448,11 @@ class Trainer:
             if len(cams) >= 8:
                 break
         ranges = {tuple(r) for r in self.train_ranges.tolist()}
+        # a run that read its stacks' evidence has no fixed range: predict reads each stack's evidence as it did
         return {"model": {"name": self.cfg.model, "cfg": dict(self.cfg.model_cfg)},
                 "depth_range_m": list(self.cfg.depth_range) if self.cfg.depth_range else
-                (list(next(iter(ranges))) if len(ranges) == 1 else None),
-                "depth_range_source": "config" if self.cfg.depth_range else "camera",
+                (list(next(iter(ranges))) if len(ranges) == 1 and not self.views_on else None),
+                "depth_range_source": "config" if self.cfg.depth_range else ("evidence" if self.views_on else "camera"),
                 "cameras": cams, "kernel_size": self.kernel_size, "supervision": self.cfg.supervision,
                 "step": self.step, "epoch": self.epoch, "n_params": self.n_params,
                 "train_seconds": round(self._elapsed_s(), 1),   # summed over resumes: runs may be interrupted
@@ -602,6 +647,9 @@ class Trainer:
                 (self.out_dir / name).unlink(missing_ok=True)
         if self.is_main:
             atomic_write_json(self.out_dir / "config.json", cfg.to_dict())
+            if self.views_on:
+                from .views import VIEWS_FILE, write_views
+                write_views(self.out_dir / VIEWS_FILE, **self.views_record)
         if cfg.teacher and self.is_main:   # label once (resumable); the other ranks wait at the barrier
             from .teacher import TeacherConfig, label_dataset
             # the refine teacher refines the network as the run starts (--init; labels are made before step 1)
@@ -612,7 +660,8 @@ class Trainer:
                           TeacherConfig(kind=cfg.teacher, iters_scale=cfg.teacher_iters_scale,
                                         refine_steps=cfg.teacher_refine_steps, trust=cfg.teacher_trust),
                           progress=cfg.progress, model=model,
-                          depth_range_m=tuple(cfg.depth_range) if cfg.depth_range else None)
+                          depth_range_m=tuple(cfg.depth_range) if cfg.depth_range else None,
+                          views=self.train_views)
             self.model.train(was_training)
         D.barrier(self.dist)
 
