@@ -302,3 +302,27 @@ def test_dfd_reads_strong_blur_at_the_working_scale():
     assert get_method("dfd")(sample, SimpleNamespace(scale=1.0)).extras["scale"] == 1.0
     args = build_parser().parse_args(["predict", "in", "-o", "out", "--scale", "1"])
     assert method_options("dfd", args).scale == 1.0 and method_options("net", args).scale == 1.0
+
+
+def test_refine_runs_at_the_working_scale():
+    """``--refine N`` on strong blur refines the working stack (blur inside the band, its pixels and
+    window), then brings the depth back to full size like the network's own."""
+    from types import SimpleNamespace
+
+    from focalstack.data.format import FocalStackSample
+    from focalstack.inference.network import load_cached, refine_prediction, run_network
+    from focalstack.inference.scale import to_full_size, working_stack
+
+    from .test_dfd import _ramp_scene
+    cam = _portrait_cam()
+    frames, depth = _ramp_scene(cam, hw=160)
+    sample = FocalStackSample(frames=frames, camera=cam, depth_m=depth, name="ramp")
+    p = get_method("net")(sample, SimpleNamespace(refine_steps=3))
+    assert p.extras["scale"] < 1 and p.extras["refine_steps"] == 3 and "rendered" not in p.extras
+    model, _ = load_cached("shipped")
+    ws = working_stack(frames, cam, cam.effective_depth_range_m())
+    d, a = run_network(model, ws.frames, ws.camera, ws.depth_range_m)
+    r = refine_prediction(ws.frames, ws.camera, ws.depth_range_m, d, a, 3)
+    want, _ = to_full_size(r.depth_m.reshape(d.shape), frames, cam)
+    assert p.depth_m.shape == (160, 160) and torch.allclose(p.depth_m, want)
+    assert not torch.equal(p.depth_m, get_method("net")(sample, None).depth_m)   # the refinement moved it

@@ -108,6 +108,14 @@ def test_stated_range_trains_over_each_cameras_range_at_its_own_size(mixed, tmp_
     assert t.train_ds.scales is None and t.meta()["depth_range_source"] == "camera"
     t.close()
     assert not (tmp_path / "run" / VIEWS_FILE).exists()
+    # the render window follows the blur the network is trained on: smaller at the working scale
+    wide = [Trainer(_cfg(mixed, tmp_path / f"k{on}", evidence_view=on, max_kernel_size=999)) for on in (False, True)]
+    assert wide[1].kernel_size < wide[0].kernel_size
+    for t in wide:
+        t.close()
+    whole = Trainer(_cfg(mixed, tmp_path / "whole", crop_size=None))   # whole frames: the range only, no resize
+    assert whole.train_ds.scales is None and whole.train_ranges[0, 0] > 0.1
+    whole.close()
     fixed = Trainer(_cfg(mixed, tmp_path / "fixed", depth_range=(0.5, 8.0)))   # --depth-range: no views either
     assert fixed.train_ranges.flatten().tolist() == [0.5, 8.0] * 4 and fixed.train_ds.scales is None
     fixed.close()
@@ -130,6 +138,11 @@ def test_the_anchor_label_is_the_prediction_predict_makes(mixed):
         assert pred.extras["depth_range_m"] == pytest.approx(list(view.depth_range_m))
         assert pred.extras["scale"] == view.scale
         assert torch.allclose(lab["inv_depth"], 1.0 / pred.depth_m.view(HW, HW), rtol=1e-5)
+    # --teacher refine N: the label is predict --refine N's depth (refined at the working scale too)
+    from types import SimpleNamespace
+    lab = label_stack(s.frames, s.camera, TeacherConfig(kind="refine", refine_steps=3), model, view=view)
+    pred = get_method("net")(s, SimpleNamespace(refine_steps=3))
+    assert view.scale < 1 and torch.allclose(lab["inv_depth"], 1.0 / pred.depth_m.view(HW, HW), rtol=1e-5)
 
 
 def test_a_run_from_before_the_views_resumes_over_the_stated_ranges(mixed, tmp_path):
@@ -145,3 +158,18 @@ def test_a_run_from_before_the_views_resumes_over_the_stated_ranges(mixed, tmp_p
     assert build_config(build_parser().parse_args(["train", str(mixed), "--out", str(run)])).evidence_view is False
     fresh = build_parser().parse_args(["train", str(mixed), "--out", str(tmp_path / "new")])
     assert build_config(fresh).evidence_view is True
+
+
+def test_teacher_trust_compares_the_hypotheses_of_the_views_range():
+    """The trust's distinctness is measured among the hypotheses the network reads (the view's range),
+    not over the loose stated bracket."""
+    from dataclasses import replace
+
+    from focalstack.train.teacher import label_weight
+    cam = _nyuv2_cam()
+    frames, depth = _ramp_scene(cam, hw=96)
+    inv = 1.0 / depth
+    w_stated = label_weight(frames, cam, inv, frames, trust="evidence")
+    w_view = label_weight(frames, cam, inv, frames, trust="evidence", depth_range_m=(0.4, 9.0))
+    assert torch.equal(w_view, label_weight(frames, replace(cam, depth_range_m=(0.4, 9.0)), inv, frames, trust="evidence"))
+    assert not torch.allclose(w_view, w_stated, atol=0.05)

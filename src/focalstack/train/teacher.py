@@ -160,17 +160,18 @@ def label_stack(frames: torch.Tensor, camera, cfg: TeacherConfig = TeacherConfig
     if cfg.kind == "refine":
         if model is None:
             raise ValueError("the refine teacher needs the network it refines")
-        from ..inference.network import refine_prediction, run_network_at
+        from ..inference.network import run_network_at
         from ..inference.scale import working_stack
         rng = tuple(depth_range_m) if depth_range_m is not None else camera.effective_depth_range_m()
         ws = working_stack(frames.float(), camera, rng, view.scale if view is not None else 1.0, read_evidence=False)
-        depth, aif = run_network_at(model, ws, frames.float(), camera)
-        if cfg.refine_steps == 0:   # the network itself: an anchor (module docstring)
+        # refine_steps 0: the network itself, an anchor (module docstring); else predict --refine N
+        depth, aif, res = run_network_at(model, ws, frames.float(), camera, refine_steps=cfg.refine_steps)
+        if res is not None and ws.scale == 1.0:
+            rendered = res.rendered
+        else:
             from ..render import render_stack
             rendered = render_stack(aif[None].float(), depth[None, None].float(), camera)[0]
-            r = SimpleNamespace(depth_m=depth, rendered=rendered)
-        else:
-            r = refine_prediction(frames, camera, rng, depth, aif, cfg.refine_steps)
+        r = SimpleNamespace(depth_m=depth, rendered=rendered)
     else:
         ocfg = OptimizeConfig()
         if cfg.iters_scale != 1.0:

@@ -318,8 +318,9 @@ class Trainer:
         tk = keys(self.train_ds, cfg.data_dir)
         vk = keys(self.val_ds_full, cfg.val_dir or cfg.data_dir)[:n_val]
         progress = cfg.progress and self.is_main
+        # whole-frame batches need equal sizes: then the range alone, every stack at its own size
         tv = dataset_views(self.train_ds.paths, tk, [tuple(r) for r in self.train_ranges.tolist()], cfg.crop_size,
-                           (cached or {}).get("train"), progress, "views (train)")
+                           (cached or {}).get("train"), progress, "views (train)", keep_size=cfg.crop_size is None)
         # validation crops nothing: its stacks are read exactly as predict reads them
         vv = dataset_views(self.val_ds_full.paths[:n_val], vk, [tuple(r) for r in self.val_ranges.tolist()], None,
                            (cached or {}).get("val"), progress, "views (val)")

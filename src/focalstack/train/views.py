@@ -74,9 +74,11 @@ def view_settings(crop_size: tuple[int, int] | None) -> dict:
 
 def dataset_views(paths: Sequence[Path], keys: Sequence[str], stated: Sequence[tuple[float, float]],
                   crop_size: tuple[int, int] | None, cached: dict | None = None, progress: bool = False,
-                  desc: str = "views") -> list[StackView]:
+                  desc: str = "views", keep_size: bool = False) -> list[StackView]:
     """One :class:`StackView` per sample folder in ``paths`` (its key in ``keys``, its stated range in
-    ``stated``); a view found in ``cached`` (key → view dict, from ``RUN/views.json``) is taken as it is."""
+    ``stated``), never smaller than ``crop_size``; ``keep_size``: every stack at its own size (training on
+    whole frames, whose batches need equal sizes). A view found in ``cached`` (key → view dict, from
+    ``RUN/views.json``) is taken as it is."""
     from ..data import load_sample
     cached = cached or {}
     todo = [i for i, k in enumerate(keys) if k not in cached]
@@ -88,7 +90,7 @@ def dataset_views(paths: Sequence[Path], keys: Sequence[str], stated: Sequence[t
     out: list[StackView | None] = [StackView.from_dict(cached[k]) if k in cached else None for k in keys]
     for i in todo:
         s = load_sample(paths[i], load_depth=False, load_aif=False)
-        out[i] = stack_view(s.frames, s.camera, stated[i], crop_size)
+        out[i] = stack_view(s.frames, s.camera, stated[i], tuple(s.size_hw) if keep_size else crop_size)
         if bar is not None:
             bar.update(1)
     if bar is not None:
