@@ -93,6 +93,8 @@ def test_training_reads_the_evidence_range_and_the_working_scale_and_resumes_the
     from focalstack.train.trainer import Trainer
     t = Trainer(_cfg(mixed, run, max_steps=3))
     assert t.train_ranges[0].tolist() == pytest.approx([0.7, 5.0])
+    assert t.val_ds_full.scales[2] == views["val"]["s2"]["scale"] < 1 and t.train_ds.scales[2] < 1
+    t.close()
     views["settings"]["band_px"] = 9.0
     (run / VIEWS_FILE).write_text(json.dumps(views))
     with pytest.raises(ValueError, match="views made with other settings"):
@@ -111,6 +113,8 @@ def test_stated_range_trains_over_each_cameras_range_at_its_own_size(mixed, tmp_
     # the render window follows the blur the network is trained on: smaller at the working scale
     wide = [Trainer(_cfg(mixed, tmp_path / f"k{on}", evidence_view=on, max_kernel_size=999)) for on in (False, True)]
     assert wide[1].kernel_size < wide[0].kernel_size
+    from focalstack.train.trainer import choose_kernel_size   # … than the same ranges would need at full size
+    assert wide[1].kernel_size < choose_kernel_size(wide[1].train_cams, wide[1].train_ranges.tolist(), 999)
     for t in wide:
         t.close()
     whole = Trainer(_cfg(mixed, tmp_path / "whole", crop_size=None))   # whole frames: the range only, no resize
@@ -173,3 +177,11 @@ def test_teacher_trust_compares_the_hypotheses_of_the_views_range():
     w_view = label_weight(frames, cam, inv, frames, trust="evidence", depth_range_m=(0.4, 9.0))
     assert torch.equal(w_view, label_weight(frames, replace(cam, depth_range_m=(0.4, 9.0)), inv, frames, trust="evidence"))
     assert not torch.allclose(w_view, w_stated, atol=0.05)
+
+
+def test_a_run_with_a_teacher_labels_its_stacks_at_their_views(mixed, tmp_path):
+    from safetensors.torch import load_file
+    run = tmp_path / "run"
+    train(_cfg(mixed, run, teacher="refine", teacher_refine_steps=0, max_steps=1))
+    assert json.loads((run / "teacher" / "teacher.json").read_text())["evidence_view"] is True
+    assert load_file(str(run / "teacher" / "s2.safetensors"))["inv_depth"].shape == (HW, HW)   # back at full size
