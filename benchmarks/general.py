@@ -119,8 +119,9 @@ def main() -> None:
                     help="also: `focalstack train` with defaults (init: the shipped model) for this many minutes on "
                          "each camera's 65 training stacks (frames + camera.json only), then net on its val stacks")
     ap.add_argument("--finetune-args", default="",
-                    help="extra `focalstack train` options of the fine-tune, one string (e.g. \"--teacher optimize\"); "
-                         "the run folder is named after them")
+                    help="extra `focalstack train` options of the fine-tune, one string given with '=' (e.g. "
+                         "--finetune-args=\"--teacher optimize\"; argparse takes a separate value that starts with "
+                         "'--' for an option); the run folder is named after them")
     ap.add_argument("--cameras", nargs="+", default=list(CAMERAS))
     ap.add_argument("--stated-range", action="store_true",
                     help="dfd and the networks search each camera's stated depth range as it is (module doc)")
