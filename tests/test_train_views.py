@@ -51,7 +51,8 @@ def test_stack_view_is_predicts_range_and_scale_never_below_the_crop():
     assert stack_view(pf, pc, (0.5, 10.0), (136, 136)).scale == pytest.approx(136 / HW)  # the crop still fits
     assert stack_view(pf, pc, (0.5, 10.0), (150, 150)).scale == 1.0                      # < 10 % smaller: as it is
     from dataclasses import replace
-    assert stack_view(pf, replace(pc, lens_known=False), (0.5, 10.0)).depth_range_m == (0.5, 10.0)  # unreadable
+    blind = stack_view(pf, replace(pc, lens_known=False), (0.5, 10.0))   # a placeholder lens: nothing to read
+    assert blind.depth_range_m == (0.5, 10.0) and blind.scale == 1.0
 
 
 def test_dataset_resizes_each_stack_by_its_scale_before_the_crop(mixed):

@@ -48,7 +48,8 @@ __all__ = ["DefocusCostVolume", "inverse_depth_hypotheses", "hypothesis_sigmas",
            "blur_radius_px", "relative_blur_cost", "reuse_cost_volumes", "normalised_cost", "aggregate_cost",
            "aggregation_radii", "aggregated_costs", "gated_weights", "prior_cost", "AGGREGATION_SCALES",
            "decisiveness", "evidence_depth_span", "widened_depth_range", "evidence_depth_range",
-           "depth_from_defocus", "has_defocus_evidence", "DEFAULT_HYPOTHESES", "MAX_BLUR_RADIUS_PX", "MIN_EVIDENCE",
+           "depth_from_defocus", "has_defocus_evidence", "reads_evidence", "DEFAULT_HYPOTHESES",
+           "MAX_BLUR_RADIUS_PX", "MIN_EVIDENCE",
            "EVIDENCE_RANGE_QUANTILE", "EVIDENCE_RANGE_MIN_SHARE", "EVIDENCE_RANGE_MAX_SIDE_PX", "MIN_RANGE_CHANGE"]
 
 DEFAULT_HYPOTHESES = 32
@@ -123,6 +124,13 @@ def has_defocus_evidence(camera: FocalStackCamera) -> bool:
     """True when at least two frames differ in focus distance or f-number (identical frames carry no
     relative blur: the cost volume is then flat everywhere)."""
     return len(set(zip(camera.focus_distances_m, camera.frame_f_numbers()))) >= 2
+
+
+def reads_evidence(camera: FocalStackCamera) -> bool:
+    """Whether a stack through ``camera`` has defocus evidence to read: a known lens and focus
+    distances, and frames that differ in blur (:func:`has_defocus_evidence`). Without it a stack keeps
+    its stated range (:func:`evidence_depth_span`) and its size (``inference.scale``)."""
+    return bool(camera.lens_known and camera.focus_known and has_defocus_evidence(camera))
 
 
 TEXTURE_EPS = 2e-3
@@ -445,8 +453,7 @@ def evidence_depth_span(frames: torch.Tensor, camera: FocalStackCamera, depth_ra
     resized copy (the camera's pixel pitch scaled with it)."""
     from ..render.light import resize_stack
     stated = tuple(float(x) for x in (depth_range_m if depth_range_m is not None else camera.effective_depth_range_m()))
-    if frames.dim() != 4 or frames.shape[0] < 2 or not (camera.focus_known and camera.lens_known) \
-            or not has_defocus_evidence(camera):
+    if frames.dim() != 4 or frames.shape[0] < 2 or not reads_evidence(camera):
         return None
     x = frames.float()
     if max(x.shape[-2:]) > EVIDENCE_RANGE_MAX_SIDE_PX:

@@ -13,7 +13,7 @@ import torch
 from ..data.format import FocalStackSample
 from .options import NetOptions
 from .prediction import Prediction
-from .scale import WorkingStack, reads_evidence, to_full_size, working_stack
+from .scale import WorkingStack, to_full_size, working_stack
 
 # Stacks whose long side exceeds this are processed in tiles by default (memory stays bounded).
 AUTO_TILE_ABOVE_PX = 1024
@@ -155,7 +155,7 @@ def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Pre
     o = NetOptions.of(opts)
     model, meta = load_cached(o.checkpoint, o.device or "cpu")
     t0 = time.perf_counter()
-    from ..classical.dfd import reuse_cost_volumes
+    from ..classical.dfd import reads_evidence, reuse_cost_volumes
     cam = sample.camera
     stated = _model_depth_range(meta, sample)
     # a checkpoint trained on a fixed range keeps it; one that reads the camera's range (camera-general)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..render.light import resize_stack
 
 __all__ = ["working_scale", "working_stack", "WorkingStack", "resize_stack", "to_full_size", "trained_blur_px",
-           "reads_evidence", "MIN_WORKING_SIDE_PX", "MIN_SCALE_CHANGE"]
+           "MIN_WORKING_SIDE_PX", "MIN_SCALE_CHANGE"]
 
 MIN_WORKING_SIDE_PX = 128
 """The automatic working scale never makes the stack's long side smaller than this (px)."""
@@ -32,14 +32,6 @@ def trained_blur_px() -> float:
     pretraining distribution's band (:mod:`focalstack.optics.distribution`, step 4)."""
     from ..optics.distribution import CAMERA_DISTRIBUTIONS
     return float(CAMERA_DISTRIBUTIONS["general"].sigma_max_px[1])
-
-
-def reads_evidence(camera) -> bool:
-    """Whether a stack through ``camera`` has defocus evidence to read: a known lens and focus
-    distances, and frames that differ in blur (:func:`focalstack.classical.dfd.has_defocus_evidence`).
-    Without it a stack keeps its stated range and its size."""
-    from ..classical.dfd import has_defocus_evidence
-    return bool(camera.lens_known and camera.focus_known and has_defocus_evidence(camera))
 
 
 def working_scale(camera, scene_range_m: tuple[float, float], size_hw: tuple[int, int],

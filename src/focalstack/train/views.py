@@ -55,12 +55,10 @@ def stack_view(frames, camera, stated_range_m: tuple[float, float],
     over ``stated_range_m``), its scale never bringing the stack below ``min_size_hw`` (h, w) px (the
     training crop). A stack without readable evidence (placeholder lens or focus, identical frames)
     keeps the stated range at its own size."""
-    from ..classical.dfd import reuse_cost_volumes
-    from ..inference.scale import reads_evidence, working_stack
-    if not reads_evidence(camera):
-        return StackView(tuple(float(x) for x in stated_range_m), 1.0)
-    with reuse_cost_volumes():
-        ws = working_stack(frames.float(), camera, stated_range_m, min_size_hw=min_size_hw)
+    from ..classical.dfd import reads_evidence
+    from ..inference.scale import working_stack
+    ws = working_stack(frames.float(), camera, stated_range_m, read_evidence=reads_evidence(camera),
+                       min_size_hw=min_size_hw)
     return StackView(tuple(float(x) for x in ws.depth_range_m), ws.scale)
 
 
