@@ -100,9 +100,10 @@ def test_predict_options_land_in_the_methods_dataclass():
     assert got == {"dff": DFFOptions(window=5, guided_filter=False), "dfd": DFDOptions(),
                    "optimize": OptimizeOptions(window=5, guided_filter=False, threads=2, schedule="reference"),
                    "net": NetOptions(refine_steps=7, tile=64)}
-    stated = p.parse_args(["predict", "in", "-o", "out", "--stated-range"])   # one switch, both range readers
+    stated = p.parse_args(["predict", "in", "-o", "out", "--stated-range"])   # one switch, every range reader
     assert method_options("dfd", stated) == DFDOptions(range_from_evidence=False)
     assert method_options("net", stated) == NetOptions(range_from_evidence=False)
+    assert method_options("optimize", stated) == OptimizeOptions(range_from_evidence=False)
     assert method_options("optimize", p.parse_args(["predict", "in", "-o", "out"])) == OptimizeOptions()
     with pytest.raises(SystemExit):
         p.parse_args(["predict", "in", "-o", "out", "--schedule", "slow"])

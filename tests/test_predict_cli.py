@@ -200,8 +200,18 @@ def test_dfd_and_net_search_the_depth_range_the_evidence_supports(tmp_path):
         assert 0.1 < near < 1.2 and 3.0 < far < 10.0, (method, near, far)
         e, s = (depth_metrics(p.depth_m.view(depth.shape), depth)["abs_rel"] for p in (ev, st))
         assert e < 0.05 and e < 0.7 * s, (method, e, s)      # measured: dfd 0.024 vs 0.071, net 0.028 vs 0.115
+        if method == "dfd":
+            dfd_range = (near, far)
     fixed = get_method("net")(sample, SimpleNamespace(checkpoint="shipped:procedural"))
     assert fixed.extras["depth_range_m"] == [0.5, 4.0]         # its training range, not the camera's
+    # optimize searches the same evidence range (its sigmoid bracket), and stays inside it
+    ev, st = (get_method("optimize")(sample, SimpleNamespace(range_from_evidence=r, iters_scale=0.3))
+              for r in (True, False))
+    assert ev.extras["depth_range_m"] == pytest.approx(list(dfd_range)) and "depth_range_m" not in st.extras
+    assert ev.extras["stated_depth_range_m"] == [0.1, 10.0]
+    assert dfd_range[0] <= float(ev.depth_m.min()) and float(ev.depth_m.max()) <= dfd_range[1]
+    e, s = (depth_metrics(p.depth_m.view(depth.shape), depth)["abs_rel"] for p in (ev, st))
+    assert e < s, (e, s)
     # the CLI switch reaches both methods, and meta.json records both ranges
     save_sample(sample, tmp_path / "s")
     assert main(["predict", str(tmp_path / "s"), "--method", "dfd", "--stated-range", "-o", str(tmp_path / "o")]) == 0

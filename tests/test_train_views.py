@@ -186,3 +186,25 @@ def test_a_run_with_a_teacher_labels_its_stacks_at_their_views(mixed, tmp_path):
     train(_cfg(mixed, run, teacher="refine", teacher_refine_steps=0, max_steps=1))
     assert json.loads((run / "teacher" / "teacher.json").read_text())["evidence_view"] is True
     assert load_file(str(run / "teacher" / "s2.safetensors"))["inv_depth"].shape == (HW, HW)   # back at full size
+
+
+def test_the_optimize_label_searches_the_views_range_as_predict_does(mixed, tmp_path, monkeypatch):
+    """--teacher optimize with the run's views: the optimiser runs inside the view's range, as
+    ``predict --method optimize`` does, and the label cache records it (caches from before: stated range)."""
+    import focalstack.optimize as opt
+    from focalstack.data import load_sample
+    from focalstack.train.teacher import TeacherConfig, label_dataset, label_stack
+    from focalstack.train.views import stack_view
+    seen = []
+    real = opt.optimize_stack
+    monkeypatch.setattr(opt, "optimize_stack", lambda frames, camera, *a, **k: seen.append(camera.depth_range_m)
+                        or real(frames, camera, *a, **k))
+    s = load_sample(mixed / "s0")
+    view = stack_view(s.frames, s.camera, s.camera.effective_depth_range_m())
+    assert view.depth_range_m != (0.1, 10.0)
+    cfg = TeacherConfig(kind="optimize", iters_scale=0.05)
+    label_stack(s.frames, s.camera, cfg, view=view)
+    label_stack(s.frames, s.camera, cfg)
+    assert seen == [tuple(view.depth_range_m), (0.1, 10.0)]
+    out = label_dataset([mixed / "s0"], tmp_path / "t", cfg, progress=False, views=[view])
+    assert json.loads((out / "teacher.json").read_text())["optimize_view_range"] is True

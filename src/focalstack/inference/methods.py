@@ -100,8 +100,18 @@ def predict_dfd(sample: FocalStackSample, opts: DFDOptions | None = None) -> Pre
 
 def predict_optimize(sample: FocalStackSample, opts: OptimizeOptions | None = None) -> Prediction:
     """Zero-shot per-stack optimisation from the DFF initialisation. ``opts``: :class:`OptimizeOptions`
-    (or any object with some of its fields)."""
+    (or any object with some of its fields).
+
+    With known focus its inverse depth lives inside a depth range (the sigmoid bracket of
+    :mod:`focalstack.optimize`): the part of the camera's stated range the stack's defocus evidence
+    supports, as for ``dfd`` and ``net`` (``range_from_evidence``, default; else the stated range). A
+    loose bracket (DEReD's NYUv2 protocol states 0.1–10 m for rooms of 1–5 m) otherwise lets flat regions
+    settle on depths far outside the scene that re-render them as well (README, "Any camera")."""
+    from dataclasses import replace
+
+    from ..classical.dfd import reads_evidence, reuse_cost_volumes
     from ..optimize import OptimizeConfig, optimize_stack
+    from .scale import working_stack
     o = OptimizeOptions.of(opts)
     cfg = OptimizeConfig(measure=o.measure, window=o.window, refine="guided" if o.guided_filter else None,
                          threads=o.threads, schedule=o.schedule)
@@ -109,20 +119,31 @@ def predict_optimize(sample: FocalStackSample, opts: OptimizeOptions | None = No
     if scale != 1.0:
         cfg = cfg.scaled(scale)
     known = sample_focus_known(sample, o)
+    cam, ranges = sample.camera, {}
+    t0 = time.perf_counter()
+    if known and o.range_from_evidence and reads_evidence(cam):
+        stated = cam.effective_depth_range_m()
+        with reuse_cost_volumes():   # the optimiser has its own coarse-to-fine levels: the range only, at scale 1
+            ws = working_stack(sample.frames.float(), cam, stated, scale=1.0)
+        cam = replace(cam, depth_range_m=tuple(ws.depth_range_m))
+        span = ws.evidence_span_m
+        ranges = {"depth_range_m": list(ws.depth_range_m), "stated_depth_range_m": list(stated),
+                  "evidence_span_m": list(span) if span else None}
+    seconds_range = time.perf_counter() - t0
     bar = None
     if o.progress:
         from tqdm import tqdm
         bar = tqdm(total=sum(cfg.iters), desc="optimize", leave=False, unit="step", disable=None)
     try:
-        r = optimize_stack(sample.frames, sample.camera, cfg, known_focus=known,
+        r = optimize_stack(sample.frames, cam, cfg, known_focus=known,
                            progress=(lambda i, n, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.4f}")))
                            if bar else None)
     finally:
         if bar:
             bar.close()
     extras = {"depth_kind": r.depth_kind, "recon_before": _strip(r.recon_before), "recon_after": _strip(r.recon_after),
-              "levels": list(cfg.levels), "iters": list(cfg.iters), "seconds_method": r.seconds,
-              "rendered": r.rendered}
+              "levels": list(cfg.levels), "iters": list(cfg.iters), "seconds_method": seconds_range + r.seconds,
+              "rendered": r.rendered, **ranges}
     if r.depth_kind == "relative_inverse":
         extras.update(focus_positions_relative=r.focus_positions, blur_scale_px=r.blur_scale_px,
                       blur_offset_px=r.blur_offset_px)

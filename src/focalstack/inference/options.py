@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 
 from ..optimize import SCHEDULES
 
-__all__ = ["MethodOptions", "ClassicalOptions", "CostVolumeOptions", "DFFOptions", "DFDOptions", "OptimizeOptions",
+__all__ = ["MethodOptions", "ClassicalOptions", "DepthRangeOptions", "CostVolumeOptions", "DFFOptions", "DFDOptions", "OptimizeOptions",
            "NetOptions", "PredictOptions", "METHOD_OPTIONS", "SCHEDULES", "sample_focus_known"]
 
 
@@ -56,15 +56,21 @@ class DFFOptions(ClassicalOptions):
 
 
 @dataclass
-class CostVolumeOptions(MethodOptions):
-    """What the methods that read blur through the relative-blur cost volume share (``dfd``, ``net``):
-    the depth range it spans and the size it is read at."""
+class DepthRangeOptions(MethodOptions):
+    """What the metric methods that search a depth range share (``dfd``, ``net``, ``optimize``): whether
+    that range is the part of the camera's stated one the stack's defocus evidence supports."""
 
     range_from_evidence: bool = field(default=True, metadata={
         "flag": "--stated-range", "negate": True,
-        "help": "dfd and net: search depth over the camera's stated range as it is (default: the part of it the "
-                "stack's defocus evidence supports, widened 3x at each end; focalstack.classical.dfd."
+        "help": "dfd, net and optimize: search depth over the camera's stated range as it is (default: the part "
+                "of it the stack's defocus evidence supports, widened 3x at each end; focalstack.classical.dfd."
                 "evidence_depth_range)"})
+
+
+@dataclass
+class CostVolumeOptions(DepthRangeOptions):
+    """What the methods that read blur through the relative-blur cost volume share (``dfd``, ``net``):
+    the depth range it spans and the size it is read at."""
     scale: float | None = field(default=None, metadata={
         "flag": "--scale",
         "help": "dfd and net: resize factor first (default: automatic — a stack whose largest blur over the scene "
@@ -80,7 +86,7 @@ class DFDOptions(CostVolumeOptions):
 
 
 @dataclass
-class OptimizeOptions(ClassicalOptions):
+class OptimizeOptions(ClassicalOptions, DepthRangeOptions):
     """``--method optimize`` (:func:`focalstack.optimize.optimize_stack`)."""
 
     iters_scale: float = field(default=1.0, metadata={

@@ -153,7 +153,8 @@ def label_stack(frames: torch.Tensor, camera, cfg: TeacherConfig = TeacherConfig
     ``refine`` teacher needs ``model`` (the network to refine) and the (near, far) metres it predicts
     in (default the camera's effective range). ``view``: the run's :class:`focalstack.train.views.StackView`
     of the stack: the network then reads it as ``predict`` does (that range, at that working scale,
-    back to full size), and the trust compares hypotheses over that range."""
+    back to full size), the optimiser searches that range (as ``predict --method optimize``), and the
+    trust compares hypotheses over it."""
     from ..optimize import OptimizeConfig, optimize_stack
     if view is not None:
         depth_range_m = view.depth_range_m
@@ -176,6 +177,9 @@ def label_stack(frames: torch.Tensor, camera, cfg: TeacherConfig = TeacherConfig
         ocfg = OptimizeConfig()
         if cfg.iters_scale != 1.0:
             ocfg = ocfg.scaled(cfg.iters_scale)
+        if view is not None:   # as predict --method optimize: inside the range the stack's evidence supports
+            from dataclasses import replace
+            camera = replace(camera, depth_range_m=tuple(view.depth_range_m))
         r = optimize_stack(frames.float(), camera, ocfg)
     inv = (1.0 / r.depth_m.view(frames.shape[-2:])).float()
     weight = label_weight(frames, camera, inv, r.rendered, cfg.hypotheses, cfg.min_evidence, cfg.weight_trust,
@@ -208,6 +212,8 @@ def label_dataset(sample_dirs: Sequence[Path], out_dir: str | Path, cfg: Teacher
     want = {**cfg.to_dict(), "physics_light": light.PHYSICS_LIGHT}   # labels made in another light differ
     if views is not None:   # labels read at the run's views (caches from before them: no key, stated ranges)
         want["evidence_view"] = True
+        if cfg.kind == "optimize":   # its range too (caches from before: the stated range at the view's size)
+            want["optimize_view_range"] = True
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
         old["physics_light"] = light.made_in(old)
