@@ -23,7 +23,7 @@ is 12 mm f/2):
   halved), focus 1.2 / 1.6 / 2.2 / 3 / 4.2 m — very strong blur (σ up to ~13 px over the scene),
   which ``predict`` brings into the trained band by its automatic working scale.
 
-``--stated-range``: ``dfd`` and the networks search the cameras' stated ranges as they are, not the
+``--stated-range``: ``dfd``, ``optimize`` and the networks search the cameras' stated ranges as they are, not the
 part the stack's defocus evidence supports (``predict --stated-range``); ``--scale 1``: ``dfd`` and the
 networks run at the stacks' own size, not the automatic working scale (``predict --scale``). Both together
 are ``predict`` as it was before either existed.
@@ -124,7 +124,7 @@ def main() -> None:
                          "'--' for an option); the run folder is named after them")
     ap.add_argument("--cameras", nargs="+", default=list(CAMERAS))
     ap.add_argument("--stated-range", action="store_true",
-                    help="dfd and the networks search each camera's stated depth range as it is (module doc)")
+                    help="dfd, optimize and the networks search each camera's stated depth range as it is (module doc)")
     ap.add_argument("--scale", type=float, default=None,
                     help="dfd's and the networks' working scale (predict --scale; default automatic, 1 = the stack's "
                          "own size)")
@@ -149,7 +149,7 @@ def main() -> None:
         tag_net = tag + (f" (scale {args.scale:g})" if args.scale is not None else "")
         for m in args.methods:
             sub = samples[: args.optimize_num] if m == "optimize" else samples
-            key = f"{cam} / {m}" + (tag_net if m == "dfd" else "")
+            key = f"{cam} / {m}" + (tag_net if m == "dfd" else tag if m == "optimize" else "")
             results[key] = evaluate(m, sub, SimpleNamespace(threads=2, **stated, **(net_scale if m == "dfd" else {})))
             print(key, results[key], flush=True)
         if args.finetune_minutes:
