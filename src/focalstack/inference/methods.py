@@ -109,7 +109,7 @@ def predict_optimize(sample: FocalStackSample, opts: OptimizeOptions | None = No
     settle on depths far outside the scene that re-render them as well (README, "Any camera")."""
     from dataclasses import replace
 
-    from ..classical.dfd import reads_evidence, reuse_cost_volumes
+    from ..classical.dfd import reads_evidence
     from ..optimize import OptimizeConfig, optimize_stack
     from .scale import working_stack
     o = OptimizeOptions.of(opts)
@@ -123,8 +123,8 @@ def predict_optimize(sample: FocalStackSample, opts: OptimizeOptions | None = No
     t0 = time.perf_counter()
     if known and o.range_from_evidence and reads_evidence(cam):
         stated = cam.effective_depth_range_m()
-        with reuse_cost_volumes():   # the optimiser has its own coarse-to-fine levels: the range only, at scale 1
-            ws = working_stack(sample.frames.float(), cam, stated, scale=1.0)
+        # the range only, at scale 1: the optimiser has its own coarse-to-fine levels
+        ws = working_stack(sample.frames.float(), cam, stated, scale=1.0)
         cam = replace(cam, depth_range_m=tuple(ws.depth_range_m))
         span = ws.evidence_span_m
         ranges = {"depth_range_m": list(ws.depth_range_m), "stated_depth_range_m": list(stated),
