@@ -225,3 +225,44 @@ def test_aif_prior_gain_option_sharpens_the_untrained_selection():
     assert top[1.5] < 0.9 < 0.99 < top[20.0], top
     with pytest.raises(ValueError, match="aif_prior_gain"):
         build_model("daifnet", aif_prior_gain=0.0)
+
+
+def test_crop_view_reads_the_cost_prior_of_the_whole_stack():
+    """A training crop with its CropView gets exactly the cost maps of its whole stack (run alone, as
+    predict runs it), cut and flipped as the crop was: the aggregation radii and neighbourhoods are
+    the whole image's (the crop's own maps differ). A PriorCache computes them once per stack."""
+    from focalstack.models import CropView, PriorCache
+    torch.manual_seed(0)
+    m = build_model("daifnet", width=4, levels=2, hypotheses=8)
+    cam = _camera([0.7, 1.0, 1.5, 2.3, 4.0], rng=(0.5, 8.0))
+    whole = [_textured_plane(1.1, cam, hw=72, seed=0)[0], _textured_plane(2.5, cam, hw=72, seed=1)[0, :, :, 8:64, :60]]
+    one = CameraBatch.from_cameras([cam])
+    cb, rng = CameraBatch.from_cameras([cam, cam]), torch.tensor([[0.5, 8.0], [0.6, 6.0]])
+    yx, flips = [(3, 20), (10, 5)], [(False, True), (True, True)]
+    crop = torch.stack([w[..., y:y + 32, x:x + 32].flip([d for d, on in zip((-2, -1), fl) if on])
+                        for w, (y, x), fl in zip(whole, yx, flips)])
+    cache = PriorCache(2 ** 30)
+    view = CropView(whole, [one, one], yx, flips, ["a", "b"], cache)
+    got = m._camera_inputs(crop, cb, rng, view)
+    own = m._camera_inputs(crop, cb, rng)
+    assert len(cache) == 2 and cache.nbytes > 0
+    for i in range(2):
+        ref = m._camera_inputs(whole[i][None], one, rng[i:i + 1])
+        for k in (1, 2, 3):   # costs, log-weights, statistics
+            want = view.cut(i, ref[k], 32, 32)
+            assert torch.equal(got[k][i:i + 1], want), (i, k)
+            assert not torch.allclose(own[k][i:i + 1], want, atol=1e-3), (i, k)
+        assert torch.equal(got[4][i], ref[4][0])
+    assert torch.equal(got[0], own[0])
+    # the cache serves the second pass: the same numbers without computing (poisoned frames are not read)
+    view2 = CropView([torch.full_like(w, float("nan")) for w in whole], [one, one], yx, flips, ["a", "b"], cache)
+    again = m._camera_inputs(crop, cb, rng, view2)
+    assert all(torch.equal(a, b) for a, b in zip(again, got))
+    # ... but not for another depth range
+    assert torch.isnan(m._camera_inputs(crop, cb, rng.flip(0), view2)[1]).any()
+    out = m(crop, cb, rng, view=view)
+    assert out["depth_m"].shape == (2, 1, 32, 32)
+    with pytest.raises(ValueError, match="not inside its whole stack"):
+        m(crop, cb, rng, view=CropView(whole, [one, one], [(3, 20), (41, 0)], flips))
+    with pytest.raises(ValueError, match=r"the crop view holds \[1\] stacks for 2 crops"):
+        m(crop, cb, rng, view=CropView(whole[:1], [one], yx[:1], flips[:1]))

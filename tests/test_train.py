@@ -513,6 +513,34 @@ def test_mixed_stack_sizes_train_in_one_batch(tmp_path):
     assert res["step"] == 2
 
 
+@pytest.mark.parametrize("context", ["view", "crop"])
+def test_crops_read_the_cost_prior_of_their_whole_stack(data, tmp_path, monkeypatch, context):
+    """--crop-context view (default): every training crop reaches DAIF-Net with the whole 40×40 stack it was
+    cut from (its cost prior is computed there, as predict computes it); ``crop``: with none. Validation
+    stacks are whole and carry none."""
+    from focalstack.models.daifnet import DAIFNet
+    seen = []
+    orig = DAIFNet._camera_inputs
+
+    caches = []
+
+    def spy(self, frames, camera, rng, view=None):
+        seen.append((tuple(frames.shape[-2:]), None if view is None else {tuple(s.shape[-2:]) for s in view.frames}))
+        caches.append(None if view is None else view.cache)
+        return orig(self, frames, camera, rng, view)
+
+    monkeypatch.setattr(DAIFNet, "_camera_inputs", spy)
+    train(tiny_cfg(data, tmp_path / "run", max_steps=2, val_interval=100, ckpt_interval=100, crop_context=context,
+                   num_frames=None))
+    crops = [v for hw, v in seen if hw == (24, 24)]
+    assert len(crops) == 2 and all(v == ({(40, 40)} if context == "view" else None) for v in crops)
+    if context == "view":   # each whole stack's maps computed once and kept: 2 steps × 2 crops of 4 stacks
+        assert 2 <= len(caches[0]) <= 4 and caches[0].nbytes > 0
+    assert all(v is None for hw, v in seen if hw == (40, 40))
+    with pytest.raises(ValueError, match="crop_context must be one of view, crop"):
+        tiny_cfg(data, tmp_path / "x", crop_context="tile")
+
+
 def test_default_init_is_the_shipped_model_only_when_it_is_camera_general(data, tmp_path, monkeypatch):
     import focalstack.checkpoint as C
     from focalstack.checkpoint import resolve_init

@@ -158,11 +158,12 @@ def test_a_run_from_before_the_views_resumes_over_the_stated_ranges(mixed, tmp_p
     run = tmp_path / "run"
     train(_cfg(mixed, run, evidence_view=False, max_steps=1))
     c = json.loads((run / "config.json").read_text())
-    del c["evidence_view"]
+    del c["evidence_view"], c["crop_context"]
     (run / "config.json").write_text(json.dumps(c))
-    assert build_config(build_parser().parse_args(["train", str(mixed), "--out", str(run)])).evidence_view is False
-    fresh = build_parser().parse_args(["train", str(mixed), "--out", str(tmp_path / "new")])
-    assert build_config(fresh).evidence_view is True
+    old = build_config(build_parser().parse_args(["train", str(mixed), "--out", str(run)]))
+    assert old.evidence_view is False and old.crop_context == "crop"   # crops read alone, as before the option
+    fresh = build_config(build_parser().parse_args(["train", str(mixed), "--out", str(tmp_path / "new")]))
+    assert fresh.evidence_view is True and fresh.crop_context == "view"
 
 
 def test_teacher_trust_compares_the_hypotheses_of_the_views_range():

@@ -112,6 +112,7 @@ def build_config(args):
     base = TrainConfig().to_dict() if fresh else json.loads(saved.read_text())
     if not fresh:
         base.setdefault("evidence_view", False)   # a run from before the views read each camera's stated range
+        base.setdefault("crop_context", "crop")   # a run from before crops read their whole stack's cost prior
     if fresh:
         base["init"] = init or "auto"
         _adopt_init_model(base, base["init"], bool(given.get("model") or given_model or args.model_opt))

@@ -23,6 +23,12 @@ class StackAugment:
     num_frames: use a random subset of this many frames (None = all; must be ≤ the stack size).
     permute: shuffle the frame order (the camera's focus list follows the frames).
     sort_subset: keep a random subset in focus order (ignored if permute).
+    crop_view: items of a crop also hold ``crop_view``, the whole stack it was cut from, for a model
+        that reads a prior over the whole image (:class:`focalstack.models.CropView`): a dict of
+        ``frames`` [F,3,H,W] (the crop's frames in the sample's own order, neither flipped nor
+        permuted: the same whole stack whatever the draw), ``camera`` (their camera_tensors),
+        ``yx`` (the crop's top-left pixel in it), ``flips`` ((vertical, horizontal): the flips the
+        crop then had) and ``key`` ("<index>:<frames used>", one whole stack, for a cache).
     """
 
     crop_size: tuple[int, int] | None = None
@@ -31,6 +37,7 @@ class StackAugment:
     num_frames: int | None = None
     permute: bool = False
     sort_subset: bool = True
+    crop_view: bool = False
 
 
 class FocalStackDataset(Dataset):
@@ -143,24 +150,34 @@ class FocalStackDataset(Dataset):
             aif = resize_stack(aif[None], s.camera, scale)[0][0] if s.aif is not None else torch.zeros(3, h, w)
             if label is not None:
                 label = F.interpolate(label[None], size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0]
+        view = None
         if a.crop_size is not None:
             ch, cw = a.crop_size
             if ch > h or cw > w:
                 raise SampleError(f"{self.paths[i]}: crop {ch}×{cw} larger than the frames {h}×{w}")
             y0 = int(torch.randint(0, h - ch + 1, (1,), generator=g))
             x0 = int(torch.randint(0, w - cw + 1, (1,), generator=g))
+            view = frames
             frames = frames[..., y0:y0 + ch, x0:x0 + cw]
             depth = depth[y0:y0 + ch, x0:x0 + cw]
             aif = aif[:, y0:y0 + ch, x0:x0 + cw]
             label = None if label is None else label[:, y0:y0 + ch, x0:x0 + cw]
+        flips = [False, False]
         if a.hflip and bool(torch.rand((), generator=g) < 0.5):
             frames, depth, aif = frames.flip(-1), depth.flip(-1), aif.flip(-1)
             label = None if label is None else label.flip(-1)
+            flips[1] = True
         if a.vflip and bool(torch.rand((), generator=g) < 0.5):
             frames, depth, aif = frames.flip(-2), depth.flip(-2), aif.flip(-2)
             label = None if label is None else label.flip(-2)
+            flips[0] = True
         extra = {} if label is None else {"teacher_inv_depth": label[0:1].contiguous(),
                                           "teacher_weight": label[1:2].contiguous()}
+        if a.crop_view and view is not None:
+            own = sorted(range(len(order)), key=order.__getitem__)   # the frames used, in the sample's order
+            extra["crop_view"] = {"frames": view[own].contiguous(), "camera": camera_tensors(camera, sorted(order)),
+                                  "yx": (y0, x0), "flips": tuple(flips),
+                                  "key": f"{i}:{','.join(map(str, sorted(order)))}"}
         return {**extra,
             "frames": frames.contiguous(),
             "camera": camera_tensors(camera, order),
@@ -183,8 +200,6 @@ def collate_stacks(items: list[dict]) -> dict:
     compares the copy with itself at zero extra blur. The only effect is that the repeated frames
     weigh more in the mean re-rendering loss. Equal-size stacks are collated unchanged."""
     fmax = max(int(it["frames"].shape[0]) for it in items)
-    if all(int(it["frames"].shape[0]) == fmax for it in items):
-        return default_collate(items)
     padded = []
     for it in items:
         f = int(it["frames"].shape[0])
@@ -196,4 +211,9 @@ def collate_stacks(items: list[dict]) -> dict:
         for k in ("focus_distances_m", "f_numbers"):
             cam[k] = cam[k][idx]
         padded.append({**it, "frames": it["frames"][idx], "camera": cam})
-    return default_collate(padded)
+    # the whole stacks of crops (StackAugment.crop_view) may differ in size and frame count: a list
+    views = [it["crop_view"] for it in padded] if all("crop_view" in it for it in padded) else None
+    batch = default_collate([{k: v for k, v in it.items() if k != "crop_view"} for it in padded])
+    if views is not None:
+        batch["crop_view"] = views
+    return batch

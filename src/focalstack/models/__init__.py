@@ -12,7 +12,7 @@ import torch
 
 from ..optics.camera import CameraBatch, FocalStackCamera
 from .aifdepthnet import AiFDepthNet, AiFDepthNetConfig
-from .base import FocalStackModel, ModelConfig, StackInputs
+from .base import CropView, FocalStackModel, ModelConfig, PriorCache, StackInputs
 from .common import count_parameters, depth_range_tensor
 from .daifnet import DAIFNet, DAIFNetConfig
 from .ddfs import DDFSConfig, DDFSNet
@@ -25,7 +25,7 @@ MODELS: dict[str, type[FocalStackModel]] = {"daifnet": DAIFNet, "aifdepthnet": A
 
 __all__ = ["MODELS", "model_class", "model_config", "full_options", "recorded_options",
            "build_model", "predict_batch", "FocalStackModel",
-           "ModelConfig", "StackInputs", "DAIFNet", "DAIFNetConfig", "AiFDepthNet", "AiFDepthNetConfig", "DDFSNet",
+           "ModelConfig", "StackInputs", "CropView", "PriorCache", "DAIFNet", "DAIFNetConfig", "AiFDepthNet", "AiFDepthNetConfig", "DDFSNet",
            "DDFSConfig", "GurWolfNet", "GurWolfConfig", "count_parameters"]
 
 

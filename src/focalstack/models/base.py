@@ -1,7 +1,7 @@
 """The model contract: every learned model is a :class:`FocalStackModel` with a typed
 :class:`ModelConfig` dataclass and one forward signature.
 
-``model(frames, camera, depth_range_m, image=None)``:
+``model(frames, camera, depth_range_m, image=None, view=None)``:
 
 * ``frames`` [B,F,3,H,W] in [0,1] (one stack [F,3,H,W] is not accepted here: see
   :func:`focalstack.models.predict_batch`);
@@ -12,7 +12,11 @@
 * ``depth_range_m`` — (near, far) metres or a per-sample [B,2] tensor;
 * ``image`` — [B,3,H,W] in [0,1], the single input image of a model whose depth comes from one
   image (:attr:`FocalStackModel.image_input`, Gur & Wolf: the sample's AIF in training); other
-  models ignore it.
+  models ignore it;
+* ``view`` — a :class:`CropView`: in training, the whole stack each crop was cut from and where.
+  A model whose input has a prior over the whole image (DAIF-Net's cost volume, aggregated over
+  up to 0.4·min(H,W)) computes it there and crops it, so a crop reads what ``predict`` gives
+  those pixels; other models ignore it.
 
 Returns a dict with at least ``"depth_m"`` [B,1,H,W] (metres, inside the range) and ``"aif"``
 [B,3,H,W]. The base class checks and normalises the inputs once (:class:`StackInputs`) and hands
@@ -39,7 +43,7 @@ import torch.nn as nn
 from ..optics.camera import CameraBatch
 from .common import depth_range_tensor
 
-__all__ = ["ModelConfig", "FocalStackModel", "StackInputs"]
+__all__ = ["ModelConfig", "FocalStackModel", "StackInputs", "CropView", "PriorCache"]
 
 
 @dataclass(frozen=True)
@@ -121,10 +125,66 @@ class ModelConfig:
 
 
 @dataclass
+class CropView:
+    """The whole stacks a batch of training crops was cut from, one per crop (lists of B):
+    ``frames`` [F_i,3,H_i,W_i] (the frames the crop uses, in the sample's own order, unflipped),
+    ``cameras`` their CameraBatch (batch of 1), ``yx`` (y, x) the crop's top-left pixel in it,
+    ``flips`` (vertical, horizontal) the flips the crop then had; ``keys`` name each whole stack
+    and ``cache`` (a :class:`PriorCache`) keeps what a model computes over it, so it is computed
+    once per stack, not once per step (None: computed every time)."""
+
+    frames: list[torch.Tensor]
+    cameras: list[CameraBatch]
+    yx: list[tuple[int, int]]
+    flips: list[tuple[bool, bool]]
+    keys: list[str] | None = None
+    cache: "PriorCache | None" = None
+
+    @classmethod
+    def from_batch(cls, views: list[dict], device=None, cache: "PriorCache | None" = None) -> "CropView":
+        """From the ``crop_view`` list of a collated batch (:class:`focalstack.data.StackAugment`)."""
+        return cls([v["frames"].to(device) for v in views],
+                   [CameraBatch.from_dict({k: x[None] for k, x in v["camera"].items()}, device) for v in views],
+                   [tuple(int(c) for c in v["yx"]) for v in views], [tuple(bool(c) for c in v["flips"]) for v in views],
+                   [v["key"] for v in views], cache)
+
+    def cut(self, i: int, maps: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Crop i of ``maps`` [1,...,H_i,W_i] computed over whole stack i: [1,...,h,w], flipped as the crop was."""
+        y, x = self.yx[i]
+        out = maps[..., y:y + h, x:x + w]
+        dims = [d for d, on in zip((-2, -1), self.flips[i]) if on]
+        return out.flip(dims) if dims else out
+
+
+class PriorCache:
+    """What a model computes over a whole training stack (a tuple of tensors), by the stack's key, up to
+    ``budget_bytes`` in all (stacks past it are recomputed when met). The computation must not depend on
+    the model's weights (DAIF-Net's cost maps do not): a cached value is reused for the whole run."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget_bytes = int(budget_bytes)
+        self.nbytes = 0
+        self._store: dict[str, tuple] = {}
+
+    def get(self, key: str):
+        return self._store.get(key)
+
+    def put(self, key: str, value: tuple) -> None:
+        n = sum(t.numel() * t.element_size() for t in value)
+        if key not in self._store and self.nbytes + n <= self.budget_bytes:
+            self._store[key] = value
+            self.nbytes += n
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+
+@dataclass
 class StackInputs:
     """A model's checked inputs: ``frames`` [B,F,3,H,W]; ``focus_distances_m`` [B,F] float32;
     ``depth_range_m`` [B,2] float32; ``camera`` the CameraBatch on the frames' device in float32
-    (None when only focus distances were given); ``image`` [B,3,H,W] or None."""
+    (None when only focus distances were given); ``image`` [B,3,H,W] or None; ``view`` the
+    :class:`CropView` the frames were cut from, or None (the frames are the whole stacks)."""
 
     model: str
     frames: torch.Tensor
@@ -132,6 +192,7 @@ class StackInputs:
     depth_range_m: torch.Tensor
     camera: CameraBatch | None = None
     image: torch.Tensor | None = None
+    view: CropView | None = None
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -149,7 +210,7 @@ class StackInputs:
 
 
 def stack_inputs(model: str, frames: torch.Tensor, camera, depth_range_m,
-                 image: torch.Tensor | None = None) -> StackInputs:
+                 image: torch.Tensor | None = None, view: CropView | None = None) -> StackInputs:
     """Check a model's inputs (shapes named in one line) and normalise them (:class:`StackInputs`)."""
     if frames.dim() != 5 or frames.shape[2] != 3:
         raise ValueError(f"{model}: frames must be [B,F,3,H,W], got {tuple(frames.shape)}")
@@ -171,7 +232,21 @@ def stack_inputs(model: str, frames: torch.Tensor, camera, depth_range_m,
     rng = depth_range_tensor(depth_range_m, b, frames.device, torch.float32)
     if image is not None and image.shape != (b, 3, h, w):
         raise ValueError(f"{model}: image must be [B,3,H,W] = [{b},3,{h},{w}], got {tuple(image.shape)}")
-    return StackInputs(model, frames, fd, rng, cam, image)
+    if view is not None:
+        _check_view(model, view, b, f, h, w)
+    return StackInputs(model, frames, fd, rng, cam, image, view)
+
+
+def _check_view(model: str, view: CropView, b: int, f: int, h: int, w: int) -> None:
+    n = {len(view.frames), len(view.cameras), len(view.yx), len(view.flips)}
+    if n != {b}:
+        raise ValueError(f"{model}: the crop view holds {sorted(n)} stacks for {b} crops")
+    for i, s in enumerate(view.frames):
+        y, x = view.yx[i]
+        if s.dim() != 4 or s.shape[1] != 3 or not 1 <= s.shape[0] <= f or view.cameras[i].num_frames != s.shape[0] \
+                or not (0 <= y <= s.shape[-2] - h and 0 <= x <= s.shape[-1] - w):
+            raise ValueError(f"{model}: crop {i} ({h}×{w} at y={y}, x={x}, {f} frames) is not inside its whole stack "
+                             f"{tuple(s.shape)} ({view.cameras[i].num_frames} focus distances)")
 
 
 class FocalStackModel(nn.Module, ABC):
@@ -203,11 +278,18 @@ class FocalStackModel(nn.Module, ABC):
         self.config = config
 
     def forward(self, frames: torch.Tensor, camera: CameraBatch | torch.Tensor, depth_range_m,
-                image: torch.Tensor | None = None) -> dict:
+                image: torch.Tensor | None = None, view: CropView | None = None) -> dict:
         """frames [B,F,3,H,W]; camera: CameraBatch (or focus distances [B,F] / [F] for models that
         need no lens); depth_range_m (near, far) or [B,2]; image [B,3,H,W] for ``image_input``
-        models → {"depth_m": [B,1,H,W], "aif": [B,3,H,W], model-specific extras}."""
-        return self.run(stack_inputs(type(self).__name__, frames, camera, depth_range_m, image))
+        models; view: the :class:`CropView` the frames were cut from (training crops) →
+        {"depth_m": [B,1,H,W], "aif": [B,3,H,W], model-specific extras}."""
+        return self.run(stack_inputs(type(self).__name__, frames, camera, depth_range_m, image, view))
+
+    @property
+    def reads_crop_view(self) -> bool:
+        """Whether :meth:`run` reads ``view`` (a prior computed over the whole image): the trainer hands
+        its crops their whole stacks only then."""
+        return False
 
     @abstractmethod
     def run(self, x: StackInputs) -> dict:

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from ..losses import SUPERVISION_MODES, LossConfig
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+CROP_CONTEXTS = ("view", "crop")
+"""``--crop-context``: where a crop's whole-image prior is read (:class:`focalstack.models.CropView`)."""
 TEACHER_TRUSTS = ("auto", "fit", "evidence", "weak-evidence")
 """``--teacher-trust``: per-pixel trust of the teacher's labels (:mod:`focalstack.train.teacher`)."""
 
@@ -77,6 +79,15 @@ class TrainConfig:
     batch_size: int = field(default=4, metadata={"flag": "--batch-size"})
     crop_size: tuple[int, int] | None = field(default=(128, 128), metadata={
         "flag": "--crop", "metavar": ("H", "W"), "help": "random crop (0 0 = full frames)"})
+    # the cost prior of a crop read over its whole stack: a crop then sees what predict shows its pixels
+    crop_context: str = field(default="view", metadata={
+        "flag": "--crop-context", "choices": CROP_CONTEXTS,
+        "help": "view (default): DAIF-Net's cost volume is aggregated over each crop's whole stack, as predict reads "
+                "it, then cropped; crop: over the crop alone (other evidence than predict's)"})
+    crop_cache_gb: float = field(default=4.0, metadata={
+        "flag": "--crop-cache-gb",
+        "help": "memory (GB) that keeps each training stack's whole-stack cost prior (--crop-context view) once "
+                "computed; stacks beyond it are recomputed every step (default 4; 0: none)"})
     num_frames: int | None = field(default=None, metadata={
         "flag": "--frames", "help": "use a random subset of K frames per stack"})
     hflip: bool = field(default=True, metadata={"flag": "--no-flip", "negate": True, "also": ("vflip",),
@@ -170,6 +181,10 @@ class TrainConfig:
                 raise ValueError("scale augmentation needs a fixed depth range (--depth-range NEAR FAR) covering "
                                  "the scaled scenes: the model's range must not scale with them")
             self.scale_aug = (lo, hi)
+        if not self.crop_cache_gb >= 0:
+            raise ValueError(f"crop_cache_gb must be ≥ 0, got {self.crop_cache_gb}")
+        if self.crop_context not in CROP_CONTEXTS:
+            raise ValueError(f"crop_context must be one of {', '.join(CROP_CONTEXTS)}, got {self.crop_context!r}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be auto|off|bf16|fp16, got {self.amp!r}")
         if self.batch_size < 1 or self.max_steps < 0:

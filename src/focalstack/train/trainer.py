@@ -51,7 +51,7 @@ from ..data.io import claim_output_dir
 from ..render import light
 from ..render.psf import window_size_px
 from ..losses import LossConfig, compute_losses
-from ..models import build_model, count_parameters, full_options, model_class, recorded_options
+from ..models import CropView, PriorCache, build_model, count_parameters, full_options, model_class, recorded_options
 from ..optics.camera import CameraBatch, FocalStackCamera
 from . import distributed as D
 from ..checkpoint import (atomic_write_json, load_model, load_state, resolve_init, save_state, save_weights,
@@ -349,6 +349,10 @@ class Trainer:
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, **cfg.model_cfg).to(self.device)
+        # crops carry their whole stacks for a model that reads a whole-image prior (--crop-context view);
+        # that prior depends on no weight, so it is computed once per stack and kept (--crop-cache-gb)
+        self.train_ds.augment.crop_view = cfg.crop_context == "view" and self.model.reads_crop_view
+        self.prior_cache = PriorCache(int(cfg.crop_cache_gb * 2 ** 30))
         self._load_init()   # a resumed run's state.pt overrides these weights in fit()
         self.n_params = count_parameters(self.model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -487,13 +491,15 @@ class Trainer:
         nb = self.device.type == "cuda"
         out = {k: (v.to(self.device, non_blocking=nb) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
         out["camera"] = CameraBatch.from_dict(batch["camera"], device=self.device)
+        if "crop_view" in batch:
+            out["crop_view"] = CropView.from_batch(batch["crop_view"], self.device, self.prior_cache)
         return out
 
     def _forward(self, model, batch: dict, ranges: torch.Tensor, loss_cfg: LossConfig, extras=None):
         rng = ranges[batch["index"].cpu()].to(self.device)
         image = batch["aif"] if self.aif_input and bool(batch["has_aif"].all()) else None
         with self._autocast():
-            out = model(batch["frames"], batch["camera"], rng, image=image)
+            out = model(batch["frames"], batch["camera"], rng, image=image, view=batch.get("crop_view"))
         out = {k: v.float() for k, v in out.items()}
         total, terms = compute_losses(out, batch, loss_cfg, extras)
         return out, total, terms, rng
