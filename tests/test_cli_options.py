@@ -69,16 +69,17 @@ def test_train_has_every_flag_it_had():
     p = _parser("train")
     p.format_help()   # the options are generated when the parser is first used
     flags = {s for a in p._actions for s in a.option_strings}
-    assert flags == TRAIN_FLAGS | {"--stated-range"}
+    assert flags == TRAIN_FLAGS | {"--stated-range", "--crop-context", "--crop-cache-gb"}
 
 
 def test_train_options_land_in_the_config(tmp_path):
     p = build_parser()
     args = p.parse_args(["train", str(tmp_path / "d"), "--out", str(tmp_path / "r"), "--init", "none",
                          "--max-steps", "7", "--crop", "0", "0", "--no-flip", "--w-teacher", "0.3", "--teacher",
-                         "optimize", "--width", "4", "--model-opt", "cost_window=5", "--no-strict", "--stated-range"])
+                         "optimize", "--width", "4", "--model-opt", "cost_window=5", "--no-strict", "--stated-range",
+                         "--crop-context", "crop", "--crop-cache-gb", "0.5"])
     cfg = build_config(args)
-    assert not cfg.evidence_view
+    assert not cfg.evidence_view and cfg.crop_context == "crop" and cfg.crop_cache_gb == 0.5
     assert cfg.max_steps == 7 and cfg.crop_size is None and not cfg.hflip and not cfg.vflip and cfg.permute
     assert cfg.loss.teacher == 0.3 and cfg.teacher == "optimize" and not cfg.strict and cfg.init == "none"
     assert cfg.model_cfg == {"width": 4, "levels": 4, "cost_window": 5}
