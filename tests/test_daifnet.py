@@ -246,6 +246,9 @@ def test_crop_view_reads_the_cost_prior_of_the_whole_stack():
     got = m._camera_inputs(crop, cb, rng, view)
     own = m._camera_inputs(crop, cb, rng)
     assert len(cache) == 2 and cache.nbytes > 0
+    small = PriorCache(cache.nbytes // 2 + 1)   # room for one stack's maps: the other is recomputed when met
+    m._camera_inputs(crop, cb, rng, CropView(whole, [one, one], yx, flips, ["a", "b"], small))
+    assert len(small) == 1 and small.nbytes <= small.budget_bytes
     for i in range(2):
         ref = m._camera_inputs(whole[i][None], one, rng[i:i + 1])
         for k in (1, 2, 3):   # costs, log-weights, statistics

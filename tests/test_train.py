@@ -536,6 +536,10 @@ def test_crops_read_the_cost_prior_of_their_whole_stack(data, tmp_path, monkeypa
     assert len(crops) == 2 and all(v == ({(40, 40)} if context == "view" else None) for v in crops)
     if context == "view":   # each whole stack's maps computed once and kept: 2 steps × 2 crops of 4 stacks
         assert 2 <= len(caches[0]) <= 4 and caches[0].nbytes > 0
+        # --scale-aug rescales each step's camera, which a whole stack's prior would not follow: crops alone
+        from focalstack.train.trainer import Trainer
+        t = Trainer(tiny_cfg(data, tmp_path / "sa", scale_aug=(1.0, 2.0), depth_range=(0.3, 10.0)))
+        assert t.train_ds.augment.crop_view is False
     assert all(v is None for hw, v in seen if hw == (40, 40))
     with pytest.raises(ValueError, match="crop_context must be one of view, crop"):
         tiny_cfg(data, tmp_path / "x", crop_context="tile")

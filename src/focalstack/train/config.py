@@ -83,7 +83,7 @@ class TrainConfig:
     crop_context: str = field(default="view", metadata={
         "flag": "--crop-context", "choices": CROP_CONTEXTS,
         "help": "view (default): DAIF-Net's cost volume is aggregated over each crop's whole stack, as predict reads "
-                "it, then cropped; crop: over the crop alone (other evidence than predict's)"})
+                "it, then cropped (not with --scale-aug); crop: over the crop alone (other evidence than predict's)"})
     crop_cache_gb: float = field(default=4.0, metadata={
         "flag": "--crop-cache-gb",
         "help": "memory (GB) that keeps each training stack's whole-stack cost prior (--crop-context view) once "

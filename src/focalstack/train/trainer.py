@@ -350,8 +350,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, **cfg.model_cfg).to(self.device)
         # crops carry their whole stacks for a model that reads a whole-image prior (--crop-context view);
-        # that prior depends on no weight, so it is computed once per stack and kept (--crop-cache-gb)
-        self.train_ds.augment.crop_view = cfg.crop_context == "view" and self.model.reads_crop_view
+        # that prior depends on no weight, so it is computed once per stack and kept (--crop-cache-gb).
+        # Not under --scale-aug: it rescales each step's camera, which the whole stack's prior would not follow
+        self.train_ds.augment.crop_view = (cfg.crop_context == "view" and self.model.reads_crop_view
+                                           and cfg.scale_aug is None)
         self.prior_cache = PriorCache(int(cfg.crop_cache_gb * 2 ** 30))
         self._load_init()   # a resumed run's state.pt overrides these weights in fit()
         self.n_params = count_parameters(self.model)
