@@ -252,7 +252,8 @@ def test_crop_view_reads_the_cost_prior_of_the_whole_stack():
     for i in range(2):
         ref = m._camera_inputs(whole[i][None], one, rng[i:i + 1])
         for k in (1, 2, 3):   # costs, log-weights, statistics
-            want = view.cut(i, ref[k], 32, 32)
+            (y, x), fl = yx[i], [d for d, on in zip((-2, -1), flips[i]) if on]
+            want = ref[k][..., y:y + 32, x:x + 32].flip(fl)
             assert torch.equal(got[k][i:i + 1], want), (i, k)
             assert not torch.allclose(own[k][i:i + 1], want, atol=1e-3), (i, k)
         assert torch.equal(got[4][i], ref[4][0])
