@@ -174,10 +174,9 @@ class FocalStackDataset(Dataset):
         extra = {} if label is None else {"teacher_inv_depth": label[0:1].contiguous(),
                                           "teacher_weight": label[1:2].contiguous()}
         if a.crop_view and view is not None:
-            own = sorted(range(len(order)), key=order.__getitem__)   # the frames used, in the sample's order
-            extra["crop_view"] = {"frames": view[own].contiguous(), "camera": camera_tensors(camera, sorted(order)),
-                                  "yx": (y0, x0), "flips": tuple(flips),
-                                  "key": f"{i}:{','.join(map(str, sorted(order)))}"}
+            used = sorted(order)   # the frames used, in the sample's order
+            extra["crop_view"] = {"frames": view[[order.index(k) for k in used]], "camera": camera_tensors(camera, used),
+                                  "yx": (y0, x0), "flips": tuple(flips), "key": f"{i}:{','.join(map(str, used))}"}
         return {**extra,
             "frames": frames.contiguous(),
             "camera": camera_tensors(camera, order),

@@ -260,7 +260,7 @@ class DAIFNet(FocalStackModel):
                 if view.cache is not None and key is not None:
                     view.cache.put(key, hit)
             cut.append([view.cut(i, m, h, w) for m in hit[:3]] + [hit[3]])
-        costs, log_w, stats, inv = (torch.cat([c[k] for c in cut]).contiguous() for k in range(4))
+        costs, log_w, stats, inv = (torch.cat([c[k] for c in cut]) for k in range(4))
         return planes, costs, log_w, stats, inv
 
     def _cost_maps(self, frames: torch.Tensor, camera: CameraBatch, rng: torch.Tensor):

@@ -294,10 +294,6 @@ class CameraBatch:
     def to(self, device=None, dtype=None) -> "CameraBatch":
         return CameraBatch(**{k: getattr(self, k).to(device=device, dtype=dtype) for k in self.KEYS})
 
-    def rows(self, rows: slice) -> "CameraBatch":
-        """The cameras of samples ``rows`` (a slice of the batch)."""
-        return CameraBatch(**{k: getattr(self, k)[rows] for k in self.KEYS})
-
     def coc_px(self, depth_m: torch.Tensor) -> torch.Tensor:
         """CoC diameter in pixels: depth [B,1,H,W] → [B,F,1,H,W]."""
         if depth_m.dim() == 3:
