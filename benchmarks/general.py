@@ -28,6 +28,12 @@ part the stack's defocus evidence supports (``predict --stated-range``); ``--sca
 networks run at the stacks' own size, not the automatic working scale (``predict --scale``). Both together
 are ``predict`` as it was before either existed.
 
+``--synth-opt KEY=VALUE`` renders the stacks another way than every training set of this repo (each a
+field of ``focalstack.data.SynthConfig``, its own dataset folder): ``psf=disk`` (a pillbox PSF instead of
+the Gaussian), ``occlusion_aware=true`` (layered near-over-far compositing: blur that spills across
+depth edges as a real lens does), ``noise=0.03`` — an image formation no method here was built or
+trained on, as a camera in the field is.
+
 Methods: ``dff`` and ``dfd`` (training-free), ``optimize`` (zero-shot, on the first
 ``--optimize-num`` stacks: it is the slow one), and every ``--checkpoint`` zero-shot (``net``),
 optionally + ``--refine`` steps; with ``--finetune-minutes M``, `focalstack train` with its defaults
@@ -70,15 +76,40 @@ RESIZE = {"portrait85": 1.0}
 """The scenes' resize factor per camera (default 0.5: 322×216)."""
 
 
-def build(name: str) -> Path:
+def synth_options(pairs: list[str]) -> dict:
+    """``--synth-opt KEY=VALUE`` pairs → SynthConfig fields (values parsed as JSON where they parse: 1, true,
+    0.02; else kept as text: disk)."""
+    from focalstack.data import SynthConfig
+    fields = set(SynthConfig.__dataclass_fields__)
+    out = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--synth-opt {p!r}: expected KEY=VALUE with KEY a SynthConfig field ({', '.join(sorted(fields))})")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def dataset_dir(name: str, synth_opts: dict) -> Path:
+    """WORK/<camera> (the default image formation) or WORK/<camera>__key-value_… for other synth options."""
+    return WORK / (name + "".join(f"__{k}-{v}" for k, v in sorted(synth_opts.items())))
+
+
+def build(name: str, synth_opts: dict | None = None) -> Path:
+    """The camera's validation stacks (and its training half beside them), synthesised on first use with
+    ``synth_opts`` (SynthConfig fields: another PSF, layered occlusion, noise) on top of the defaults."""
     from bench_common import synth
-    out = WORK / name
+    synth_opts = synth_opts or {}
+    out = dataset_dir(name, synth_opts)
     if not (out / "val").is_dir():
         cam = WORK / f"{name}.json"
         cam.parent.mkdir(parents=True, exist_ok=True)
         cam.write_text(json.dumps(CAMERAS[name]) + "\n")
-        synth(out_dir=out, source="dslr_indoor", input=SHARED / "dfd_indoor_carvalho2018", camera=cam,
-              resize=RESIZE.get(name, 0.5), split=0.2, seed=0)
+        synth(**({"out_dir": out, "source": "dslr_indoor", "input": SHARED / "dfd_indoor_carvalho2018", "camera": cam,
+                  "resize": RESIZE.get(name, 0.5), "split": 0.2, "seed": 0} | synth_opts))
     return out / "val"
 
 
@@ -128,6 +159,10 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=None,
                     help="dfd's and the networks' working scale (predict --scale; default automatic, 1 = the stack's "
                          "own size)")
+    ap.add_argument("--synth-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="render the validation (and fine-tune) stacks otherwise than the default per-pixel Gaussian "
+                         "render: a SynthConfig field, e.g. psf=disk, occlusion_aware=true, noise=0.02 (repeatable; "
+                         "its own dataset folder under --work)")
     ap.add_argument("--methods", nargs="*", default=["dff", "dfd", "optimize"])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "general")
     ap.add_argument("--work", type=Path, default=None,
@@ -140,9 +175,12 @@ def main() -> None:
         raise SystemExit(f"{SHARED}: the shared data folder is missing")
     torch.set_num_threads(2)
     from focalstack.data import list_samples, load_sample
+    synth_opts = synth_options(args.synth_opt)
     results = {}
-    for cam in args.cameras:
-        samples = [load_sample(p) for p in list_samples(build(cam))[: args.num]]
+    for cam_name in args.cameras:
+        samples = [load_sample(p) for p in list_samples(build(cam_name, synth_opts))[: args.num]]
+        # the row names carry the image formation when it is not the default
+        cam = cam_name + (f" ({', '.join(f'{k}={v}' for k, v in synth_opts.items())})" if synth_opts else "")
         stated = {"range_from_evidence": False} if args.stated_range else {}
         tag = " (stated range)" if args.stated_range else ""
         net_scale = {} if args.scale is None else {"scale": args.scale}
@@ -156,13 +194,14 @@ def main() -> None:
             from bench_common import FS, sh
             extra = shlex.split(args.finetune_args)
             slug = "".join(c if c.isalnum() else "-" for c in "_".join(a.lstrip("-") for a in extra))
-            run = WORK / "finetune" / (f"{cam}_{args.finetune_minutes:g}min" + (f"_{slug}" if slug else ""))
+            run = WORK / "finetune" / (dataset_dir(cam_name, synth_opts).name + f"_{args.finetune_minutes:g}min"
+                                       + (f"_{slug}" if slug else ""))
             if not (run / "last.json").is_file():
                 t0 = time.perf_counter()
-                sh(FS + ["train", str(WORK / cam / "train"), "--out", str(run), "--max-minutes",
+                sh(FS + ["train", str(dataset_dir(cam_name, synth_opts) / "train"), "--out", str(run), "--max-minutes",
                          str(args.finetune_minutes), "--no-progress", "--no-tensorboard", *extra])
                 (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
-            key = f"{cam} / net fine-tuned {args.finetune_minutes:g} min on {cam}" + (f" ({args.finetune_args})" if extra else "") + tag_net
+            key = f"{cam} / net fine-tuned {args.finetune_minutes:g} min on {cam_name}" + (f" ({args.finetune_args})" if extra else "") + tag_net
             results[key] = evaluate("net", samples, SimpleNamespace(checkpoint=str(run), device="cpu", **stated,
                                                                    **net_scale))
             print(key, results[key], flush=True)
