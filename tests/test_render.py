@@ -174,3 +174,45 @@ def test_render_stack_focus_plane_is_sharp():
     assert torch.allclose(st[:, 2], aif, atol=1e-12)
     err = [(st[:, k] - aif).abs().mean().item() for k in range(5)]
     assert err[0] > err[1] > err[2] and err[4] > err[3] > err[2]
+
+
+def _impulse_std(sigma_px: float, psf: str, backend: str = "auto") -> float:
+    """√ per-axis variance (px) of the render of a centred unit impulse at a uniform σ."""
+    img = torch.zeros(1, 1, 31, 31, dtype=torch.float64)
+    img[0, 0, 15, 15] = 1.0
+    out = defocus(img, torch.full((1, 1, 31, 31), sigma_px, dtype=torch.float64), psf=psf, backend=backend)[0, 0]
+    u = torch.arange(31, dtype=torch.float64) - 15
+    m = out / out.sum()
+    return math.sqrt(0.5 * float((m.sum(1) * u * u).sum() + (m.sum(0) * u * u).sum()))
+
+
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_gaussian_matched_blurs_by_sigma_on_the_grid(backend):
+    # a PSF of std σ adds σ² of variance; the sampled Gaussian falls far short of it below a pixel
+    for s in (0.15, 0.3, 0.45, 0.7, 1.1, 2.0):
+        assert _impulse_std(s, "gaussian_matched", backend) == pytest.approx(s, rel=0.01), s
+    assert _impulse_std(0.3, "gaussian", backend) < 0.1
+    assert _impulse_std(0.45, "gaussian", backend) < 0.41
+
+
+def test_matched_gaussian_sigma_is_monotone_and_the_identity_above_a_pixel():
+    from focalstack.render.psf import matched_gaussian_sigma
+    s = torch.linspace(0, 3, 3001, dtype=torch.float64)
+    m = matched_gaussian_sigma(s)
+    assert m[0] == 0 and bool((m[1:] >= m[:-1]).all())
+    assert bool((m >= s - 1e-9).all())                       # never narrower than σ
+    assert torch.equal(m[s >= 1.2], s[s >= 1.2])
+    # above ~1 px the two PSFs render the same stack
+    torch.manual_seed(3)
+    img = torch.rand(1, 3, 16, 16, dtype=torch.float64)
+    sig = torch.rand(1, 1, 16, 16, dtype=torch.float64) * 2 + 1.3
+    assert torch.allclose(defocus(img, sig, kernel_size=15, psf="gaussian_matched"),
+                          defocus(img, sig, kernel_size=15, psf="gaussian"), atol=1e-12)
+
+
+def test_gradcheck_gaussian_matched_float64():
+    torch.manual_seed(4)
+    img = torch.rand(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    sig = (torch.rand(1, 1, 5, 6, dtype=torch.float64) * 1.2 + 0.1).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda i, s: defocus(i, s, kernel_size=7, psf="gaussian_matched", backend="reference"), (img, sig))

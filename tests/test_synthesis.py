@@ -65,6 +65,27 @@ def test_constant_depth_equals_gaussian_blur(occ):
     assert torch.allclose(frames, other, atol=1e-4)
 
 
+@pytest.mark.parametrize("occ", [False, True])
+def test_gaussian_matched_renders_the_gaussian_of_matched_width_in_both_modes(occ):
+    from focalstack.render.psf import matched_gaussian_sigma
+    aif = texture()
+    depth = torch.full((48, 48), 1.9)         # σ of 0.1–1.4 px over the frames: where the two PSFs differ
+    frames = synthesize_stack(aif, depth, CAM, occlusion_aware=occ, psf="gaussian_matched")
+    plain = synthesize_stack(aif, depth, CAM, occlusion_aware=occ)
+    sig = CAM.sigma_px(depth.view(1, 1, 48, 48))[0, :, 0, 0, 0]
+    differ = 0
+    for k in range(CAM.num_frames):
+        s = float(sig[k])
+        if s < 1e-3:
+            continue
+        m = float(matched_gaussian_sigma(torch.tensor(s, dtype=torch.float64)))
+        ref, r = gaussian_blur(light.to_linear(aif), m)
+        ref = light.from_linear(ref)
+        assert torch.allclose(frames[k][:, r:-r, r:-r], ref[:, r:-r, r:-r], atol=1e-4), (occ, k, s)
+        differ += int(s < 0.6 and (frames[k] - plain[k]).abs().mean() > 1e-3)
+    assert differ >= 1
+
+
 def _two_depth_scene():
     h, w, edge = 32, 48, 24
     depth = torch.full((h, w), 3.0)

@@ -454,6 +454,33 @@ def test_train_with_refine_teacher(data, tmp_path):
         tiny_cfg(data, tmp_path / "x", teacher="refine", teacher_refine_steps=-1)
 
 
+def test_the_teacher_renders_with_the_runs_psf(data, tmp_path, monkeypatch):
+    """train --psf X: the teacher's optimiser renders with X too, and its cache records it (labels made
+    under one image-formation model are not another's)."""
+    from dataclasses import replace
+    from focalstack.render.psf import PSFS
+    from focalstack.train import teacher as T
+    from focalstack.optimize import OptimizeConfig
+    assert "psf" not in T.TeacherConfig().to_dict() and T.TeacherConfig(psf="disk").to_dict()["psf"] == "disk"
+    seen = []
+    real = T.label_stack
+
+    def spy(frames, camera, cfg, *a, **k):
+        seen.append(cfg.psf)
+        return real(frames, camera, cfg, *a, **k)
+    monkeypatch.setattr(T, "label_stack", spy)
+    used = []
+    import focalstack.optimize as O
+    real_opt = O.optimize_stack
+    monkeypatch.setattr(O, "optimize_stack", lambda f, c, ocfg=None, **k: used.append(ocfg.psf) or real_opt(f, c, ocfg, **k))
+    cfg = tiny_cfg(data, tmp_path / "run", teacher="refine", teacher_refine_steps=2, max_steps=1)
+    cfg = replace(cfg, loss=replace(cfg.loss, psf="gaussian_matched"))
+    train(cfg)
+    meta = json.loads((tmp_path / "run" / "teacher" / "teacher.json").read_text())
+    assert meta["psf"] == "gaussian_matched" and set(seen) == {"gaussian_matched"} and set(used) == {"gaussian_matched"}
+    assert "gaussian_matched" in PSFS and OptimizeConfig().psf == "gaussian"
+
+
 def test_refine_teacher_with_zero_steps_anchors_to_the_initial_network(tmp_path):
     """--teacher-refine-steps 0: the label is the initial network's own depth, unrefined, and its
     trust is the fit of the network's own re-rendering (high on a stack it re-renders well)."""

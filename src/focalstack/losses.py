@@ -48,6 +48,7 @@ import kornia
 
 from .optics.camera import CameraBatch
 from .render import render_stack
+from .render.psf import PSFS
 from .ssim import ssim_loss
 from .l1 import mean_abs_error
 
@@ -107,7 +108,7 @@ class LossConfig:
     render_window: str = field(default="per_image", metadata={
         "flag": "--render-window", "choices": ("per_image", "shared"),
         "help": "renderer window per frame from its own largest blur (per_image, default) or one for all"})
-    psf: str = field(default="gaussian", metadata={"flag": "--psf", "choices": ("gaussian", "disk")})
+    psf: str = field(default="gaussian", metadata={"flag": "--psf", "choices": PSFS})
     render_backend: str = field(default="auto", metadata={"flag": "--render-backend"})
 
     def __post_init__(self):

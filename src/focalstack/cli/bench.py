@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..render.psf import PSFS
+
 BENCHES = ("render",)
 
 
@@ -23,7 +25,7 @@ def register(sub) -> None:
                         "'compiled' is torch.compile of the reference forward")
     p.add_argument("--modes", nargs="+", default=["forward", "forward+backward"],
                    choices=["forward", "forward+backward", "fwd", "fwd+bwd"], help="what to time")
-    p.add_argument("--psf", choices=["gaussian", "disk"], default="gaussian")
+    p.add_argument("--psf", choices=PSFS, default="gaussian")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--sigma", type=float, nargs=2, metavar=("LO", "HI"),

@@ -15,6 +15,7 @@ The settings are recorded in OUT_DIR/synth.json; a resumed run with different se
 from __future__ import annotations
 
 from ..data.synth_dataset import SOURCES, SynthConfig, split_of  # noqa: F401  (split_of: the split rule, re-exported)
+from ..render.psf import PSFS
 
 SOURCE_CHOICES = list(SOURCES)
 
@@ -51,7 +52,7 @@ def register(sub) -> None:
                    help="quantise frames/AIF to this many bits (0 = no rounding; files are 8-bit unless 16)")
     p.add_argument("--occlusion-aware", action="store_true", help="layered near-over-far rendering")
     p.add_argument("--layers", type=int, default=16, help="depth layers of --occlusion-aware (default 16)")
-    p.add_argument("--psf", choices=["gaussian", "disk"], default="gaussian")
+    p.add_argument("--psf", choices=PSFS, default="gaussian")
     p.add_argument("--encoding", choices=["srgb", "linear"], default="srgb",
                    help="how the written frames encode light: srgb (default) or linear (16-bit linear light, "
                         "camera.json \"encoding\": \"linear\", like frames imported from RAW)")

@@ -53,7 +53,7 @@ class SynthConfig:
     bits: int = 8                                   # 0 (no rounding), 8 or 16
     occlusion_aware: bool = False                   # layered near-over-far rendering
     layers: int = 16                                # depth layers of occlusion_aware
-    psf: str = "gaussian"                           # or "disk"
+    psf: str = "gaussian"                           # or "disk", "gaussian_matched" (render.psf.PSFS)
     encoding: str = "srgb"                          # files: "srgb" (8/16-bit) or "linear" (16-bit linear light)
     split: float | None = None                      # fraction written to out_dir/val (rest: out_dir/train)
     # the split's own seed (default: seed), so the same train/val scenes can be rendered again under
@@ -81,8 +81,9 @@ class SynthConfig:
         from ..optics.camera import ENCODINGS
         if self.encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
-        if self.psf not in ("gaussian", "disk"):
-            raise ValueError(f"psf must be 'gaussian' or 'disk', got {self.psf!r}")
+        from ..render.psf import PSFS
+        if self.psf not in PSFS:
+            raise ValueError(f"psf must be one of {', '.join(PSFS)}, got {self.psf!r}")
         if self.noise < 0:
             raise ValueError(f"--noise must be ≥ 0, got {self.noise}")
         if self.num is not None and self.num < 1:

@@ -102,7 +102,12 @@ def _gauss1d(sigma: float, radius: int, dtype, device) -> torch.Tensor:
 
 def blur_constant(x: torch.Tensor, sigma_px: float, psf: str = "gaussian", radius: int | None = None) -> torch.Tensor:
     """Blur [N,C,H,W] with one σ (zero padding, unnormalised at the border — callers divide by
-    an equally blurred all-ones channel). Gaussian: separable; disk: 2-D kernel of :mod:`focalstack.render.psf`."""
+    an equally blurred all-ones channel). Gaussian: separable; disk: 2-D kernel of :mod:`focalstack.render.psf`;
+    gaussian_matched: the Gaussian at :func:`focalstack.render.psf.matched_gaussian_sigma` (σ)."""
+    if psf == "gaussian_matched":
+        if radius is None:
+            radius = _psf.support_radius_px(sigma_px, psf)
+        sigma_px, psf = float(_psf.matched_gaussian_sigma(torch.tensor(float(sigma_px), dtype=torch.float64))), "gaussian"
     if radius is None:
         radius = _psf.support_radius_px(sigma_px, psf)
     if sigma_px < 1e-3 or radius == 0:
@@ -210,7 +215,7 @@ def synthesize_stack(aif, depth_m, camera: FocalStackCamera, occlusion_aware: bo
         occlusion_aware: layered near-over-far compositing instead of the plain gather model.
         kernel_size: odd render window; None = ±3σ of the 99.9th-percentile σ (plain mode; see
             :func:`auto_kernel_size`) or each layer's full support (layered mode).
-        psf: "gaussian" or "disk".
+        psf: one of :data:`focalstack.render.psf.PSFS`.
         num_layers: depth layers of the occlusion-aware mode.
         source: name used in error messages.
 

@@ -91,12 +91,13 @@ def run_network(model, frames: torch.Tensor, camera, depth_range, tile: int | No
 
 
 def run_network_at(model, ws: WorkingStack, frames: torch.Tensor, camera, tile: int | None = None,
-                   refine_steps: int = 0):
+                   refine_steps: int = 0, psf: str = "gaussian"):
     """The network run on the working stack ``ws`` (:func:`working_stack`) of the full stack ``frames``
     [F,3,H,W] through ``camera``, over ``ws.depth_range_m``; refined there by ``refine_steps``
     (``--refine``, :func:`refine_prediction`) and brought back to the full size by :func:`to_full_size`
     when ``ws`` is resized. Returns (depth [H,W] metres, AIF [3,H,W], the refinement's result or None).
-    What ``predict --method net`` and the distillation teacher both run.
+    What ``predict --method net`` and the distillation teacher both run; ``psf``: the refinement's
+    render PSF (the teacher of a ``train --psf`` run refines with the run's).
 
     The refinement runs at the working scale too: there the blur is inside the band and every step
     costs the working stack's pixels and window. On the portrait camera (85 mm f/1.8 at 645 px, the
@@ -105,14 +106,14 @@ def run_network_at(model, ws: WorkingStack, frames: torch.Tensor, camera, tile: 
     depth, aif = run_network(model, ws.frames, ws.camera, ws.depth_range_m, tile)
     res = None
     if refine_steps > 0:
-        res = refine_prediction(ws.frames, ws.camera, ws.depth_range_m, depth, aif, refine_steps)
+        res = refine_prediction(ws.frames, ws.camera, ws.depth_range_m, depth, aif, refine_steps, psf)
         depth, aif = res.depth_m.reshape(depth.shape), res.aif.reshape(aif.shape)
     if tuple(depth.shape) != tuple(frames.shape[-2:]):
         depth, aif = to_full_size(depth, frames, camera)
     return depth, aif, res
 
 
-def refine_config(steps: int):
+def refine_config(steps: int, psf: str = "gaussian"):
     """The optimiser's settings for ``--refine steps`` from the network's depth + AIF: the default
     (fast) schedule within the step budget — coarse to fine where the blur allows it, cheaper than
     full-resolution steps and nearer the truth on DSLR-synth stacks (README, "Any camera").
@@ -126,19 +127,21 @@ def refine_config(steps: int):
       starts near the answer, and larger steps moved it away (50 mm: δ1 0.910 at 0.05, 0.878 at 0.15).
     """
     from ..optimize import OptimizeConfig
-    base = OptimizeConfig(lr_depth=REFINE_LR_DEPTH)
+    base = OptimizeConfig(lr_depth=REFINE_LR_DEPTH, psf=psf)
     return replace(base, fine_iters_after_coarse=base.iters[-1]).within(steps)
 
 
-def refine_prediction(frames: torch.Tensor, camera, depth_range, depth: torch.Tensor, aif: torch.Tensor, steps: int):
+def refine_prediction(frames: torch.Tensor, camera, depth_range, depth: torch.Tensor, aif: torch.Tensor, steps: int,
+                      psf: str = "gaussian"):
     """``--refine steps``: the optimiser's re-rendering objective minimised from a network's depth [H,W]
-    (metres) and AIF [3,H,W], inside the (near, far) range the network predicted in; frames [F,3,H,W].
+    (metres) and AIF [3,H,W], inside the (near, far) range the network predicted in; frames [F,3,H,W];
+    ``psf``: the renderer's (:data:`focalstack.render.psf.PSFS`).
     Returns :func:`focalstack.optimize.optimize_stack`'s result."""
     from ..optimize import optimize_stack
     # refine inside the range the network predicted in (optimize reads effective_depth_range_m)
     cam_r = replace(camera, depth_range_m=tuple(depth_range))
     init = SimpleNamespace(inv_depth=(1.0 / depth)[None, None], aif=aif[None], depth_m=depth[None, None])
-    return optimize_stack(frames.float(), cam_r, refine_config(steps), init=init)
+    return optimize_stack(frames.float(), cam_r, refine_config(steps, psf), init=init)
 
 
 def predict_net(sample: FocalStackSample, opts: NetOptions | None = None) -> Prediction:

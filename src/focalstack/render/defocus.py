@@ -88,12 +88,15 @@ def defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | Sequenc
     Args:
         image: [B,C,H,W] float32/float64, the sharp (all-in-focus) image.
         sigma: [B,1,H,W] (or [B,H,W]) Gaussian std in pixels of each SOURCE pixel, ≥ 0. For
-            ``psf="disk"`` the pillbox has diameter 4·sigma (the disk with that per-axis std).
+            ``psf="disk"`` the pillbox has diameter 4·sigma (the disk with that per-axis std);
+            ``"gaussian_matched"`` the Gaussian whose blur on the pixel grid has variance sigma²
+            (:func:`focalstack.render.psf.matched_gaussian_sigma`; the sampled ``"gaussian"`` blurs
+            less than that below ~0.8 px).
         kernel_size: odd window size k; a sequence of B odd sizes gives each image its own window
             (a stack's frames blur by different amounts, and a window's cost grows with k); None
             picks the smallest odd window holding ±3·max σ (this reads max σ back from the device
             once).
-        psf: "gaussian" or "disk".
+        psf: "gaussian", "disk" or "gaussian_matched" (:data:`focalstack.render.psf.PSFS`).
         backend: "auto" (fastest available), "reference", or a fused backend name.
         window: "shared" (the above) or "per_image": each image gets the window of its own largest σ
             (±3σ), at most ``kernel_size`` (an int) when given — a batch of stacks from different
@@ -104,6 +107,8 @@ def defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | Sequenc
         the image dropped and the rest renormalised. Differentiable in image and sigma.
     """
     sigma = _check(image, sigma, psf)
+    if psf == "gaussian_matched":   # the Gaussian kernels at the width whose grid blur has variance σ²
+        sigma, psf = _psf.matched_gaussian_sigma(sigma), "gaussian"
     if window not in ("shared", "per_image"):
         raise ValueError(f"defocus: window must be 'shared' or 'per_image', got {window!r}")
     if window == "per_image" and kernel_size is not None and not isinstance(kernel_size, int):

@@ -7,6 +7,12 @@ kernels must compute exactly these weights).
   per-axis standard deviation is σ, so with the default psf_scale 0.25 its diameter is the
   CoC. Weight clamp(ρ − |u| + ½, 0, 1) / A(ρ), A the area of that anti-aliased disk
   (πρ² + π/12 for ρ ≥ ½, π(ρ + ½)³/3 below), so both PSFs integrate to ≈ 1 per source.
+* ``gaussian_matched``: the ``gaussian`` weights at a matched width σ_s = :func:`matched_gaussian_sigma`
+  (σ), so that the blur the grid really makes has per-axis variance σ², as a PSF of std σ adds to
+  a continuous image. The sampled Gaussian does not below a pixel: at σ = 0.3 px almost all its
+  weight is on the centre tap (impulse-response std 0.088 px), at 0.5 px 0.464 px; from ~1 px
+  on the two are the same (``benchmarks/psf_variance.py``). Callers pass it to :func:`defocus`
+  like the others; the render kernels see ``gaussian`` at σ_s.
 
 σ is clamped below at ``SIGMA_MIN_PX`` = 1e-4 px: below it every off-centre weight is
 exp(−5·10⁷) = 0 in any float type, i.e. the exact identity, and the true gradient there is
@@ -20,11 +26,56 @@ import math
 import torch
 
 SIGMA_MIN_PX = 1e-4
-PSFS = ("gaussian", "disk")
+PSFS = ("gaussian", "disk", "gaussian_matched")
+
+# σ (px) above which the sampled Gaussian's grid variance is σ² to < 1e-12: matched_gaussian_sigma is the identity
+_MATCH_TOP_PX = 1.2
+_MATCH_STEP_PX = 1e-3
+
+
+def _grid_variance(s: torch.Tensor) -> torch.Tensor:
+    """Per-axis variance (px²) of the normalised Gaussian exp(−u²/2s²) sampled at integer u, s [N] px."""
+    u = torch.arange(-8, 9, dtype=torch.float64).view(1, -1)
+    w = torch.exp(-0.5 * (u / s.clamp_min(1e-6).view(-1, 1)) ** 2)
+    return (w * u * u).sum(1) / w.sum(1)
+
+
+def _match_table() -> torch.Tensor:
+    """σ_s at σ = 0, Δ, 2Δ, … _MATCH_TOP_PX (float64), by bisection on the grid variance (monotone in s)."""
+    sigma = torch.arange(0, round(_MATCH_TOP_PX / _MATCH_STEP_PX) + 1, dtype=torch.float64) * _MATCH_STEP_PX
+    lo, hi = torch.zeros_like(sigma), torch.full_like(sigma, _MATCH_TOP_PX + 0.1)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        below = _grid_variance(mid) < sigma * sigma
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    table = 0.5 * (lo + hi)
+    table[0] = 0.0
+    return table
+
+
+_MATCH_TABLE: torch.Tensor | None = None
+
+
+def matched_gaussian_sigma(sigma: torch.Tensor) -> torch.Tensor:
+    """The width σ_s (px) at which the Gaussian sampled on the pixel grid has per-axis variance σ² —
+    the blur a PSF of std σ adds — for σ (px, any shape, ≥ 0). Differentiable (linear between table
+    points 0.001 px apart); the identity above 1.2 px, where the two agree. σ_s > σ below ~0.8 px:
+    0.3 → 0.41, 0.5 → 0.53 (a sampled Gaussian of width 0.3 px makes 0.088 px of blur)."""
+    global _MATCH_TABLE
+    if _MATCH_TABLE is None:
+        _MATCH_TABLE = _match_table()
+    table = _MATCH_TABLE.to(sigma.device, sigma.dtype)
+    x = (sigma.clamp(0.0, _MATCH_TOP_PX) / _MATCH_STEP_PX)
+    i = x.detach().floor().clamp(max=table.numel() - 2).long()
+    t = x - i.to(x.dtype)
+    inside = table[i] + t * (table[i + 1] - table[i])
+    return torch.where(sigma < _MATCH_TOP_PX, inside, sigma)
 
 
 def support_radius_px(max_sigma_px: float, psf: str) -> int:
     """Half-width R of the smallest window (2R+1) that holds the PSF: ±3σ (Gaussian), ρ+½ (disk)."""
+    if psf == "gaussian_matched":
+        max_sigma_px, psf = float(matched_gaussian_sigma(torch.tensor(float(max_sigma_px), dtype=torch.float64))), "gaussian"
     if psf == "gaussian":
         return int(math.ceil(3.0 * max_sigma_px - 1e-9))
     return int(math.ceil(2.0 * max_sigma_px + 0.5 - 1e-9))
@@ -41,6 +92,8 @@ def window_size_px(max_sigma_px: float, psf: str = "gaussian", cap: int | None =
 
 def weight(r2: float, sigma: torch.Tensor, psf: str) -> torch.Tensor:
     """Weight of a tap at squared distance ``r2`` (px²) from a source with std ``sigma`` (px)."""
+    if psf == "gaussian_matched":
+        sigma, psf = matched_gaussian_sigma(sigma), "gaussian"
     s = sigma.clamp_min(SIGMA_MIN_PX)
     if psf == "gaussian":
         inv2s2 = 0.5 / (s * s)
@@ -51,7 +104,10 @@ def weight(r2: float, sigma: torch.Tensor, psf: str) -> torch.Tensor:
 
 
 def weight_and_dsigma(r2: float, sigma: torch.Tensor, psf: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(w, ∂w/∂σ) for the tap; ∂w/∂σ is zero where σ was clamped."""
+    """(w, ∂w/∂σ) for the tap; ∂w/∂σ is zero where σ was clamped. ``gaussian_matched`` is not a kernel
+    of its own: :func:`focalstack.render.defocus` passes σ_s and ``gaussian`` to the backends."""
+    if psf not in ("gaussian", "disk"):
+        raise ValueError(f"weight_and_dsigma: a render kernel's psf is 'gaussian' or 'disk', got {psf!r}")
     s = sigma.clamp_min(SIGMA_MIN_PX)
     live = (sigma >= SIGMA_MIN_PX).to(sigma.dtype)
     if psf == "gaussian":

@@ -79,7 +79,9 @@ owned by :func:`focalstack.classical.dfd.decisiveness`)."""
 @dataclass(frozen=True)
 class TeacherConfig:
     """``iters_scale``: × the optimiser's default iteration counts (1 = ``predict --method optimize``);
-    ``refine_steps``: the ``refine`` teacher's refinement steps; ``trust``: one of :data:`TRUSTS`."""
+    ``refine_steps``: the ``refine`` teacher's refinement steps; ``trust``: one of :data:`TRUSTS`;
+    ``psf``: the PSF the teacher's optimiser renders with (the run's ``--psf``: labels made under one
+    image-formation model are not the labels of another)."""
 
     kind: str = "optimize"
     iters_scale: float = 1.0
@@ -87,6 +89,7 @@ class TeacherConfig:
     min_evidence: float = MIN_EVIDENCE
     refine_steps: int = REFINE_STEPS
     trust: str = "auto"
+    psf: str = "gaussian"
 
     def __post_init__(self):
         if self.trust not in TRUSTS:
@@ -105,6 +108,8 @@ class TeacherConfig:
             d.pop("refine_steps")
         if self.trust == "auto":    # caches made before the option: the same record
             d.pop("trust")
+        if self.psf == "gaussian":  # likewise
+            d.pop("psf")
         return d
 
 
@@ -166,15 +171,15 @@ def label_stack(frames: torch.Tensor, camera, cfg: TeacherConfig = TeacherConfig
         rng = tuple(depth_range_m) if depth_range_m is not None else camera.effective_depth_range_m()
         ws = working_stack(frames.float(), camera, rng, view.scale if view is not None else 1.0, read_evidence=False)
         # refine_steps 0: the network itself, an anchor (module docstring); else predict --refine N
-        depth, aif, res = run_network_at(model, ws, frames.float(), camera, refine_steps=cfg.refine_steps)
+        depth, aif, res = run_network_at(model, ws, frames.float(), camera, refine_steps=cfg.refine_steps, psf=cfg.psf)
         if res is not None and ws.scale == 1.0:
             rendered = res.rendered
         else:
             from ..render import render_stack
-            rendered = render_stack(aif[None].float(), depth[None, None].float(), camera)[0]
+            rendered = render_stack(aif[None].float(), depth[None, None].float(), camera, psf=cfg.psf)[0]
         r = SimpleNamespace(depth_m=depth, rendered=rendered)
     else:
-        ocfg = OptimizeConfig()
+        ocfg = OptimizeConfig(psf=cfg.psf)
         if cfg.iters_scale != 1.0:
             ocfg = ocfg.scaled(cfg.iters_scale)
         if view is not None:   # as predict --method optimize: inside the range the stack's evidence supports

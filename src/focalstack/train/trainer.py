@@ -667,7 +667,8 @@ class Trainer:
             self.model.eval()
             label_dataset(self.train_ds.paths, self.labels_dir,
                           TeacherConfig(kind=cfg.teacher, iters_scale=cfg.teacher_iters_scale,
-                                        refine_steps=cfg.teacher_refine_steps, trust=cfg.teacher_trust),
+                                        refine_steps=cfg.teacher_refine_steps, trust=cfg.teacher_trust,
+                                        psf=cfg.loss.psf),
                           progress=cfg.progress, model=model,
                           depth_range_m=tuple(cfg.depth_range) if cfg.depth_range else None,
                           views=self.train_views)
