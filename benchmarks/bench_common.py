@@ -4,6 +4,7 @@ library's dataset synthesis (``focalstack.data.synthesize_dataset``, what ``foca
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,14 @@ def machine(**extra) -> dict:
             "python": platform.python_version(), "torch": torch.__version__, "opencv": cv2.__version__,
             "numpy": np.__version__, "focalstack": getattr(focalstack, "__version__", "?"),
             "physics_light": physics_light(), **extra}
+
+
+def write_results(out: Path, name: str, md_lines: list[str], data, indent: int = 2) -> None:
+    """out/name.md (the lines) and out/name.json (``data``), the folder made; the table printed."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.md").write_text("\n".join(md_lines) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(data, indent=indent) + "\n")
+    print("\n".join(md_lines))
 
 
 def physics_light() -> str:

@@ -20,7 +20,6 @@ Writes <out>/linear_light.{md,json}. ~2 min on 2 cores. Skipped with a note when
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 from dataclasses import replace
@@ -118,10 +117,8 @@ def main(argv=None) -> int:
                   f"{r['eval_psnr_db']:.2f} dB | {r['eval_l1_highlights']:.5f} |")
     md += [f"| no blur (the f/8 photo) | | | {res['no_blur_eval_l1']:.5f} | | |", "",
            f"Linear light re-renders {res['linear_better_scenes']} of {len(ev)} evaluation scenes with the lower L1."]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "linear_light.md").write_text("\n".join(md) + "\n")
-    (args.out / "linear_light.json").write_text(json.dumps(res, indent=1) + "\n")
-    print("\n".join(md))
+    from bench_common import write_results
+    write_results(args.out, "linear_light", md, res, indent=1)
     return 0
 
 

@@ -21,7 +21,6 @@ result and the σ it implies (√variance). Writes psf_variance.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -73,10 +72,8 @@ def main(argv=None) -> int:
           "|---:|---:|---:|---:|---:|"]
     md += [f"| {r['sigma_px']:g} | {math.sqrt(r['gaussian_renderer']):.3f} | {math.sqrt(r['disk_renderer']):.3f} | "
            f"{math.sqrt(r['gaussian_matched_renderer']):.3f} | {math.sqrt(r['cost_volume_taps']):.3f} |" for r in rows]
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "psf_variance.md").write_text("\n".join(md) + "\n")
-    (a.out / "psf_variance.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print("\n".join(md))
+    from bench_common import write_results
+    write_results(a.out, "psf_variance", md, rows)
     return 0
 
 
