@@ -161,6 +161,8 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="NaN or inf"):
         defocus(img, torch.full((1, 1, 8, 8), float("nan")))
     with pytest.raises(ValueError, match="NaN or inf"):
+        defocus(img, torch.full((1, 1, 8, 8), float("nan")), psf="gaussian_matched")
+    with pytest.raises(ValueError, match="NaN or inf"):
         defocus(img, torch.full((1, 1, 8, 8), float("inf")), kernel_size=9, window="per_image")
 
 

@@ -66,7 +66,7 @@ def matched_gaussian_sigma(sigma: torch.Tensor) -> torch.Tensor:
         _MATCH_TABLE = _match_table()
     table = _MATCH_TABLE.to(sigma.device, sigma.dtype)
     x = (sigma.clamp(0.0, _MATCH_TOP_PX) / _MATCH_STEP_PX)
-    i = x.detach().floor().clamp(max=table.numel() - 2).long()
+    i = x.detach().nan_to_num(0.0).floor().clamp(max=table.numel() - 2).long()   # NaN σ stays NaN (below)
     t = x - i.to(x.dtype)
     inside = table[i] + t * (table[i + 1] - table[i])
     return torch.where(sigma < _MATCH_TOP_PX, inside, sigma)
