@@ -30,7 +30,8 @@ are ``predict`` as it was before either existed.
 
 ``--synth-opt KEY=VALUE`` renders the stacks another way than every training set of this repo (each a
 field of ``focalstack.data.SynthConfig``, its own dataset folder): ``psf=disk`` (a pillbox PSF instead of
-the Gaussian), ``occlusion_aware=true`` (layered near-over-far compositing: blur that spills across
+the Gaussian), ``psf=gaussian_matched`` (a Gaussian whose blur below a pixel has the variance σ² that the
+sampled one falls short of), ``occlusion_aware=true`` (layered near-over-far compositing: blur that spills across
 depth edges as a real lens does), ``noise=0.03`` — an image formation no method here was built or
 trained on, as a camera in the field is.
 
