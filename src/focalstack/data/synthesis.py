@@ -104,10 +104,7 @@ def blur_constant(x: torch.Tensor, sigma_px: float, psf: str = "gaussian", radiu
     """Blur [N,C,H,W] with one σ (zero padding, unnormalised at the border — callers divide by
     an equally blurred all-ones channel). Gaussian: separable; disk: 2-D kernel of :mod:`focalstack.render.psf`;
     gaussian_matched: the Gaussian at :func:`focalstack.render.psf.matched_gaussian_sigma` (σ)."""
-    if psf == "gaussian_matched":
-        if radius is None:
-            radius = _psf.support_radius_px(sigma_px, psf)
-        sigma_px, psf = float(_psf.matched_gaussian_sigma(torch.tensor(float(sigma_px), dtype=torch.float64))), "gaussian"
+    sigma_px, psf = _psf.as_kernel(sigma_px, psf)
     if radius is None:
         radius = _psf.support_radius_px(sigma_px, psf)
     if sigma_px < 1e-3 or radius == 0:

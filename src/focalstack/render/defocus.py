@@ -107,8 +107,7 @@ def defocus(image: torch.Tensor, sigma: torch.Tensor, kernel_size: int | Sequenc
         the image dropped and the rest renormalised. Differentiable in image and sigma.
     """
     sigma = _check(image, sigma, psf)
-    if psf == "gaussian_matched":   # the Gaussian kernels at the width whose grid blur has variance σ²
-        sigma, psf = _psf.matched_gaussian_sigma(sigma), "gaussian"
+    sigma, psf = _psf.as_kernel(sigma, psf)   # gaussian_matched: the Gaussian kernels at the matched width
     if window not in ("shared", "per_image"):
         raise ValueError(f"defocus: window must be 'shared' or 'per_image', got {window!r}")
     if window == "per_image" and kernel_size is not None and not isinstance(kernel_size, int):

@@ -72,10 +72,26 @@ def matched_gaussian_sigma(sigma: torch.Tensor) -> torch.Tensor:
     return torch.where(sigma < _MATCH_TOP_PX, inside, sigma)
 
 
+def as_kernel(sigma, psf: str):
+    """(σ, psf) as a render kernel computes them: ``gaussian_matched`` is the ``gaussian`` kernel at the
+    matched width (:func:`matched_gaussian_sigma`), the others are kernels of their own. σ a tensor or a
+    float (px); the one place a PSF name is mapped onto a kernel (``defocus``, the window sizes, the
+    layered synthesis)."""
+    if psf != "gaussian_matched":
+        return sigma, psf
+    if isinstance(sigma, torch.Tensor):
+        return matched_gaussian_sigma(sigma), "gaussian"
+    return float(matched_gaussian_sigma(torch.tensor(float(sigma), dtype=torch.float64))), "gaussian"
+
+
+def _check_kernel(psf: str, fn: str) -> None:
+    if psf not in ("gaussian", "disk"):
+        raise ValueError(f"{fn}: a render kernel's psf is 'gaussian' or 'disk' (as_kernel maps the others), got {psf!r}")
+
+
 def support_radius_px(max_sigma_px: float, psf: str) -> int:
     """Half-width R of the smallest window (2R+1) that holds the PSF: ±3σ (Gaussian), ρ+½ (disk)."""
-    if psf == "gaussian_matched":
-        max_sigma_px, psf = float(matched_gaussian_sigma(torch.tensor(float(max_sigma_px), dtype=torch.float64))), "gaussian"
+    max_sigma_px, psf = as_kernel(max_sigma_px, psf)
     if psf == "gaussian":
         return int(math.ceil(3.0 * max_sigma_px - 1e-9))
     return int(math.ceil(2.0 * max_sigma_px + 0.5 - 1e-9))
@@ -91,9 +107,9 @@ def window_size_px(max_sigma_px: float, psf: str = "gaussian", cap: int | None =
 
 
 def weight(r2: float, sigma: torch.Tensor, psf: str) -> torch.Tensor:
-    """Weight of a tap at squared distance ``r2`` (px²) from a source with std ``sigma`` (px)."""
-    if psf == "gaussian_matched":
-        sigma, psf = matched_gaussian_sigma(sigma), "gaussian"
+    """Weight of a tap at squared distance ``r2`` (px²) from a source with std ``sigma`` (px), for a kernel
+    PSF (:func:`as_kernel`)."""
+    _check_kernel(psf, "weight")
     s = sigma.clamp_min(SIGMA_MIN_PX)
     if psf == "gaussian":
         inv2s2 = 0.5 / (s * s)
@@ -104,10 +120,8 @@ def weight(r2: float, sigma: torch.Tensor, psf: str) -> torch.Tensor:
 
 
 def weight_and_dsigma(r2: float, sigma: torch.Tensor, psf: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(w, ∂w/∂σ) for the tap; ∂w/∂σ is zero where σ was clamped. ``gaussian_matched`` is not a kernel
-    of its own: :func:`focalstack.render.defocus` passes σ_s and ``gaussian`` to the backends."""
-    if psf not in ("gaussian", "disk"):
-        raise ValueError(f"weight_and_dsigma: a render kernel's psf is 'gaussian' or 'disk', got {psf!r}")
+    """(w, ∂w/∂σ) for the tap of a kernel PSF (:func:`as_kernel`); ∂w/∂σ is zero where σ was clamped."""
+    _check_kernel(psf, "weight_and_dsigma")
     s = sigma.clamp_min(SIGMA_MIN_PX)
     live = (sigma >= SIGMA_MIN_PX).to(sigma.dtype)
     if psf == "gaussian":
